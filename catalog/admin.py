@@ -1,0 +1,92 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from catalog import services
+from catalog.models import Album, Artist, ImportJob, ImportSkip, Track
+
+
+@admin.register(Artist)
+class ArtistAdmin(admin.ModelAdmin):
+    list_display = ("name", "play_count", "created_at")
+    search_fields = ("name",)
+    list_filter = ("created_at",)
+
+
+@admin.register(Album)
+class AlbumAdmin(admin.ModelAdmin):
+    list_display = ("title", "artist", "year", "play_count", "created_at")
+    search_fields = ("title", "artist__name")
+    list_filter = ("year",)
+    list_select_related = ("artist",)
+    autocomplete_fields = ("artist",)
+
+
+class MissingFilter(admin.SimpleListFilter):
+    title = "file on disk"
+    parameter_name = "missing"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Missing"), ("no", "Present")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(missing_since__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(missing_since__isnull=True)
+        return queryset
+
+
+@admin.register(Track)
+class TrackAdmin(admin.ModelAdmin):
+    list_display = ("title", "artist", "album", "track_number", "duration_s", "format", "play_count", "missing_since", "added_at")
+    search_fields = ("title", "artist__name", "album__title", "file_path", "checksum")
+    list_filter = (MissingFilter, "format", "added_at")
+    list_select_related = ("artist", "album")
+    autocomplete_fields = ("artist", "album")
+    readonly_fields = ("checksum", "size_bytes", "file_mtime_ns", "added_at", "missing_since")
+
+
+class ImportSkipInline(admin.TabularInline):
+    model = ImportSkip
+    extra = 0
+    can_delete = False
+    readonly_fields = ("path", "reason")
+
+
+class ImportJobForm(forms.ModelForm):
+    class Meta:
+        model = ImportJob
+        fields = ("path",)
+
+    def clean_path(self):
+        try:
+            return str(services.validate_import_path(self.cleaned_data["path"], restrict_to_library=False))
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.messages) from None
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    form = ImportJobForm
+    list_display = ("id", "path", "status", "files_seen", "imported", "already_present", "skipped", "created_by", "created_at", "finished_at")
+    list_filter = ("status", "created_at")
+    search_fields = ("path",)
+    readonly_fields = ("status", "files_total", "files_seen", "imported", "already_present", "skipped", "error", "created_by", "created_at", "started_at", "finished_at")
+    fields = ("path", *readonly_fields)
+    inlines = [ImportSkipInline]
+    actions = ["run_again"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        # New imports from the admin go through the same service as the import page.
+        job = services.import_job_create(path=form.cleaned_data["path"], user=request.user, restrict_to_library=False)
+        obj.pk = job.pk
+        obj.__dict__.update(ImportJob.objects.get(pk=job.pk).__dict__)
+
+    @admin.action(description="Import these folders again")
+    def run_again(self, request, queryset):
+        for job in queryset:
+            services.import_job_create(path=job.path, user=request.user, restrict_to_library=False)
+        messages.success(request, f"{queryset.count()} import(s) queued.")

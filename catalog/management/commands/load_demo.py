@@ -1,0 +1,41 @@
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from catalog import demo, services
+
+DEMO_USERNAME = "demo"
+
+
+class Command(BaseCommand):
+    help = "Create the demo user and import a handful of generated demo tracks."
+
+    def handle(self, *args, **options):
+        try:
+            paths = demo.generate()
+        except FileNotFoundError:
+            raise CommandError("ffmpeg is not installed: sudo apt-get install ffmpeg") from None
+        job = services.import_job_create(path=str(paths[0].parent.parent), restrict_to_library=False, enqueue=False)
+        job = services.import_job_run(job_id=job.pk)
+        self.stdout.write(f"Demo tracks: {job.imported} imported, {job.already_present} already there.")
+        password = self._demo_password()
+        User = get_user_model()
+        user, created = User.objects.get_or_create(username=DEMO_USERNAME, defaults={"is_staff": True, "is_superuser": True})
+        if created or not user.check_password(password):
+            user.set_password(password)
+            user.save()
+        self.stdout.write(self.style.SUCCESS(f"Demo login: user {DEMO_USERNAME!r}, password {password!r}"))
+
+    def _demo_password(self) -> str:
+        """One random password per installation, kept in var/ so it survives restarts."""
+        path = Path(settings.BASE_DIR) / "var" / "demo-password.txt"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        password = "-".join(secrets.token_urlsafe(4) for _ in range(3))
+        path.write_text(password + "\n")
+        path.chmod(0o600)
+        return password

@@ -1,0 +1,147 @@
+"""The music library: artists, albums, tracks, and library imports."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+from django.urls import reverse
+
+UNKNOWN_ARTIST = "Unknown Artist"
+
+
+class Artist(models.Model):
+    name = models.CharField(max_length=300)
+    play_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = [Lower("name")]
+        constraints = [models.UniqueConstraint(Lower("name"), name="artist_name_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:artist", args=[self.pk])
+
+    @property
+    def is_unknown(self) -> bool:
+        return self.name == UNKNOWN_ARTIST
+
+
+class Album(models.Model):
+    title = models.CharField(max_length=300)
+    artist = models.ForeignKey(Artist, on_delete=models.CASCADE, related_name="albums")
+    year = models.PositiveSmallIntegerField(null=True, blank=True)
+    play_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = [Lower("title")]
+        constraints = [
+            models.UniqueConstraint("artist", Lower("title"), name="album_artist_title_ci_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:album", args=[self.pk])
+
+
+class Track(models.Model):
+    title = models.CharField(max_length=500)
+    artist = models.ForeignKey(Artist, on_delete=models.PROTECT, related_name="tracks")
+    album = models.ForeignKey(Album, on_delete=models.SET_NULL, null=True, blank=True, related_name="tracks")
+    track_number = models.PositiveSmallIntegerField(null=True, blank=True)
+    disc_number = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_s = models.FloatField()
+    file_path = models.CharField(max_length=1024, unique=True, help_text="Absolute path of the audio file.")
+    format = models.CharField(max_length=16, help_text="Container/codec, e.g. mp3, flac, ogg.")
+    mime_type = models.CharField(max_length=64)
+    bitrate_bps = models.PositiveIntegerField(null=True, blank=True)
+    sample_rate_hz = models.PositiveIntegerField(null=True, blank=True)
+    size_bytes = models.PositiveBigIntegerField()
+    file_mtime_ns = models.BigIntegerField(default=0, help_text="Modification time when imported.")
+    checksum = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the file's bytes.")
+    musicbrainz_id = models.CharField(max_length=36, blank=True, default="")
+    added_at = models.DateTimeField(auto_now_add=True)
+    play_count = models.PositiveIntegerField(default=0)
+    missing_since = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the file was found missing on disk."
+    )
+
+    class Meta:
+        ordering = ["album__title", "disc_number", "track_number", "title"]
+        indexes = [
+            models.Index(Lower("title"), name="track_title_lower_idx"),
+            models.Index(fields=["-added_at"], name="track_added_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.artist} – {self.title}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:track", args=[self.pk])
+
+    def get_stream_url(self) -> str:
+        return reverse("catalog:track-stream", args=[self.pk])
+
+
+class ImportJob(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    path = models.CharField(max_length=1024)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    files_total = models.PositiveIntegerField(null=True, blank=True, help_text="Known once the walk is done.")
+    files_seen = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    already_present = models.PositiveIntegerField(default=0, help_text="Files already in the library.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Files that could not be imported.")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} of {self.path}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:import-detail", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.FAILED}
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.files_total:
+            return 0
+        return min(100, round(100 * self.files_seen / self.files_total))
+
+
+class ImportSkip(models.Model):
+    """A file an import could not take, and why."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="skips")
+    path = models.CharField(max_length=1024)
+    reason = models.CharField(max_length=500)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"

@@ -1,0 +1,61 @@
+"""Every non-trivial read of the music library."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet, Sum
+
+from catalog.models import Album, Artist, ImportJob, Track
+
+
+def track_search(*, query: str = "") -> QuerySet[Track]:
+    tracks = Track.objects.select_related("artist", "album")
+    for word in query.split()[:8]:
+        tracks = tracks.filter(
+            Q(title__icontains=word) | Q(artist__name__icontains=word) | Q(album__title__icontains=word)
+        )
+    return tracks.order_by("artist__name", "album__title", "disc_number", "track_number", "title")
+
+
+def artist_search(*, query: str = "") -> QuerySet[Artist]:
+    artists = Artist.objects.annotate(track_total=Count("tracks", distinct=True), album_total=Count("albums", distinct=True))
+    if query:
+        artists = artists.filter(name__icontains=query.strip())
+    return artists.filter(track_total__gt=0).order_by("name")
+
+
+def album_search(*, query: str = "") -> QuerySet[Album]:
+    albums = Album.objects.select_related("artist").annotate(track_total=Count("tracks"), duration_total_s=Sum("tracks__duration_s"))
+    for word in query.split()[:8]:
+        albums = albums.filter(Q(title__icontains=word) | Q(artist__name__icontains=word))
+    return albums.filter(track_total__gt=0).order_by("title")
+
+
+def album_tracks(*, album: Album) -> QuerySet[Track]:
+    return album.tracks.select_related("artist", "album").order_by("disc_number", "track_number", "title")
+
+
+def artist_albums(*, artist: Artist) -> QuerySet[Album]:
+    return artist.albums.annotate(track_total=Count("tracks")).order_by("-year", "title")
+
+
+def artist_tracks(*, artist: Artist) -> QuerySet[Track]:
+    return artist.tracks.select_related("album").order_by("album__title", "disc_number", "track_number", "title")
+
+
+def library_stats() -> dict:
+    totals = Track.objects.aggregate(tracks=Count("id"), duration_s=Sum("duration_s"), size_bytes=Sum("size_bytes"))
+    return {
+        "tracks": totals["tracks"] or 0,
+        "duration_s": totals["duration_s"] or 0,
+        "size_bytes": totals["size_bytes"] or 0,
+        "artists": Artist.objects.filter(tracks__isnull=False).distinct().count(),
+        "albums": Album.objects.filter(tracks__isnull=False).distinct().count(),
+    }
+
+
+def recent_tracks(*, limit: int = 8) -> QuerySet[Track]:
+    return Track.objects.select_related("artist", "album").order_by("-added_at")[:limit]
+
+
+def import_jobs_recent(*, limit: int = 20) -> QuerySet[ImportJob]:
+    return ImportJob.objects.select_related("created_by").order_by("-created_at")[:limit]

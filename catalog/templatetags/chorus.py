@@ -1,0 +1,35 @@
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def duration(seconds) -> str:
+    """183.4 -> '3:03'; 3725 -> '1:02:05'."""
+    try:
+        total = round(float(seconds))
+    except (TypeError, ValueError):
+        return ""
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@register.filter
+def duration_long(seconds) -> str:
+    """7384 -> '2 h 3 min'; 125 -> '2 min'."""
+    try:
+        total = int(float(seconds))
+    except (TypeError, ValueError):
+        return ""
+    hours, rest = divmod(total, 3600)
+    minutes = rest // 60
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min"
+
+
+@register.filter
+def initials(text) -> str:
+    words = [w for w in str(text).split() if w[:1].isalnum()]
+    return "".join(w[0] for w in words[:2]).upper() or "♪"

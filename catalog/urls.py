@@ -1,0 +1,19 @@
+from django.urls import path
+
+from catalog import views
+
+app_name = "catalog"
+
+urlpatterns = [
+    path("library/", views.library_home, name="home"),
+    path("library/tracks/", views.track_list, name="tracks"),
+    path("library/tracks/<int:track_id>/", views.track_detail, name="track"),
+    path("library/tracks/<int:track_id>/stream", views.track_stream, name="track-stream"),
+    path("library/artists/", views.artist_list, name="artists"),
+    path("library/artists/<int:artist_id>/", views.artist_detail, name="artist"),
+    path("library/albums/", views.album_list, name="albums"),
+    path("library/albums/<int:album_id>/", views.album_detail, name="album"),
+    path("library/import/", views.import_page, name="import"),
+    path("library/import/<int:job_id>/", views.import_detail, name="import-detail"),
+    path("catalog/", views.films, name="films"),
+]

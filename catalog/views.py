@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from asgiref.sync import sync_to_async
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import get_conditional_response
+from django.views.decorators.http import require_http_methods, require_safe
+
+from catalog import selectors, services, streaming
+from catalog.forms import ImportForm, UploadForm
+from catalog.models import Album, Artist, ImportJob, Track
+from project.accounts.auth import arequest_user
+
+PAGE_SIZE = 50
+
+
+def _page(request, queryset, size: int = PAGE_SIZE):
+    return Paginator(queryset, size).get_page(request.GET.get("page"))
+
+
+@login_required
+@require_safe
+def library_home(request):
+    context = {
+        "stats": selectors.library_stats(),
+        "recent": selectors.recent_tracks(limit=10),
+    }
+    return render(request, "catalog/library_home.html", context)
+
+
+@login_required
+@require_safe
+def track_list(request):
+    query = request.GET.get("q", "").strip()[:200]
+    page = _page(request, selectors.track_search(query=query))
+    template = "catalog/_track_rows.html" if request.htmx and request.htmx.target == "track-results" else "catalog/track_list.html"
+    return render(request, template, {"page": page, "query": query})
+
+
+@login_required
+@require_safe
+def artist_list(request):
+    query = request.GET.get("q", "").strip()[:200]
+    return render(request, "catalog/artist_list.html", {"page": _page(request, selectors.artist_search(query=query), 60), "query": query})
+
+
+@login_required
+@require_safe
+def artist_detail(request, artist_id: int):
+    artist = get_object_or_404(Artist, pk=artist_id)
+    context = {
+        "artist": artist,
+        "albums": selectors.artist_albums(artist=artist),
+        "tracks": selectors.artist_tracks(artist=artist),
+    }
+    return render(request, "catalog/artist_detail.html", context)
+
+
+@login_required
+@require_safe
+def album_list(request):
+    query = request.GET.get("q", "").strip()[:200]
+    return render(request, "catalog/album_list.html", {"page": _page(request, selectors.album_search(query=query), 48), "query": query})
+
+
+@login_required
+@require_safe
+def album_detail(request, album_id: int):
+    album = get_object_or_404(Album.objects.select_related("artist"), pk=album_id)
+    return render(request, "catalog/album_detail.html", {"album": album, "tracks": selectors.album_tracks(album=album)})
+
+
+@login_required
+@require_safe
+def track_detail(request, track_id: int):
+    track = get_object_or_404(Track.objects.select_related("artist", "album"), pk=track_id)
+    return render(request, "catalog/track_detail.html", {"track": track})
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": code, "message": message}, status=status)
+
+
+@require_safe
+async def track_stream(request, track_id: int):
+    """The track's audio: the original file with Range support, or `?format=` transcoded."""
+    user = await arequest_user(request)
+    if user is None:
+        return _error(401, "not_authenticated", "Log in, or send Authorization: Bearer <token>.")
+    try:
+        transcode = streaming.parse_transcode(request.GET)
+    except streaming.StreamRequestError as exc:
+        return _error(400, "invalid", str(exc))
+    track = await Track.objects.filter(pk=track_id).afirst()
+    if track is None:
+        return _error(404, "not_found", f"No track with id {track_id}.")
+    path = Path(track.file_path)
+    try:
+        stat = await asyncio.to_thread(path.stat)
+    except OSError:
+        await sync_to_async(services.track_mark_missing)(track=track)
+        return _error(410, "gone", f"The audio file of “{track.title}” is missing on the server; staff have been told.")
+    if transcode is not None:
+        fmt, bitrate_kbps = transcode
+        return streaming.transcode_response(request, path, fmt, bitrate_kbps)
+    etag, last_modified = streaming.file_validators(stat, track.checksum)
+    conditional = get_conditional_response(request, etag=etag, last_modified=last_modified)
+    if conditional is not None:
+        return conditional
+    return streaming.file_response(request, path, stat, mime_type=track.mime_type, etag=etag, last_modified=last_modified)
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def import_page(request):
+    import_form = ImportForm(request.POST if request.POST.get("action") == "import" else None)
+    upload_form = UploadForm(
+        request.POST if request.POST.get("action") == "upload" else None,
+        request.FILES if request.POST.get("action") == "upload" else None,
+    )
+    if request.method == "POST":
+        form = import_form if request.POST.get("action") == "import" else upload_form
+        if form.is_valid():
+            try:
+                if form is import_form:
+                    job = services.import_job_create(path=form.cleaned_data["path"], user=request.user)
+                else:
+                    job = services.upload_save(files=form.cleaned_data["files"], user=request.user)
+            except (ValidationError, PermissionDenied) as exc:
+                form.add_error(None, exc.messages[0] if isinstance(exc, ValidationError) else str(exc))
+            else:
+                messages.success(request, f"Import #{job.pk} started.")
+                return redirect(job)
+    status = 400 if import_form.errors or upload_form.errors else 200
+    context = {"import_form": import_form, "upload_form": upload_form, "jobs": selectors.import_jobs_recent()}
+    return render(request, "catalog/import.html", context, status=status)
+
+
+@staff_member_required
+@require_safe
+def import_detail(request, job_id: int):
+    job = get_object_or_404(ImportJob, pk=job_id)
+    template = "catalog/_import_progress.html" if request.htmx else "catalog/import_detail.html"
+    return render(request, template, {"job": job, "skips": job.skips.all()[:500]})
+
+
+@login_required
+@require_safe
+def films(request):
+    return render(request, "catalog/films.html")

@@ -1,0 +1,39 @@
+"""The Celery app: broker on REDIS_URL, schedules in the database (django-celery-beat)."""
+
+import os
+
+from celery import Celery, signals
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+app = Celery("chorus")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@signals.before_task_publish.connect
+def _attach_request_id(headers=None, **kwargs):
+    """Carry the current request id into the task so its log lines can be traced."""
+    from project.logs import request_id_var
+
+    request_id = request_id_var.get()
+    if headers is not None and request_id:
+        headers.setdefault("request_id", request_id)
+
+
+@signals.task_prerun.connect
+def _restore_request_id(task=None, **kwargs):
+    from project.logs import new_request_id, request_id_var
+
+    request_id = getattr(task.request, "request_id", None) if task else None
+    request_id_var.set(request_id or f"task-{new_request_id()}")
+
+
+@signals.setup_logging.connect
+def _use_django_logging(**kwargs):
+    """Keep Celery from replacing our JSON logging with its own format."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)

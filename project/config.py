@@ -1,0 +1,140 @@
+"""Reading configuration from the environment.
+
+Every setting comes from the environment (optionally from a `.env` file at the
+project root). A missing or malformed value raises `ConfigError`, whose message is
+one line naming the setting; `manage.py`, the ASGI app and Celery print that line and
+exit instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; str(exc) is one line naming it."""
+
+
+def read_env_file() -> None:
+    """Load `.env` (or the file named by CHORUS_ENV_FILE) without overriding the environment."""
+    path = Path(os.environ.get("CHORUS_ENV_FILE", BASE_DIR / ".env"))
+    if path.is_file():
+        environ.Env.read_env(str(path), overwrite=False)
+
+
+def get_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise ConfigError(f"{name} is required but not set (see .env.example)")
+        return default
+    return value
+
+
+def get_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no)")
+
+
+def get_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def get_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def get_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def get_database(name: str, default: str) -> dict:
+    raw = get_str(name, default)
+    scheme = urlsplit(raw).scheme
+    if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
+        raise ConfigError(
+            f"{name}={_redact(raw)!r} is not a sqlite:/// or postgres:// URL"
+        )
+    try:
+        config = environ.Env.db_url_config(raw)
+    except Exception as exc:  # django-environ raises several types
+        raise ConfigError(f"{name}={_redact(raw)!r} is malformed: {exc}") from None
+    if not config.get("NAME"):
+        raise ConfigError(f"{name}={_redact(raw)!r} names no database")
+    return config
+
+
+def get_url(name: str, default: str | None, *, schemes: set[str]) -> str:
+    raw = get_str(name, default)
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not (parts.hostname or parts.path):
+        wanted = " or ".join(f"{s}://" for s in sorted(schemes))
+        raise ConfigError(f"{name}={_redact(raw)!r} is not a {wanted} URL")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"{name}={_redact(raw)!r} has an invalid port") from None
+    return raw
+
+
+def get_dir(name: str, default: Path) -> Path:
+    raw = os.environ.get(name)
+    path = Path(raw).expanduser() if raw else default
+    if not path.is_absolute():
+        path = BASE_DIR / path
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{name}={str(path)!r} exists but is not a directory")
+    return path
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL so that it never reaches a log or terminal."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def exit_on_config_error(exc: ConfigError) -> None:
+    """Print one clear line and stop."""
+    sys.stderr.write(f"chorus: configuration error: {exc}\n")
+    raise SystemExit(2)

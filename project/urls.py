@@ -1,0 +1,37 @@
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import TemplateView
+
+from project import health, views
+from project.accounts import views as account_views
+from project.api import api
+
+admin.site.site_header = "Chorus administration"
+admin.site.site_title = "Chorus admin"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", health.healthz, name="healthz"),
+    path("", include("django_prometheus.urls")),
+    path("api/", api.urls),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/signup/", account_views.signup, name="signup"),
+    path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("accounts/settings/", account_views.account_settings, name="account-settings"),
+    path("accounts/tokens/<int:token_id>/revoke", account_views.token_revoke, name="token-revoke"),
+    path("", include("catalog.urls")),
+    path("rooms/", include("rooms.urls")),
+    path("scrobbles/", include("scrobbling.urls")),
+    path("live/", include("livefeed.urls")),
+]
+
+if settings.DEBUG:
+    urlpatterns.append(path("500-preview/", TemplateView.as_view(template_name="500.html")))
+
+handler404 = "project.views.not_found"
+handler500 = "project.views.server_error"

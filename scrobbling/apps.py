@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ScrobblingConfig(AppConfig):
+    name = "scrobbling"
+    verbose_name = "Scrobbling"

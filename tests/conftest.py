@@ -1,0 +1,106 @@
+"""Fixtures shared by every app's tests: named users, real audio files, a library."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from django.conf import settings as django_settings
+
+from tests.factories import UserFactory
+
+# (file name, seconds, ffmpeg codec args, tags): real audio made with ffmpeg once per run.
+AUDIO_FILES = [
+    ("tagged.mp3", 4, ["-c:a", "libmp3lame", "-b:a", "128k"],
+     {"title": "Test Song", "artist": "Test Artist", "album": "Test Album", "track": "2/9", "date": "2024"}),
+    ("second.mp3", 3, ["-c:a", "libmp3lame", "-b:a", "96k"],
+     {"title": "Second Song", "artist": "test artist", "album": "test album", "track": "3"}),
+    ("05 - No Tags Here.ogg", 3, ["-c:a", "libvorbis"], {}),
+    ("tone.flac", 2, ["-c:a", "flac"], {"title": "Flac Tone", "artist": "Ünïcode Ärtist"}),
+]
+
+
+def make_audio(path: Path, seconds: float, codec: list[str], tags: dict[str, str], frequency: int = 440) -> Path:
+    metadata: list[str] = []
+    for key, value in tags.items():
+        metadata += ["-metadata", f"{key}={value}"]
+    subprocess.run(
+        [django_settings.FFMPEG_BINARY, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"sine=frequency={frequency}:duration={seconds}:sample_rate=44100",
+         "-ac", "2", *codec, *metadata, str(path)],
+        check=True, timeout=60,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def audio_source(tmp_path_factory) -> Path:
+    """A folder of small real audio files (tagged, untagged, several formats)."""
+    folder = tmp_path_factory.mktemp("audio-source")
+    for index, (name, seconds, codec, tags) in enumerate(AUDIO_FILES):
+        make_audio(folder / name, seconds, codec, tags, frequency=330 + 110 * index)
+    return folder
+
+
+@pytest.fixture
+def library_dir(tmp_path, settings, audio_source) -> Path:
+    """LIBRARY_DIR pointing at a fresh copy of the audio files, plus two bad files."""
+    library = tmp_path / "library"
+    shutil.copytree(audio_source, library / "music")
+    (library / "music" / "corrupt.mp3").write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x10" + bytes(range(256)) * 40)
+    (library / "music" / "notes.txt").write_text("liner notes\n")
+    settings.LIBRARY_DIR = library
+    return library
+
+
+@pytest.fixture
+def alice(db):
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def bob(db):
+    return UserFactory(username="bob")
+
+
+@pytest.fixture
+def staff(db):
+    return UserFactory(username="sam", is_staff=True)
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def imported(db, library_dir):
+    """The library folder imported once; returns the finished ImportJob."""
+    from catalog import services
+
+    job = services.import_job_create(path=str(library_dir), enqueue=False)
+    return services.import_job_run(job_id=job.pk)
+
+
+@pytest.fixture
+def track(imported):
+    from catalog.models import Track
+
+    return Track.objects.get(title="Test Song")
+
+
+@pytest.fixture
+def redis_client():
+    client = redis_lib.Redis.from_url(django_settings.REDIS_URL)
+    yield client
+    client.close()
