@@ -12,6 +12,9 @@ from django.conf import settings as django_settings
 
 from tests.factories import UserFactory
 
+# Live ASGI servers (Daphne subprocesses on the test database) and the Playwright browser.
+pytest_plugins = ["tests.live"]
+
 # (file name, seconds, ffmpeg codec args, tags): real audio made with ffmpeg once per run.
 AUDIO_FILES = [
     ("tagged.mp3", 4, ["-c:a", "libmp3lame", "-b:a", "128k"],
