@@ -4,7 +4,7 @@ from datetime import datetime
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from ninja.pagination import paginate
 
 from catalog import selectors, services
@@ -105,14 +105,14 @@ def create_import(request, payload: ImportIn):
     try:
         job = services.import_job_create(path=payload.path, user=request.user)
     except PermissionDenied as exc:
-        return 403, {"error": "forbidden", "message": str(exc)}
+        return Status(403, {"error": "forbidden", "message": str(exc)})
     except ValidationError as exc:
-        return 400, {"error": "invalid", "message": " ".join(exc.messages)}
-    return 202, job
+        return Status(400, {"error": "invalid", "message": " ".join(exc.messages)})
+    return Status(202, job)
 
 
 @router.get("/imports/{job_id}", response={200: ImportOut, 403: ErrorOut, 404: ErrorOut})
 def get_import(request, job_id: int):
     if not request.user.is_staff:
-        return 403, {"error": "forbidden", "message": "Only staff can see imports."}
+        return Status(403, {"error": "forbidden", "message": "Only staff can see imports."})
     return get_object_or_404(ImportJob, pk=job_id)

@@ -22,8 +22,8 @@ from project.accounts.auth import arequest_user
 PAGE_SIZE = 50
 
 
-def _page(request, queryset, size: int = PAGE_SIZE):
-    return Paginator(queryset, size).get_page(request.GET.get("page"))
+def _page(request, queryset, size: int | None = None):
+    return Paginator(queryset, size or PAGE_SIZE).get_page(request.GET.get("page"))
 
 
 @login_required

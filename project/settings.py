@@ -21,6 +21,8 @@ CSRF_TRUSTED_ORIGINS = config.get_list("CSRF_TRUSTED_ORIGINS", [])
 
 DATABASES = {"default": config.get_database("DATABASE_URL", "sqlite:///var/chorus.sqlite3")}
 _db = DATABASES["default"]
+# 0 by default: under ASGI, Django advises against persistent connections (use a pooler).
+_conn_max_age_s = config.get_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     if _db["NAME"] != ":memory:" and not _db["NAME"].startswith("/"):
         _db["NAME"] = str(BASE_DIR / _db["NAME"])
@@ -33,7 +35,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 else:
-    _db["CONN_MAX_AGE"] = config.get_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+    _db["CONN_MAX_AGE"] = _conn_max_age_s
     _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("TEST", {})["NAME"] = config.get_str("TEST_DATABASE_NAME", f"test_{_db['NAME']}")
 
