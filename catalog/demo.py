@@ -31,14 +31,23 @@ DEMO_TRACKS = [
 ]
 
 
-def _expression(track: DemoTrack) -> str:
-    """A gentle chord with a pulse at the track's tempo: a sum of sines under an envelope."""
+# A I-V-vi-IV progression as frequency ratios of the root (just intonation).
+PROGRESSION = [(1, 1.25, 1.5), (1.5, 1.875, 2.25), (1.667, 2.0, 2.5), (1.333, 1.667, 2.0)]
+
+
+def _loop_expression(track: DemoTrack) -> tuple[str, float]:
+    """One pass through the progression, two beats a chord, each beat plucked; returns (expr, seconds)."""
+    beat_s = 60 / track.tempo_bpm
+    chord_s = 2 * beat_s
     r = track.root_hz
-    beat = track.tempo_bpm / 60
-    chord = f"(sin(2*PI*{r}*t)+0.6*sin(2*PI*{r * 1.25:.3f}*t)+0.5*sin(2*PI*{r * 1.5:.3f}*t)+0.3*sin(2*PI*{r * 2:.3f}*t))"
-    pulse = f"(0.55+0.45*exp(-6*mod(t,{1 / beat:.4f})))"
-    fade = f"min(1,t/2)*min(1,({track.duration_s}-t)/3)"
-    return f"0.18*{chord}*{pulse}*{fade}"
+    terms = []
+    for index, ratios in enumerate(PROGRESSION):
+        gate = f"between(t,{index * chord_s:.4f},{(index + 1) * chord_s:.4f})"
+        tones = "+".join(f"sin(2*PI*{r * ratio:.3f}*t)" for ratio in ratios)
+        terms.append(f"{gate}*({tones})")
+    pluck = f"(0.5+0.5*exp(-5*mod(t,{beat_s:.4f})))"
+    bass = f"0.5*sin(2*PI*{r / 2:.3f}*t)"
+    return f"0.16*(({'+'.join(terms)})+{bass})*{pluck}", chord_s * len(PROGRESSION)
 
 
 def generate(target: Path | None = None) -> list[Path]:
@@ -54,9 +63,17 @@ def generate(target: Path | None = None) -> list[Path]:
             continue
         codec = {".mp3": ["-c:a", "libmp3lame", "-b:a", "160k"], ".ogg": ["-c:a", "libvorbis", "-q:a", "4"],
                  ".flac": ["-c:a", "flac"]}[path.suffix]
+        expression, loop_s = _loop_expression(track)
+        sample_rate = 44100
+        # Synthesise one pass of the progression, then loop it: fast even for long tracks.
+        graph = (
+            f"aevalsrc='{expression}|{expression}':s={sample_rate}:d={loop_s:.4f},"
+            f"aloop=loop=-1:size={round(loop_s * sample_rate)},atrim=duration={track.duration_s},"
+            f"afade=t=in:d=2,afade=t=out:st={track.duration_s - 3}:d=3"
+        )
         command = [
             settings.FFMPEG_BINARY, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"aevalsrc='{_expression(track)}|{_expression(track)}':s=44100:d={track.duration_s}",
+            "-f", "lavfi", "-i", graph,
             *codec,
             "-metadata", f"title={track.title}", "-metadata", f"artist={track.artist}",
             "-metadata", f"album={track.album}", "-metadata", f"track={track.track_number}",

@@ -108,7 +108,10 @@ def main() -> None:
     host = env.get("CHORUS_HOST", "127.0.0.1")
     port = free_port(int(env.get("CHORUS_PORT", "8000")))
     env.update(CHORUS_HOST=host, CHORUS_PORT=str(port), CHORUS_BIN=str(BIN))
-    say(f"starting web, worker and beat: open http://{'localhost' if host == '127.0.0.1' else host}:{port}/  (Ctrl-C stops everything)")
+    url = f"http://{'localhost' if host == '127.0.0.1' else host}:{port}/"
+    password_file = VAR / "demo-password.txt"
+    login = f" and log in as demo / {password_file.read_text().strip()}" if password_file.exists() else ""
+    say(f"starting web, worker and beat: open {url}{login}  (Ctrl-C stops everything)")
     honcho = subprocess.Popen([str(BIN / "honcho"), "start", "-f", str(BASE_DIR / "Procfile"), "-d", str(BASE_DIR)], env=env)
     try:
         code = honcho.wait()
