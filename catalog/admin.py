@@ -47,6 +47,14 @@ class TrackAdmin(admin.ModelAdmin):
     readonly_fields = ("checksum", "size_bytes", "file_mtime_ns", "added_at", "missing_since")
 
 
+@admin.register(ImportSkip)
+class ImportSkipAdmin(admin.ModelAdmin):
+    list_display = ("path", "reason", "job")
+    search_fields = ("path", "reason")
+    list_filter = ("job__status",)
+    list_select_related = ("job",)
+
+
 class ImportSkipInline(admin.TabularInline):
     model = ImportSkip
     extra = 0

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from catalog import audio
 from catalog.models import UNKNOWN_ARTIST, Album, Artist, ImportJob, ImportSkip, Track
+from project.metrics import import_files
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +236,7 @@ def _import_files(job: ImportJob, root: Path) -> None:
     last_save = time.monotonic()
     for path in _audio_candidates(root):
         outcome = track_import_file(path=path)
+        import_files.labels(outcome.status).inc()
         job.files_seen += 1
         if outcome.status == "imported":
             job.imported += 1

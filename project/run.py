@@ -98,6 +98,12 @@ def main() -> None:
     read_env_file()
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    if "PROMETHEUS_MULTIPROC_DIR" not in env:
+        # One /metrics for web and worker: prometheus_client's multiprocess mode.
+        metrics_dir = VAR / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     say("migrating the database")
     manage("migrate", "--noinput", env=env)
     manage("collectstatic", "--noinput", "-v", "0", env=env)

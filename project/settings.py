@@ -188,6 +188,9 @@ SILENCED_SYSTEM_CHECKS = (
     [] if config.get_bool("SECURE_HSTS_PRELOAD", False) else ["security.W021"]
 )
 
+# Prometheus scrapes /metrics with this bearer token; unset: only from localhost.
+METRICS_TOKEN = config.get_str("METRICS_TOKEN", "")
+
 LOG_LEVEL = config.get_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ConfigError(f"LOG_LEVEL={LOG_LEVEL!r} is not one of DEBUG, INFO, WARNING, ERROR")

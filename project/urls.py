@@ -7,6 +7,7 @@ from django.views.generic import TemplateView
 from project import health, views
 from project.accounts import views as account_views
 from project.api import api
+from project.metrics import metrics_view
 
 admin.site.site_header = "Chorus administration"
 admin.site.site_title = "Chorus admin"
@@ -14,7 +15,7 @@ admin.site.site_title = "Chorus admin"
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("api/", api.urls),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

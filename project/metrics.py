@@ -1,0 +1,42 @@
+"""The application's own Prometheus metrics (django-prometheus adds HTTP and database ones).
+
+With several processes (web, worker), set PROMETHEUS_MULTIPROC_DIR to a shared empty
+folder so that /metrics adds up every process's counters; `make run` does.
+"""
+
+from prometheus_client import Counter
+
+import_files = Counter(
+    "chorus_import_files",
+    "Files looked at by library imports, by outcome.",
+    ["outcome"],  # imported | present | skipped
+)
+stream_requests = Counter(
+    "chorus_stream_requests",
+    "Audio stream requests, by kind of answer.",
+    ["mode"],  # file | range | transcode | not_modified | error
+)
+
+
+def metrics_view(request):
+    """/metrics for Prometheus: with METRICS_TOKEN set, only `Authorization: Bearer <it>`;
+    otherwise only direct requests from this machine (not forwarded by a proxy)."""
+    import hmac
+
+    from django.conf import settings
+    from django.http import JsonResponse
+    from django_prometheus.exports import ExportToDjangoView
+
+    from project.accounts.services import bearer_from_header
+
+    if settings.METRICS_TOKEN:
+        given = bearer_from_header(request.headers.get("Authorization")) or ""
+        allowed = hmac.compare_digest(given.encode(), settings.METRICS_TOKEN.encode())
+    else:
+        allowed = request.META.get("REMOTE_ADDR") in {"127.0.0.1", "::1"} and "X-Forwarded-For" not in request.headers
+    if not allowed:
+        return JsonResponse(
+            {"error": "forbidden", "message": "Metrics need Authorization: Bearer <METRICS_TOKEN> (or a request from localhost)."},
+            status=403,
+        )
+    return ExportToDjangoView(request)
