@@ -1,11 +1,13 @@
 """The JSON API under /api/ (OpenAPI docs at /api/docs)."""
 
+from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, ValidationError
 
 from catalog.api import router as catalog_router
 from project.accounts.api import router as accounts_router
 from project.accounts.auth import api_auth
+from rooms.api import router as rooms_router
 
 api = NinjaAPI(
     title="Chorus API",
@@ -27,6 +29,11 @@ def _unauthenticated(request, exc):
     )
 
 
+@api.exception_handler(Http404)
+def _not_found(request, exc):
+    return api.create_response(request, {"error": "not_found", "message": str(exc) or "No such object."}, status=404)
+
+
 @api.exception_handler(ValidationError)
 def _invalid(request, exc):
     return api.create_response(
@@ -36,3 +43,4 @@ def _invalid(request, exc):
 
 api.add_router("/", accounts_router)
 api.add_router("/library", catalog_router)
+api.add_router("/rooms", rooms_router)

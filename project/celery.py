@@ -1,12 +1,31 @@
 """The Celery app: broker on REDIS_URL, schedules in the database (django-celery-beat)."""
 
 import os
+import sys
 
 from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("chorus")
+
+
+def _load_settings_or_exit() -> None:
+    """Report a bad setting in one line, as manage.py and the web server do (Celery would
+    show a traceback from its option parsing)."""
+    from project.config import ConfigError, exit_on_config_error
+
+    try:
+        from django.conf import settings
+
+        settings.INSTALLED_APPS  # noqa: B018 - forces the settings module to load
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+
+
+if os.path.basename(sys.argv[0]) == "celery":  # a worker or beat starting, not an import by Django
+    _load_settings_or_exit()
+
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -114,7 +114,8 @@ def main() -> None:
     host = env.get("CHORUS_HOST", "127.0.0.1")
     port = free_port(int(env.get("CHORUS_PORT", "8000")))
     env.update(CHORUS_HOST=host, CHORUS_PORT=str(port), CHORUS_BIN=str(BIN))
-    url = f"http://{'localhost' if host == '127.0.0.1' else host}:{port}/"
+    shown_host = "localhost" if host in {"127.0.0.1", "0.0.0.0", "::"} else host  # noqa: S104 - only for display
+    url = f"http://{shown_host}:{port}/"
     password_file = VAR / "demo-password.txt"
     login = f" and log in as demo / {password_file.read_text().strip()}" if password_file.exists() else ""
     say(f"starting web, worker and beat: open {url}{login}  (Ctrl-C stops everything)")

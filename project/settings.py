@@ -171,6 +171,20 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ALWAYS_EAGER = config.get_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 NINJA_PAGINATION_PER_PAGE = 50
+NINJA_PAGINATION_MAX_LIMIT = 500
+
+# Listening rooms (see docs/protocol.md).
+ROOMS_TICK_S = config.get_float("ROOMS_TICK_S", 5.0, minimum=0.1)
+ROOMS_PRESENCE_TTL_MS = config.get_int("ROOMS_PRESENCE_TTL_MS", 15000, minimum=1000)
+ROOMS_WAIT_TIMEOUT_S = config.get_float("ROOMS_WAIT_TIMEOUT_S", 10.0, minimum=0)
+ROOMS_MAX_STALLS_PER_MINUTE = config.get_int("ROOMS_MAX_STALLS_PER_MINUTE", 3, minimum=0)
+ROOMS_LEAD_MIN_MS = config.get_int("ROOMS_LEAD_MIN_MS", 400, minimum=0)
+ROOMS_LEAD_MAX_MS = config.get_int("ROOMS_LEAD_MAX_MS", 3000, minimum=0)
+ROOMS_CONTROLS_PER_SECOND = config.get_int("ROOMS_CONTROLS_PER_SECOND", 20, minimum=1)
+# Browser player: drift at or above this is corrected by a seek; below, by a gentle
+# playback-rate nudge of at most ROOMS_MAX_RATE_NUDGE (0.005 = 0.5 %, inaudible on music).
+ROOMS_SEEK_THRESHOLD_MS = config.get_int("ROOMS_SEEK_THRESHOLD_MS", 400, minimum=10)
+ROOMS_MAX_RATE_NUDGE = config.get_float("ROOMS_MAX_RATE_NUDGE", 0.005, minimum=0)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads it from the cookie-free meta tag instead
@@ -178,6 +192,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SECURE_SSL_REDIRECT = config.get_bool("SECURE_SSL_REDIRECT", True)
+    # Health checks and Prometheus talk plain HTTP to the process itself.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = config.get_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = config.get_bool("CSRF_COOKIE_SECURE", True)
@@ -193,7 +209,7 @@ METRICS_TOKEN = config.get_str("METRICS_TOKEN", "")
 
 LOG_LEVEL = config.get_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    raise ConfigError(f"LOG_LEVEL={LOG_LEVEL!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    raise ConfigError(f"LOG_LEVEL={LOG_LEVEL!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,4 +1,4 @@
-from django.http import HttpResponseServerError
+from django.http import HttpResponseServerError, JsonResponse
 from django.shortcuts import render
 from django.template.loader import get_template
 from django.views.decorators.http import require_safe
@@ -15,6 +15,8 @@ def home(request):
 
 
 def not_found(request, exception=None):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "not_found", "message": f"No API endpoint at {request.path}."}, status=404)
     return render(request, "404.html", {"path": request.path}, status=404)
 
 

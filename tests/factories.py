@@ -1,7 +1,16 @@
+import functools
+
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
+
+
+@functools.cache
+def hashed(password: str) -> str:
+    """Hash each test password once: the real hasher is slow on purpose."""
+    return make_password(password)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -15,6 +24,6 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     @factory.post_generation
     def password(self, create, extracted, **kwargs):
-        self.set_password(extracted or DEFAULT_PASSWORD)
+        self.password = hashed(extracted or DEFAULT_PASSWORD)
         if create:
             self.save(update_fields=["password"])

@@ -95,3 +95,13 @@ def test_admin_lists_every_model(client, db):
         url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         assert client.get(url).status_code == 200, url
         assert client.get(url, {"q": "x"}).status_code == 200, url
+
+
+def test_api_errors_are_json_with_a_message(alice_client):
+    missing = alice_client.get("/api/library/tracks/987654")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+    unknown = alice_client.get("/api/no-such-endpoint")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error": "not_found", "message": "No API endpoint at /api/no-such-endpoint."}
+    assert alice_client.get("/api/library/tracks", {"limit": 100000}).status_code == 422

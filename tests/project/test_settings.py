@@ -74,3 +74,15 @@ def test_asgi_app_reports_config_errors_the_same_way():
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "chorus: configuration error: SECRET_KEY is required but not set (see .env.example)"
+
+
+def test_celery_worker_reports_config_errors_in_one_line(tmp_path):
+    environment = {"PATH": os.environ["PATH"], "CHORUS_ENV_FILE": os.devnull, "DEBUG": "maybe"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "celery"), "--workdir", str(BASE_DIR), "-A", "project", "worker"],
+        env=environment, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "chorus: configuration error: DEBUG='maybe' is not a boolean (use 1/0, true/false, yes/no)"
+    ]

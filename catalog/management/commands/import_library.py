@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -15,7 +17,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, path, background, **options):
         try:
-            job = services.import_job_create(path=path, restrict_to_library=False, enqueue=background)
+            # On the command line a relative PATH means relative to the current folder.
+            folder = str(Path(path).expanduser().resolve())
+            job = services.import_job_create(path=folder, restrict_to_library=False, enqueue=background)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         if background:
