@@ -15,16 +15,15 @@ except ConfigError as exc:
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 
-from project.accounts.ws import TokenAuthMiddleware
+from project.accounts.ws import OriginCheck, TokenAuthMiddleware
 from project.routing import websocket_urlpatterns
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
-        ),
+        # Origin checked as AllowedHostsOriginValidator does; programs without an Origin
+        # header may connect with a bearer token only (their cookies are dropped).
+        "websocket": OriginCheck(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
     }
 )

@@ -1,0 +1,150 @@
+"""WebSocket /ws/rooms/<slug>/: thin. Auth and access via selectors, every change via
+services, broadcasts via the realtime hub (see rooms.runtime)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import deque
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from project.realtime import encode
+from rooms import events, presence, runtime, selectors, services
+from rooms.services import RoomError
+
+MAX_MESSAGE_BYTES = 64 * 1024
+CLOSE_CODES = {"not_authenticated": 4401, "forbidden": 4403, "not_found": 4404}
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    # Room events fan out through the realtime hub (one Redis message per process),
+    # not through channel-layer groups; this consumer has no channel-layer inbox.
+    channel_layer_alias = "rooms-fan-out-through-the-realtime-hub"
+
+    room = None
+    member = None
+
+    async def connect(self):
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_CODES["not_authenticated"])
+            return
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        try:
+            self.room = await database_sync_to_async(selectors.room_for_socket)(slug=slug, user=user)
+        except RoomError as exc:
+            await self.close(code=CLOSE_CODES.get(exc.code, 4403))
+            return
+        self.user = user
+        self.control_times: deque[float] = deque()
+        self.member = runtime.Member(user.pk, uuid.uuid4().hex, self._send_frame)
+        room_runtime = await runtime.attach(self.room.pk, self.member)
+        first = await database_sync_to_async(self._join)()
+        room_runtime.remember(first[0])
+        for event in first:
+            await self.send(text_data=encode(event))
+
+    def _join(self) -> list[dict]:
+        presence.touch(self.room.pk, [(self.user.pk, self.member.conn_id)])
+        members = events.members_payload(self.room)
+        services.announce_members(room=self.room, members=members)
+        return [
+            events.current_state_event(self.room.pk, reason="join"),
+            events.queue_event(self.room),
+            events.members_event(self.room, members),
+            events.room_event(self.room),
+        ]
+
+    async def _send_frame(self, frame: str) -> None:
+        await self.send(text_data=frame)
+
+    async def disconnect(self, code):
+        if self.member is None:
+            return
+        await runtime.detach(self.room.pk, self.member)
+        await database_sync_to_async(self._leave)()
+        self.member = None
+
+    def _leave(self) -> None:
+        presence.leave(self.room.pk, self.user.pk, self.member.conn_id)
+        services.member_disconnected(room=self.room, user=self.user)
+        services.announce_members(room=self.room)
+        services.start_if_ready(room_id=self.room.pk)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        received_ms = time.time() * 1000
+        if self.member is None:
+            return
+        if bytes_data is not None or text_data is None:
+            await self._error("invalid", "Send JSON text frames.")
+            return
+        if len(text_data) > MAX_MESSAGE_BYTES:
+            await self.close(code=1009)
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            await self._error("invalid", "That is not valid JSON.")
+            return
+        if not isinstance(message, dict):
+            await self._error("invalid", "Send a JSON object with a type.")
+            return
+        request_id = message.get("request_id")
+        if request_id is not None and not isinstance(request_id, (str, int)):
+            request_id = None
+        try:
+            await self._dispatch(message, received_ms, request_id)
+        except RoomError as exc:
+            await self._error(exc.code, exc.message, request_id, state=exc.state)
+
+    async def _dispatch(self, message: dict, received_ms: float, request_id) -> None:
+        kind = message.get("type")
+        if kind == "time.ping":
+            t0 = message.get("t0")
+            if isinstance(t0, bool) or not isinstance(t0, (int, float)):
+                raise RoomError("invalid", "time.ping needs t0, the client's clock in ms.")
+            await self.send(text_data=encode(
+                {"type": "time.pong", "t0": t0, "t1": received_ms, "t2": time.time() * 1000}
+            ))
+        elif kind == "control":
+            self._rate_limit()
+            control = services.parse_control(message)
+            state = await database_sync_to_async(services.playback_control)(
+                room=self.room, actor=self.user, control=control
+            )
+            if request_id is not None:
+                await self.send(text_data=encode({"type": "ack", "request_id": request_id, "version": state.version}))
+        elif kind == "ready":
+            await database_sync_to_async(services.member_ready)(
+                room=self.room, user=self.user, entry_id=message.get("entry_id")
+            )
+        elif kind == "buffering":
+            await database_sync_to_async(services.member_buffering)(room=self.room, user=self.user)
+        elif kind == "report":
+            await database_sync_to_async(services.save_report)(
+                room=self.room, user=self.user, offset_ms=message.get("offset_ms"),
+                rtt_ms=message.get("rtt_ms"), drift_ms=message.get("drift_ms"),
+            )
+        else:
+            raise RoomError("invalid", "type must be time.ping, control, ready, buffering or report.")
+
+    def _rate_limit(self) -> None:
+        now = time.monotonic()
+        while self.control_times and now - self.control_times[0] > 1.0:
+            self.control_times.popleft()
+        if len(self.control_times) >= settings.ROOMS_CONTROLS_PER_SECOND:
+            raise RoomError("rate_limited", f"At most {settings.ROOMS_CONTROLS_PER_SECOND} controls a second; slow down.")
+        self.control_times.append(now)
+
+    async def _error(self, code: str, message: str, request_id=None, *, state=None) -> None:
+        event = {"type": "error", "code": code, "message": message}
+        if request_id is not None:
+            event["request_id"] = request_id
+        if state is not None:
+            event["state"] = await database_sync_to_async(events.current_state_event)(self.room.pk, reason="change")
+        await self.send(text_data=encode(event))

@@ -1,0 +1,104 @@
+"""The server -> client events of a room (docs/protocol.md), built from committed data."""
+
+from __future__ import annotations
+
+import json
+
+from rooms import presence
+from rooms.models import Membership, PlaybackState, QueueEntry, Room
+
+
+def track_payload(track) -> dict:
+    return {
+        "id": track.pk,
+        "title": track.title,
+        "artist": track.artist.name,
+        "album": track.album.title if track.album_id else "",
+        "duration_s": track.duration_s,
+        "stream_url": track.get_stream_url(),
+    }
+
+
+def state_event(state: PlaybackState, *, reason: str, server_ms: int) -> dict:
+    entry = state.entry
+    return {
+        "type": "room.state",
+        "reason": reason,
+        "version": state.version,
+        "status": state.status,
+        "entry_id": entry.pk if entry is not None else None,
+        "track": track_payload(entry.track) if entry is not None else None,
+        "position_s": round(state.position_s, 4),
+        "anchor_ms": state.anchor_ms,
+        "rate": state.rate,
+        "volume": state.volume,
+        "server_ms": server_ms,
+    }
+
+
+def current_state_event(room_id: int, *, reason: str) -> dict:
+    state = PlaybackState.objects.select_related("entry__track__artist", "entry__track__album").get(room_id=room_id)
+    return state_event(state, reason=reason, server_ms=presence.now_ms())
+
+
+def queue_event(room: Room) -> dict:
+    entries = QueueEntry.objects.filter(room=room).select_related("track__artist", "track__album", "added_by")
+    return {
+        "type": "room.queue",
+        "entries": [
+            {
+                "id": entry.pk,
+                "position": index,
+                "added_by": entry.added_by.get_username() if entry.added_by_id else None,
+                "track": track_payload(entry.track),
+            }
+            for index, entry in enumerate(entries.order_by("position", "id"))
+        ],
+        "repeat": room.repeat,
+        "shuffle": room.shuffle,
+    }
+
+
+def members_payload(room: Room) -> list[dict]:
+    online = presence.online_user_ids(room.pk)
+    reports = presence.reports(room.pk)
+    members = []
+    for membership in Membership.objects.filter(room=room).select_related("user"):
+        is_online = membership.user_id in online
+        report = reports.get(membership.user_id, {}) if is_online else {}
+        members.append({
+            "user": membership.user.get_username(),
+            "user_id": membership.user_id,
+            "role": membership.role,
+            "online": is_online,
+            "offset_ms": report.get("offset_ms"),
+            "rtt_ms": report.get("rtt_ms"),
+            "drift_ms": report.get("drift_ms"),
+        })
+    members.sort(key=lambda m: (not m["online"], m["role"] != "host", m["user"].lower()))
+    return members
+
+
+def members_event(room: Room, members: list[dict] | None = None) -> dict:
+    return {"type": "room.members", "members": members if members is not None else members_payload(room)}
+
+
+def room_event(room: Room) -> dict:
+    """Room settings changed (policy, visibility, repeat, shuffle)."""
+    return {
+        "type": "room.settings",
+        "name": room.name,
+        "visibility": room.visibility,
+        "control_policy": room.control_policy,
+        "repeat": room.repeat,
+        "shuffle": room.shuffle,
+    }
+
+
+def members_signature(members: list[dict]) -> str:
+    """What makes two member lists different enough to announce (sync figures to the ms)."""
+
+    def rounded(value):
+        return None if value is None else round(value)
+
+    return json.dumps([(m["user"], m["role"], m["online"], rounded(m["offset_ms"]), rounded(m["drift_ms"])) for m in members])

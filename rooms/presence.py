@@ -1,0 +1,96 @@
+"""Room presence and sync reports in Redis, shared by every server process.
+
+Each open socket is a member of a sorted set scored by when it expires; sockets refresh
+their entry every tick, so a socket whose process died drops out within PRESENCE_TTL_MS.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.conf import settings
+
+from project.realtime import sync_redis
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _key(room_id: int, name: str) -> str:
+    return f"chorus:room:{room_id}:{name}"
+
+
+def touch(room_id: int, connections: list[tuple[int, str]]) -> None:
+    """Mark these (user_id, connection id) sockets alive for another PRESENCE_TTL_MS."""
+    if not connections:
+        return
+    expires = now_ms() + settings.ROOMS_PRESENCE_TTL_MS
+    pipe = sync_redis().pipeline(transaction=False)
+    pipe.zadd(_key(room_id, "presence"), {f"{user_id}:{conn}": expires for user_id, conn in connections})
+    pipe.expire(_key(room_id, "presence"), 3600)
+    pipe.execute()
+
+
+def leave(room_id: int, user_id: int, conn: str) -> None:
+    sync_redis().zrem(_key(room_id, "presence"), f"{user_id}:{conn}")
+
+
+def online_user_ids(room_id: int) -> set[int]:
+    key = _key(room_id, "presence")
+    pipe = sync_redis().pipeline(transaction=False)
+    pipe.zremrangebyscore(key, "-inf", now_ms())
+    pipe.zrange(key, 0, -1)
+    _, members = pipe.execute()
+    return {int(member.decode().split(":", 1)[0]) for member in members}
+
+
+def save_report(room_id: int, user_id: int, *, offset_ms: float, rtt_ms: float, drift_ms: float) -> None:
+    report = {"offset_ms": offset_ms, "rtt_ms": rtt_ms, "drift_ms": drift_ms, "at_ms": now_ms()}
+    pipe = sync_redis().pipeline(transaction=False)
+    pipe.hset(_key(room_id, "reports"), str(user_id), json.dumps(report))
+    pipe.expire(_key(room_id, "reports"), 3600)
+    pipe.execute()
+
+
+def reports(room_id: int) -> dict[int, dict]:
+    raw = sync_redis().hgetall(_key(room_id, "reports"))
+    return {int(user_id): json.loads(value) for user_id, value in raw.items()}
+
+
+def mark_ready(room_id: int, entry_id: int, user_id: int) -> None:
+    key = _key(room_id, f"ready:{entry_id}")
+    pipe = sync_redis().pipeline(transaction=False)
+    pipe.sadd(key, user_id)
+    pipe.expire(key, 3600)
+    pipe.execute()
+
+
+def ready_user_ids(room_id: int, entry_id: int) -> set[int]:
+    return {int(value) for value in sync_redis().smembers(_key(room_id, f"ready:{entry_id}"))}
+
+
+def clear_ready(room_id: int, entry_id: int) -> None:
+    sync_redis().delete(_key(room_id, f"ready:{entry_id}"))
+
+
+def count_stall(room_id: int, user_id: int) -> int:
+    """Count one stall of this member; returns how many in the last minute."""
+    key = _key(room_id, f"stalls:{user_id}")
+    pipe = sync_redis().pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, 60, nx=True)
+    count, _ = pipe.execute()
+    return int(count)
+
+
+def stalled_too_often(room_id: int, user_id: int) -> bool:
+    value = sync_redis().get(_key(room_id, f"stalls:{user_id}"))
+    return value is not None and int(value) > settings.ROOMS_MAX_STALLS_PER_MINUTE
+
+
+def members_changed(room_id: int, signature: str) -> bool:
+    """True (once) when the members list differs from what was last announced."""
+    previous = sync_redis().set(_key(room_id, "members_sig"), signature, ex=3600, get=True)
+    return previous is None or previous.decode() != signature

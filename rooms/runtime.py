@@ -1,0 +1,152 @@
+"""A room's clock inside one server process.
+
+For every room with local sockets (or radio listeners) the process keeps the last
+`room.state` it relayed and runs a small loop that
+- sends `room.state` ticks to its local sockets every ROOMS_TICK_S (no database hop),
+- keeps the presence of its local sockets alive in Redis and announces member changes,
+- asks the services to auto-advance at the end of a track or to stop waiting after the
+  timeout; both are compare-and-set on the state version, so when several processes ask
+  at once exactly one change happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from project.realtime import encode, get_hub
+from rooms import presence, services
+from rooms.models import Room
+
+logger = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S = 0.2
+
+
+class Member:
+    """What the runtime needs of a local socket (user_id None: a radio station, which
+    follows the room without being one of its members)."""
+
+    def __init__(self, user_id: int | None, conn_id: str, send: Callable[[str], Awaitable[None]]):
+        self.user_id = user_id
+        self.conn_id = conn_id
+        self.send = send
+
+
+class RoomRuntime:
+    def __init__(self, room_id: int):
+        self.room_id = room_id
+        self.topic = services.topic(room_id)
+        self.members: dict[str, Member] = {}
+        self.extra_listeners: set[Callable[[dict], None]] = set()
+        self.state: dict | None = None
+        self._task: asyncio.Task | None = None
+        self._last_tick = 0.0
+        self._asked_version: int | None = None
+
+    # -- state cache -----------------------------------------------------------------
+    def on_frame(self, topic: str, frame: str) -> None:
+        if '"type":"room.state"' not in frame[:40]:
+            return
+        self.remember(json.loads(frame))
+
+    def remember(self, state: dict) -> None:
+        if self.state is None or state["version"] >= self.state["version"]:
+            self.state = state
+            for listener in list(self.extra_listeners):
+                listener(state)
+
+    # -- loop -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"room-{self.room_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.sleep(CHECK_INTERVAL_S)
+                await self._check_clock()
+                if time.monotonic() - self._last_tick >= settings.ROOMS_TICK_S:
+                    self._last_tick = time.monotonic()
+                    await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("room runtime step failed", extra={"room_id": self.room_id})
+                await asyncio.sleep(1)
+
+    async def _check_clock(self) -> None:
+        state = self.state
+        if state is None or state["version"] == self._asked_version:
+            return
+        now = presence.now_ms()
+        if state["status"] == "playing" and state["track"] is not None:
+            position = state["position_s"] + max(0, now - state["anchor_ms"]) / 1000 * state["rate"]
+            if position >= state["track"]["duration_s"]:
+                self._asked_version = state["version"]
+                await database_sync_to_async(services.advance_if_ended)(room_id=self.room_id, version=state["version"])
+        elif state["status"] == "waiting" and now - state["anchor_ms"] >= settings.ROOMS_WAIT_TIMEOUT_S * 1000:
+            self._asked_version = state["version"]
+            await database_sync_to_async(services.start_if_ready)(room_id=self.room_id)
+
+    async def tick(self) -> None:
+        """Refresh presence, announce member changes, and send every local socket a tick."""
+        connections = [(m.user_id, m.conn_id) for m in self.members.values() if m.user_id is not None]
+        await database_sync_to_async(self._refresh_members)(connections)
+        if self.state is not None and self.members:
+            frame = encode(dict(self.state, reason="tick", server_ms=presence.now_ms()))
+            for member in [m for m in self.members.values() if m.user_id is not None]:
+                try:
+                    await member.send(frame)
+                except Exception:
+                    logger.debug("tick to a closing socket failed", exc_info=True)
+
+    def _refresh_members(self, connections: list[tuple[int, str]]) -> None:
+        presence.touch(self.room_id, connections)
+        room = Room.objects.filter(pk=self.room_id).first()
+        if room is not None:
+            services.announce_members(room=room, only_if_changed=True)
+
+
+_runtimes: dict[tuple[int, int], RoomRuntime] = {}
+
+
+def _key(room_id: int) -> tuple[int, int]:
+    return (id(asyncio.get_running_loop()), room_id)
+
+
+async def attach(room_id: int, member: Member) -> RoomRuntime:
+    """Register a local socket; its frames arrive through `member.send`."""
+    runtime = _runtimes.get(_key(room_id))
+    if runtime is None:
+        runtime = _runtimes[_key(room_id)] = RoomRuntime(room_id)
+        get_hub().add_listener(runtime.topic, runtime.on_frame)
+    runtime.members[member.conn_id] = member
+    await get_hub().subscribe(runtime.topic, hash(member.conn_id), member.send)
+    runtime.start()
+    return runtime
+
+
+async def detach(room_id: int, member: Member) -> None:
+    runtime = _runtimes.get(_key(room_id))
+    await get_hub().unsubscribe(services.topic(room_id), hash(member.conn_id))
+    if runtime is None:
+        return
+    runtime.members.pop(member.conn_id, None)
+    if not runtime.members and not runtime.extra_listeners:
+        _runtimes.pop(_key(room_id), None)
+        get_hub().remove_listener(runtime.topic, runtime.on_frame)
+        await runtime.stop()

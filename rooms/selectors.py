@@ -1,0 +1,52 @@
+"""Every non-trivial read of rooms."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet
+
+from rooms import presence
+from rooms.models import Membership, Room
+from rooms.services import RoomError, room_join
+
+
+def room_for_socket(*, slug: str, user) -> Room:
+    """The room a socket may join: members always; anyone else only public rooms (and
+    then they become listeners). RoomError not_found / forbidden otherwise."""
+    room = Room.objects.filter(slug=slug).first()
+    if room is None:
+        raise RoomError("not_found", f"No room called {slug!r}.")
+    if not Membership.objects.filter(room=room, user=user).exists():
+        if room.visibility != Room.Visibility.PUBLIC:
+            raise RoomError("forbidden", "This room is private: open its invite link first.")
+        room_join(room=room, user=user)
+    return room
+
+
+def room_visible(*, slug: str, user) -> tuple[Room, Membership | None]:
+    """A room as its page shows it: public rooms to anyone logged in, private ones to members."""
+    room = Room.objects.select_related("owner").filter(slug=slug).first()
+    if room is None:
+        raise RoomError("not_found", f"No room called {slug!r}.")
+    membership = Membership.objects.filter(room=room, user=user).first()
+    if membership is None and room.visibility != Room.Visibility.PUBLIC:
+        raise RoomError("forbidden", "This room is private: ask its host for the invite link.")
+    return room, membership
+
+
+def room_list(*, user) -> list[Room]:
+    """Public rooms and the user's own, busiest first, each with `online_count`."""
+    rooms: QuerySet[Room] = (
+        Room.objects.filter(Q(visibility=Room.Visibility.PUBLIC) | Q(memberships__user=user))
+        .distinct()
+        .select_related("owner", "playback__entry__track__artist")
+        .annotate(member_count=Count("memberships", distinct=True))
+    )
+    result = list(rooms[:200])
+    for room in result:
+        room.online_count = len(presence.online_user_ids(room.pk))
+        room.is_member = False
+    mine = set(Membership.objects.filter(user=user, room__in=result).values_list("room_id", flat=True))
+    for room in result:
+        room.is_member = room.pk in mine
+    result.sort(key=lambda r: (-r.online_count, -r.created_at.timestamp()))
+    return result

@@ -1,0 +1,479 @@
+"""Every write to rooms. Web page, websocket and HTTP API all come through here.
+
+Playback changes are a compare-and-set on PlaybackState.version: the change applies
+only to the version it was computed from, so two controllers (or two server processes)
+acting at once never double-advance or lose an update; the loser gets `conflict`.
+Events go out through `broadcast_on_commit`, after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+from django.utils.text import slugify
+
+from catalog.models import Track
+from project.realtime import broadcast_on_commit
+from rooms import events, presence
+from rooms.models import Membership, PlaybackState, QueueEntry, Room
+from rooms.presence import now_ms
+
+ACTIONS = {"play", "pause", "stop", "seek", "next", "previous", "select", "volume"}
+# "previous" within this many seconds of a track's start goes to the previous track;
+# later, it restarts the current one (as every player does).
+PREVIOUS_RESTART_S = 3.0
+
+
+class RoomError(Exception):
+    """A request the room refuses; `code` is the websocket error code."""
+
+    HTTP_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409, "rate_limited": 429}
+
+    def __init__(self, code: str, message: str, *, state: PlaybackState | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.state = state
+
+    @property
+    def http_status(self) -> int:
+        return self.HTTP_STATUS.get(self.code, 400)
+
+
+def topic(room_id: int) -> str:
+    return f"room.{room_id}"
+
+
+# --- rooms and members --------------------------------------------------------------
+
+
+def room_create(*, owner, name: str, visibility: str = Room.Visibility.PUBLIC,
+                control_policy: str = Room.ControlPolicy.DJS) -> Room:
+    name = (name or "").strip()
+    if not name:
+        raise RoomError("invalid", "Give the room a name.")
+    if len(name) > 100:
+        raise RoomError("invalid", "A room name has at most 100 characters.")
+    if visibility not in Room.Visibility.values:
+        raise RoomError("invalid", f"visibility must be one of {', '.join(Room.Visibility.values)}.")
+    if control_policy not in Room.ControlPolicy.values:
+        raise RoomError("invalid", f"control_policy must be one of {', '.join(Room.ControlPolicy.values)}.")
+    base = slugify(name)[:50] or "room"
+    for attempt in range(20):
+        slug = base if attempt == 0 else f"{base}-{random.randint(2, 9999)}"  # noqa: S311 - not security
+        try:
+            with transaction.atomic():
+                room = Room.objects.create(
+                    name=name, slug=slug, owner=owner, visibility=visibility, control_policy=control_policy
+                )
+                PlaybackState.objects.create(room=room)
+                Membership.objects.create(room=room, user=owner, role=Membership.Role.HOST)
+                return room
+        except IntegrityError:
+            continue
+    raise RoomError("conflict", "Could not find a free address for that name; try another name.")
+
+
+def room_join(*, room: Room, user, invite_code: str | None = None) -> Membership:
+    """Become a member: anyone may join a public room; a private one needs its invite code."""
+    membership = Membership.objects.filter(room=room, user=user).first()
+    if membership is not None:
+        return membership
+    if room.visibility == Room.Visibility.PRIVATE and invite_code != room.invite_code:
+        raise RoomError("forbidden", "This room is private: you need an invite link from its host.")
+    membership, _ = Membership.objects.get_or_create(room=room, user=user, defaults={"role": Membership.Role.LISTENER})
+    broadcast_on_commit(topic(room.pk), lambda: events.members_event(room))
+    return membership
+
+
+def membership_for(*, room: Room, user) -> Membership:
+    membership = Membership.objects.filter(room=room, user=user).first()
+    if membership is None:
+        raise RoomError("forbidden", "Join the room first.")
+    return membership
+
+
+def can_control(room: Room, membership: Membership) -> bool:
+    if membership.role == Membership.Role.HOST:
+        return True
+    if room.control_policy == Room.ControlPolicy.EVERYONE:
+        return True
+    return room.control_policy == Room.ControlPolicy.DJS and membership.role == Membership.Role.DJ
+
+
+def _require_control(room: Room, user) -> Membership:
+    membership = membership_for(room=room, user=user)
+    if not can_control(room, membership):
+        who = {"host_only": "only the host", "djs": "only the host and DJs"}[room.control_policy]
+        raise RoomError("forbidden", f"In this room {who} can change what plays.")
+    return membership
+
+
+def _require_host(room: Room, user) -> Membership:
+    membership = membership_for(room=room, user=user)
+    if membership.role != Membership.Role.HOST:
+        raise RoomError("forbidden", "Only the host can change the room's settings.")
+    return membership
+
+
+def room_update(*, room: Room, actor, name: str | None = None, visibility: str | None = None,
+                control_policy: str | None = None, repeat: str | None = None, shuffle: bool | None = None) -> Room:
+    """Room settings. Policy and visibility are the host's; repeat and shuffle whoever controls."""
+    if name is not None or visibility is not None or control_policy is not None:
+        _require_host(room, actor)
+    else:
+        _require_control(room, actor)
+    changes = {}
+    if name is not None:
+        if not name.strip() or len(name.strip()) > 100:
+            raise RoomError("invalid", "A room name has 1 to 100 characters.")
+        changes["name"] = name.strip()
+    for field, value, choices in (
+        ("visibility", visibility, Room.Visibility.values),
+        ("control_policy", control_policy, Room.ControlPolicy.values),
+        ("repeat", repeat, Room.Repeat.values),
+    ):
+        if value is not None:
+            if value not in choices:
+                raise RoomError("invalid", f"{field} must be one of {', '.join(choices)}.")
+            changes[field] = value
+    if shuffle is not None:
+        changes["shuffle"] = bool(shuffle)
+    if changes:
+        Room.objects.filter(pk=room.pk).update(**changes)
+        for key, value in changes.items():
+            setattr(room, key, value)
+        broadcast_on_commit(topic(room.pk), lambda: events.room_event(room))
+    return room
+
+
+def member_set_role(*, room: Room, actor, user_id: int, role: str) -> Membership:
+    _require_host(room, actor)
+    if role not in (Membership.Role.DJ, Membership.Role.LISTENER, Membership.Role.HOST):
+        raise RoomError("invalid", "role must be host, dj or listener.")
+    membership = Membership.objects.filter(room=room, user_id=user_id).first()
+    if membership is None:
+        raise RoomError("not_found", "That person is not a member of this room.")
+    if membership.user_id == actor.pk and role != Membership.Role.HOST and not (
+        Membership.objects.filter(room=room, role=Membership.Role.HOST).exclude(pk=membership.pk).exists()
+    ):
+        raise RoomError("invalid", "Make someone else host before stepping down: a room needs a host.")
+    membership.role = role
+    membership.save(update_fields=["role"])
+    broadcast_on_commit(topic(room.pk), lambda: events.members_event(room))
+    return membership
+
+
+# --- queue ---------------------------------------------------------------------------
+
+
+def queue_add(*, room: Room, actor, track_id, play_next: bool = False) -> QueueEntry:
+    _require_control(room, actor)
+    if not isinstance(track_id, int) or isinstance(track_id, bool):
+        raise RoomError("invalid", "track_id must be a whole number.")
+    track = Track.objects.filter(pk=track_id).first()
+    if track is None:
+        raise RoomError("not_found", f"No track with id {track_id}.")
+    with transaction.atomic():
+        # Lock the room row: concurrent adds get distinct positions.
+        Room.objects.select_for_update().filter(pk=room.pk).first()
+        state = PlaybackState.objects.select_related("entry").get(room=room)
+        if play_next and state.entry is not None:
+            position = state.entry.position + 1
+            QueueEntry.objects.filter(room=room, position__gte=position).update(position=F("position") + 1)
+        else:
+            position = (QueueEntry.objects.filter(room=room).aggregate(last=Max("position"))["last"] or 0) + 1
+        entry = QueueEntry.objects.create(room=room, track=track, added_by=actor, position=position)
+    broadcast_on_commit(topic(room.pk), lambda: events.queue_event(room))
+    return entry
+
+
+def queue_remove(*, room: Room, actor, entry_id) -> None:
+    _require_control(room, actor)
+    with transaction.atomic():
+        entry = _entry_of_room(room, entry_id)
+        state = PlaybackState.objects.get(room=room)
+        if state.entry_id == entry.pk:
+            # Removing what plays moves on to the next entry (or stops at the end).
+            _apply(state, _advance_changes(room, state, now_ms(), forward=True, skip_current=True))
+        entry.delete()
+    broadcast_on_commit(topic(room.pk), lambda: events.queue_event(room))
+
+
+def queue_move(*, room: Room, actor, entry_id, to_index) -> None:
+    """Move an entry to `to_index` (0-based) in the queue."""
+    _require_control(room, actor)
+    if not isinstance(to_index, int) or isinstance(to_index, bool) or to_index < 0:
+        raise RoomError("invalid", "to_index must be a whole number from 0.")
+    with transaction.atomic():
+        Room.objects.select_for_update().filter(pk=room.pk).first()
+        entry = _entry_of_room(room, entry_id)
+        entries = [e for e in QueueEntry.objects.filter(room=room).order_by("position", "id") if e.pk != entry.pk]
+        entries.insert(min(to_index, len(entries)), entry)
+        for index, item in enumerate(entries, start=1):
+            if item.position != index:
+                QueueEntry.objects.filter(pk=item.pk).update(position=index)
+    broadcast_on_commit(topic(room.pk), lambda: events.queue_event(room))
+
+
+def _entry_of_room(room: Room, entry_id) -> QueueEntry:
+    if not isinstance(entry_id, int) or isinstance(entry_id, bool):
+        raise RoomError("invalid", "entry_id must be a whole number.")
+    entry = QueueEntry.objects.filter(pk=entry_id).select_related("track").first()
+    if entry is None or entry.room_id != room.pk:
+        raise RoomError("not_found", f"Entry {entry_id} is not in this room's queue.")
+    return entry
+
+
+# --- playback ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Control:
+    action: str
+    position_s: float | None = None
+    entry_id: int | None = None
+    volume: float | None = None
+    version: int | None = None
+
+
+def parse_control(data: dict) -> Control:
+    """Validate a control message (websocket or HTTP) or raise RoomError('invalid')."""
+    action = data.get("action")
+    if action not in ACTIONS:
+        raise RoomError("invalid", f"action must be one of {', '.join(sorted(ACTIONS))}.")
+    values = {}
+    for field in ("position_s", "volume"):
+        value = data.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise RoomError("invalid", f"{field} must be a number.")
+        values[field] = None if value is None else float(value)
+    for field in ("entry_id", "version"):
+        value = data.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise RoomError("invalid", f"{field} must be a whole number.")
+        values[field] = value
+    if action == "seek" and values["position_s"] is None:
+        raise RoomError("invalid", "seek needs position_s.")
+    if action == "select" and values["entry_id"] is None:
+        raise RoomError("invalid", "select needs entry_id.")
+    if action == "volume":
+        if values["volume"] is None:
+            raise RoomError("invalid", "volume needs volume (0 to 1).")
+        if not 0 <= values["volume"] <= 1:
+            raise RoomError("invalid", "volume must be between 0 and 1.")
+    return Control(action=action, **values)
+
+
+def lead_ms(room_id: int) -> int:
+    """How far ahead a start is scheduled: twice the slowest online member's round trip."""
+    online = presence.online_user_ids(room_id)
+    rtts = [r["rtt_ms"] for user_id, r in presence.reports(room_id).items() if user_id in online and r.get("rtt_ms")]
+    wanted = 2 * max(rtts, default=0)
+    return int(min(max(wanted, settings.ROOMS_LEAD_MIN_MS), settings.ROOMS_LEAD_MAX_MS))
+
+
+def playback_control(*, room: Room, actor, control: Control) -> PlaybackState:
+    _require_control(room, actor)
+    with transaction.atomic():
+        state = PlaybackState.objects.select_related("entry__track").get(room=room)
+        if control.version is not None and control.version != state.version:
+            raise RoomError("conflict", "The room changed since you last saw it; here is where it is now.", state=state)
+        now = now_ms()
+        changes = _control_changes(room, state, control, now)
+        if changes is None:
+            return state  # nothing to change (e.g. play while playing)
+        return _apply(state, changes)
+
+
+def _control_changes(room: Room, state: PlaybackState, control: Control, now: int) -> dict | None:
+    playing = PlaybackState.Status
+    action = control.action
+    if action == "play":
+        if state.status == playing.PLAYING:
+            return None
+        if state.entry is None:
+            first = QueueEntry.objects.filter(room=room).order_by("position", "id").first()
+            if first is None:
+                raise RoomError("invalid", "The queue is empty: add a track first.")
+            return _wait_for(first, now)
+        if state.status == playing.WAITING:
+            return None
+        start = state.position_s if state.status == playing.PAUSED else 0.0
+        return {"status": playing.PLAYING, "position_s": start, "anchor_ms": now + lead_ms(room.pk), "waiting_since_ms": None}
+    if action == "pause":
+        if state.status not in (playing.PLAYING, playing.WAITING):
+            return None
+        return {"status": playing.PAUSED, "position_s": state.position_at(now), "anchor_ms": now, "waiting_since_ms": None}
+    if action == "stop":
+        if state.status == playing.STOPPED and state.position_s == 0:
+            return None
+        return {"status": playing.STOPPED, "position_s": 0.0, "anchor_ms": now, "waiting_since_ms": None}
+    if action == "seek":
+        if state.entry is None:
+            raise RoomError("invalid", "Nothing is selected to seek in.")
+        duration = state.entry.track.duration_s
+        if control.position_s < 0 or control.position_s >= duration:
+            raise RoomError("invalid", f"position_s must be from 0 to below the track's {duration:.1f} s.")
+        if state.status == playing.PLAYING:
+            return {"position_s": control.position_s, "anchor_ms": now + lead_ms(room.pk)}
+        status = playing.PAUSED if state.status == playing.STOPPED else state.status
+        return {"status": status, "position_s": control.position_s, "anchor_ms": now}
+    if action == "volume":
+        return {"volume": control.volume}
+    if action == "select":
+        return _wait_for(_entry_of_room(room, control.entry_id), now)
+    if action == "previous" and state.entry is not None and state.position_at(now) > PREVIOUS_RESTART_S:
+        return _wait_for(state.entry, now)
+    return _advance_changes(room, state, now, forward=action == "next")
+
+
+def _wait_for(entry: QueueEntry, now: int) -> dict:
+    """Load `entry` from its start: members buffer, then the room starts together."""
+    presence.clear_ready(entry.room_id, entry.pk)
+    return {"entry": entry, "status": PlaybackState.Status.WAITING, "position_s": 0.0, "anchor_ms": now,
+            "waiting_since_ms": now}
+
+
+def _advance_changes(room: Room, state: PlaybackState, now: int, *, forward: bool, skip_current: bool = False,
+                     automatic: bool = False) -> dict:
+    entries = list(QueueEntry.objects.filter(room=room).order_by("position", "id"))
+    if automatic and room.repeat == Room.Repeat.ONE and state.entry is not None:
+        return _wait_for(state.entry, now)
+    current = next((i for i, e in enumerate(entries) if e.pk == state.entry_id), None)
+    candidates = [e for e in entries if e.pk != state.entry_id] if skip_current else entries
+    target = None
+    if room.shuffle and forward and len(entries) > 1:
+        target = random.choice([e for e in entries if e.pk != state.entry_id])  # noqa: S311 - not security
+    elif current is None:
+        target = candidates[0] if candidates else None
+    else:
+        index = current + (1 if forward else -1)
+        if 0 <= index < len(entries):
+            target = entries[index]
+        elif room.repeat == Room.Repeat.ALL and entries:
+            target = entries[index % len(entries)]
+        elif not forward:
+            target = entries[current]  # previous at the first entry restarts it
+    if target is None or (skip_current and target.pk == state.entry_id):
+        return {"entry": None, "status": PlaybackState.Status.STOPPED, "position_s": 0.0, "anchor_ms": now,
+                "waiting_since_ms": None}
+    return _wait_for(target, now)
+
+
+def _apply(state: PlaybackState, changes: dict) -> PlaybackState:
+    """Compare-and-set: write `changes` only if the state is still at the version read."""
+    fields = dict(changes)
+    if "entry" in fields:
+        entry = fields.pop("entry")
+        fields["entry_id"] = entry.pk if entry is not None else None
+    updated = PlaybackState.objects.filter(room_id=state.room_id, version=state.version).update(
+        version=F("version") + 1, updated_at=timezone.now(), **fields
+    )
+    if not updated:
+        current = PlaybackState.objects.select_related("entry__track").get(room_id=state.room_id)
+        raise RoomError("conflict", "Someone else changed the room at the same moment; here is where it is now.",
+                        state=current)
+    fresh = PlaybackState.objects.select_related("entry__track").get(room_id=state.room_id)
+    server_ms = now_ms()
+    broadcast_on_commit(topic(state.room_id), lambda: events.state_event(fresh, reason="change", server_ms=server_ms))
+    return fresh
+
+
+# --- driven by the members' players and the room's clock ---------------------------
+
+
+def member_ready(*, room: Room, user, entry_id) -> PlaybackState | None:
+    """A member has `entry_id` loaded at the waiting position; start when everyone has."""
+    membership_for(room=room, user=user)
+    if not isinstance(entry_id, int) or isinstance(entry_id, bool):
+        raise RoomError("invalid", "ready needs entry_id.")
+    presence.mark_ready(room.pk, entry_id, user.pk)
+    return start_if_ready(room_id=room.pk)
+
+
+def member_buffering(*, room: Room, user) -> PlaybackState | None:
+    """A member's player stalled: hold the room for it, unless it stalls too often."""
+    membership_for(room=room, user=user)
+    if presence.count_stall(room.pk, user.pk) > settings.ROOMS_MAX_STALLS_PER_MINUTE:
+        return None  # skipped: the room does not wait for a member that keeps stalling
+    with transaction.atomic():
+        state = PlaybackState.objects.get(room=room)
+        if state.status != PlaybackState.Status.PLAYING or state.entry_id is None:
+            return None
+        now = now_ms()
+        presence.clear_ready(room.pk, state.entry_id)
+        try:
+            return _apply(state, {"status": PlaybackState.Status.WAITING, "position_s": state.position_at(now),
+                                  "anchor_ms": now, "waiting_since_ms": now})
+        except RoomError:
+            return None
+
+
+def start_if_ready(*, room_id: int, force: bool = False) -> PlaybackState | None:
+    """Leave `waiting` once every online member that is waited for is ready (or on timeout)."""
+    with transaction.atomic():
+        state = PlaybackState.objects.filter(room_id=room_id).first()
+        if state is None or state.status != PlaybackState.Status.WAITING or state.entry_id is None:
+            return None
+        now = now_ms()
+        timed_out = now - (state.waiting_since_ms or now) >= settings.ROOMS_WAIT_TIMEOUT_S * 1000
+        if not (force or timed_out):
+            waited_for = {
+                user_id for user_id in presence.online_user_ids(room_id)
+                if not presence.stalled_too_often(room_id, user_id)
+            }
+            if not waited_for <= presence.ready_user_ids(room_id, state.entry_id):
+                return None
+        try:
+            return _apply(state, {"status": PlaybackState.Status.PLAYING, "anchor_ms": now + lead_ms(room_id),
+                                  "waiting_since_ms": None})
+        except RoomError:
+            return None  # another process started it first
+
+
+def advance_if_ended(*, room_id: int, version: int) -> PlaybackState | None:
+    """Auto-advance at the end of a track, once per room whatever the number of processes:
+    only the state at `version` advances, and only when its track has really ended."""
+    with transaction.atomic():
+        state = PlaybackState.objects.select_related("entry__track", "room").filter(room_id=room_id).first()
+        if state is None or state.version != version or state.status != PlaybackState.Status.PLAYING:
+            return None
+        if state.entry is None or state.position_at(now_ms()) < state.entry.track.duration_s:
+            return None
+        try:
+            return _apply(state, _advance_changes(state.room, state, now_ms(), forward=True, automatic=True))
+        except RoomError:
+            return None
+
+
+def save_report(*, room: Room, user, offset_ms, rtt_ms, drift_ms) -> None:
+    for name, value in (("offset_ms", offset_ms), ("rtt_ms", rtt_ms), ("drift_ms", drift_ms)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 3_600_000:
+            raise RoomError("invalid", f"report needs {name} as a number of milliseconds.")
+    if rtt_ms < 0:
+        raise RoomError("invalid", "rtt_ms cannot be negative.")
+    presence.save_report(room.pk, user.pk, offset_ms=float(offset_ms), rtt_ms=float(rtt_ms), drift_ms=float(drift_ms))
+
+
+def member_disconnected(*, room: Room, user) -> None:
+    """Keep the member's last sync report and when they were last seen."""
+    report = presence.reports(room.pk).get(user.pk, {})
+    Membership.objects.filter(room=room, user=user).update(
+        last_seen=timezone.now(),
+        offset_ms=report.get("offset_ms"), rtt_ms=report.get("rtt_ms"), drift_ms=report.get("drift_ms"),
+    )
+
+
+def announce_members(*, room: Room, members: list[dict] | None = None, only_if_changed: bool = False) -> None:
+    """Send room.members (after commit); with only_if_changed, only when it differs from
+    what any process announced last, so periodic checks in several processes send it once."""
+    members = members if members is not None else events.members_payload(room)
+    changed = presence.members_changed(room.pk, events.members_signature(members))
+    if changed or not only_if_changed:
+        broadcast_on_commit(topic(room.pk), events.members_event(room, members))
