@@ -401,7 +401,8 @@ def member_buffering(*, room: Room, user) -> PlaybackState | None:
     """A member's player stalled: hold the room for it, unless it stalls too often."""
     membership_for(room=room, user=user)
     if presence.count_stall(room.pk, user.pk) > settings.ROOMS_MAX_STALLS_PER_MINUTE:
-        return None  # skipped: the room does not wait for a member that keeps stalling
+        # Skipped: the room no longer waits for this member, so it may be able to start.
+        return start_if_ready(room_id=room.pk)
     with transaction.atomic():
         state = PlaybackState.objects.get(room=room)
         if state.status != PlaybackState.Status.PLAYING or state.entry_id is None:

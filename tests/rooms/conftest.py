@@ -60,14 +60,29 @@ class Client:
     def __init__(self, communicator: WebsocketCommunicator):
         self.ws = communicator
         self.backlog: list[dict] = []
+        self.closed = False
+        self.close_code = None
 
     async def send(self, message: dict | str) -> None:
         await self.ws.send_to(text_data=message if isinstance(message, str) else json.dumps(message))
 
+    async def _next(self, timeout: float) -> dict:
+        """The next event, waiting at most `timeout` s. Unlike receive_from, a timeout here
+        does not cancel the application, so a test may check that nothing arrives."""
+        future = self.ws.future
+        if future.done() and self.ws.output_queue.empty():
+            future.result()  # raises the consumer's exception, if it crashed
+            raise AssertionError("the connection is closed")
+        message = await asyncio.wait_for(self.ws.output_queue.get(), timeout)
+        if message["type"] == "websocket.close":
+            self.close_code = message.get("code")
+            raise AssertionError(f"the server closed the socket with {self.close_code}")
+        return json.loads(message["text"])
+
     async def receive(self, timeout: float = 3) -> dict:
         if self.backlog:
             return self.backlog.pop(0)
-        return json.loads(await self.ws.receive_from(timeout=timeout))
+        return await self._next(timeout)
 
     async def expect(self, kind: str, timeout: float = 3, **fields) -> dict:
         """The next event of `kind` whose fields match (others are kept for later)."""
@@ -83,19 +98,38 @@ class Client:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise AssertionError(f"no {kind} {fields} within {timeout}s; saw {skipped}")
-                event = json.loads(await self.ws.receive_from(timeout=remaining))
+                try:
+                    event = await self._next(remaining)
+                except TimeoutError:
+                    continue
                 if event["type"] == kind and all(event.get(k) == v for k, v in fields.items()):
                     return event
                 skipped.append(event)
         finally:
             self.backlog.extend(skipped)
 
+    async def closed_with(self, timeout: float = 3) -> int:
+        """Wait for the server to close the socket; returns the close code."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                await self._next(deadline - loop.time())
+            except AssertionError:
+                self.closed = True
+                return self.close_code
+            except TimeoutError:
+                break
+        raise AssertionError("the socket stayed open")
+
     async def close(self) -> None:
-        await self.ws.disconnect()
+        if not self.closed:
+            self.closed = True
+            await self.ws.disconnect()
 
 
 @pytest.fixture
-def connect():
+async def connect():
     from project.asgi import application
 
     opened: list[Client] = []
@@ -115,3 +149,5 @@ def connect():
         return client
 
     yield open_socket
+    for client in opened:
+        await client.close()
