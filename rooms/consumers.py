@@ -51,8 +51,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def _join(self) -> list[dict]:
         presence.touch(self.room.pk, [(self.user.pk, self.member.conn_id)])
+        presence.mark_members_dirty(self.room.pk)
         members = events.members_payload(self.room)
-        services.announce_members(room=self.room, members=members)
         return [
             events.current_state_event(self.room.pk, reason="join"),
             events.queue_event(self.room),
@@ -73,7 +73,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     def _leave(self) -> None:
         presence.leave(self.room.pk, self.user.pk, self.member.conn_id)
         services.member_disconnected(room=self.room, user=self.user)
-        services.announce_members(room=self.room)
+        presence.mark_members_dirty(self.room.pk)
         services.start_if_ready(room_id=self.room.pk)
 
     async def receive(self, text_data=None, bytes_data=None):

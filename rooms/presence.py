@@ -94,3 +94,14 @@ def members_changed(room_id: int, signature: str) -> bool:
     """True (once) when the members list differs from what was last announced."""
     previous = sync_redis().set(_key(room_id, "members_sig"), signature, ex=3600, get=True)
     return previous is None or previous.decode() != signature
+
+
+def mark_members_dirty(room_id: int) -> None:
+    """Someone joined or left: the next runtime check announces room.members (coalesced,
+    so a thousand people joining cost a few announcements, not a thousand)."""
+    sync_redis().set(_key(room_id, "members_dirty"), 1, ex=600)
+
+
+def take_members_dirty(room_id: int) -> bool:
+    """True for exactly one caller after a change (GETDEL), whichever process asks first."""
+    return sync_redis().getdel(_key(room_id, "members_dirty")) is not None

@@ -28,6 +28,8 @@ from rooms.models import Room
 logger = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = 0.2
+# Joins and leaves are announced at most this often (coalesced across processes).
+MEMBERS_INTERVAL_S = 0.5
 
 
 class Member:
@@ -49,6 +51,7 @@ class RoomRuntime:
         self.state: dict | None = None
         self._task: asyncio.Task | None = None
         self._last_tick = 0.0
+        self._last_members_check = 0.0
         self._asked_version: int | None = None
 
     # -- state cache -----------------------------------------------------------------
@@ -79,6 +82,9 @@ class RoomRuntime:
             try:
                 await asyncio.sleep(CHECK_INTERVAL_S)
                 await self._check_clock()
+                if time.monotonic() - self._last_members_check >= MEMBERS_INTERVAL_S:
+                    self._last_members_check = time.monotonic()
+                    await database_sync_to_async(self._announce_if_dirty)()
                 if time.monotonic() - self._last_tick >= settings.ROOMS_TICK_S:
                     self._last_tick = time.monotonic()
                     await self.tick()
@@ -113,6 +119,12 @@ class RoomRuntime:
                     await member.send(frame)
                 except Exception:
                     logger.debug("tick to a closing socket failed", exc_info=True)
+
+    def _announce_if_dirty(self) -> None:
+        if presence.take_members_dirty(self.room_id):
+            room = Room.objects.filter(pk=self.room_id).first()
+            if room is not None:
+                services.announce_members(room=room)
 
     def _refresh_members(self, connections: list[tuple[int, str]]) -> None:
         presence.touch(self.room_id, connections)

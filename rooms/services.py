@@ -87,7 +87,7 @@ def room_join(*, room: Room, user, invite_code: str | None = None) -> Membership
     if room.visibility == Room.Visibility.PRIVATE and invite_code != room.invite_code:
         raise RoomError("forbidden", "This room is private: you need an invite link from its host.")
     membership, _ = Membership.objects.get_or_create(room=room, user=user, defaults={"role": Membership.Role.LISTENER})
-    broadcast_on_commit(topic(room.pk), lambda: events.members_event(room))
+    transaction.on_commit(lambda: presence.mark_members_dirty(room.pk))
     return membership
 
 
