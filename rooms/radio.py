@@ -92,11 +92,11 @@ class Station:
             self._play(("silence",))
             return
         now = presence.now_ms()
-        if state["anchor_ms"] > now:  # a scheduled start: silence until then
+        if state["anchor_ms"] > now + 5:  # a scheduled start: silence until then
             self._play(("silence",))
             delay_s = (state["anchor_ms"] - now) / 1000
             self._switch_at = asyncio.get_running_loop().call_later(
-                delay_s, lambda: asyncio.ensure_future(self._follow(dict(state, anchor_ms=0)))
+                delay_s, lambda: asyncio.ensure_future(self._follow(state))
             )
             return
         position = state["position_s"] + max(0, now - state["anchor_ms"]) / 1000 * state["rate"]

@@ -288,7 +288,11 @@ def playback_control(*, room: Room, actor, control: Control) -> PlaybackState:
         changes = _control_changes(room, state, control, now)
         if changes is None:
             return state  # nothing to change (e.g. play while playing)
-        return _apply(state, changes)
+        state = _apply(state, changes)
+    if state.status == PlaybackState.Status.WAITING:
+        # Nobody online to wait for (an HTTP client, an empty room): start right away.
+        return start_if_ready(room_id=room.pk) or state
+    return state
 
 
 def _control_changes(room: Room, state: PlaybackState, control: Control, now: int) -> dict | None:
@@ -448,9 +452,12 @@ def advance_if_ended(*, room_id: int, version: int) -> PlaybackState | None:
         if state.entry is None or state.position_at(now_ms()) < state.entry.track.duration_s:
             return None
         try:
-            return _apply(state, _advance_changes(state.room, state, now_ms(), forward=True, automatic=True))
+            state = _apply(state, _advance_changes(state.room, state, now_ms(), forward=True, automatic=True))
         except RoomError:
             return None
+    if state.status == PlaybackState.Status.WAITING:
+        return start_if_ready(room_id=room_id) or state  # nobody online to wait for: go on
+    return state
 
 
 def save_report(*, room: Room, user, offset_ms, rtt_ms, drift_ms) -> None:
