@@ -23,7 +23,16 @@ from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = "chorus:rt:"
+def channel_prefix() -> str:
+    """Pub/sub channels are shared by every database of a Redis server, so they are named
+    after the database number of REDIS_URL: installations (or test runs) that share one Redis
+    server on different databases never hear each other."""
+    return _prefix_for(settings.REDIS_URL)
+
+
+@functools.cache
+def _prefix_for(url: str) -> str:
+    return f"chorus:db{redis.connection.parse_url(url).get('db', 0)}:rt:"
 
 @functools.cache
 def _client_for(url: str) -> redis.Redis:
@@ -42,7 +51,7 @@ def encode(event: dict) -> str:
 def publish(topic: str, event: dict | str) -> None:
     """Send `event` to every socket subscribed to `topic`, in every server process, now."""
     frame = event if isinstance(event, str) else encode(event)
-    sync_redis().publish(CHANNEL_PREFIX + topic, frame)
+    sync_redis().publish(channel_prefix() + topic, frame)
 
 
 def broadcast_on_commit(topic: str, event_factory: Callable[[], dict] | dict) -> None:
@@ -68,6 +77,7 @@ class Hub:
 
     def __init__(self) -> None:
         self._client = aioredis.Redis.from_url(settings.REDIS_URL)
+        self._prefix = channel_prefix()
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         self._sinks: dict[str, dict[int, Sink]] = {}
         self._listeners: dict[str, list[Callable[[str, str], None]]] = {}
@@ -80,7 +90,7 @@ class Hub:
             first = not sinks
             sinks[key] = sink
             if first:
-                await self._pubsub.subscribe(CHANNEL_PREFIX + topic)
+                await self._pubsub.subscribe(self._prefix + topic)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="realtime-hub-reader")
 
@@ -92,7 +102,7 @@ class Hub:
             sinks.pop(key, None)
             if not sinks:
                 del self._sinks[topic]
-                await self._pubsub.unsubscribe(CHANNEL_PREFIX + topic)
+                await self._pubsub.unsubscribe(self._prefix + topic)
 
     def add_listener(self, topic: str, listener: Callable[[str, str], None]) -> None:
         """A plain function called with (topic, frame) for every event (e.g. a cache)."""
@@ -134,7 +144,7 @@ class Hub:
                 backoff_s = 0.1
                 if message is None or message.get("type") != "message":
                     continue
-                topic = message["channel"].decode()[len(CHANNEL_PREFIX):]
+                topic = message["channel"].decode()[len(self._prefix):]
                 data = message["data"]
                 await self.deliver(topic, data.decode() if isinstance(data, bytes) else data)
             except asyncio.CancelledError:
@@ -147,7 +157,7 @@ class Hub:
                     async with self._lock:
                         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                         if self._sinks:
-                            await self._pubsub.subscribe(*[CHANNEL_PREFIX + t for t in self._sinks])
+                            await self._pubsub.subscribe(*[self._prefix + t for t in self._sinks])
                 except (redis.RedisError, OSError):
                     continue
 

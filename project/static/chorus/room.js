@@ -31,7 +31,7 @@
   }
 
   class WebAudioEngine {
-    constructor() { this.kind = "webaudio"; this.buffer = null; this.source = null; this.gain = null; this.started = null; }
+    constructor() { this.kind = "webaudio"; this.buffer = null; this.source = null; this.gain = null; this.mark = null; }
     async load(url) {
       const context = audioContext();
       const response = await fetch(url, { credentials: "same-origin" });
@@ -39,39 +39,56 @@
       this.buffer = await context.decodeAudioData(await response.arrayBuffer());
       if (!this.gain) { this.gain = context.createGain(); this.gain.connect(context.destination); }
     }
+    // The audio clock now, interpolated between render quanta via getOutputTimestamp.
+    ctxNow() {
+      const stamp = ctx.getOutputTimestamp ? ctx.getOutputTimestamp() : null;
+      if (stamp && stamp.performanceTime) return stamp.contextTime + (performance.now() - stamp.performanceTime) / 1000;
+      return ctx.currentTime;
+    }
     ctxTimeFor(serverMs) {
-      const stamp = ctx.getOutputTimestamp ? ctx.getOutputTimestamp() : {};
-      const perf = (serverMs - clock.offset) - performance.timeOrigin;
-      if (stamp.performanceTime) return stamp.contextTime + (perf - stamp.performanceTime) / 1000;
-      return ctx.currentTime + (perf - performance.now()) / 1000;
+      return this.ctxNow() + (serverMs - clock.now()) / 1000;
     }
     start(atServerMs, offsetS) {
       this.stop();
+      const now = this.ctxNow();
       let when = this.ctxTimeFor(atServerMs);
       let offset = offsetS;
-      if (when < ctx.currentTime) { offset += ctx.currentTime - when; when = ctx.currentTime; }
+      if (when < now + 0.02) { offset += now + 0.02 - when; when = now + 0.02; }
       if (offset >= this.buffer.duration) return;
       const source = ctx.createBufferSource();
       source.buffer = this.buffer;
       source.connect(this.gain);
       source.start(when, offset);
       this.source = source;
-      this.started = { when, offset };
+      // Position bookkeeping: from audio-clock time `at` the track is at `pos`, moving at `rate`.
+      this.mark = { at: when, pos: offset, rate: 1 };
     }
     stop() {
       if (this.source) { try { this.source.stop(); } catch (e) { /* already stopped */ } this.source.disconnect(); }
-      this.source = null; this.started = null;
+      this.source = null; this.mark = null;
     }
     position() {
-      if (!this.started) return null;
-      return this.started.offset + Math.max(0, ctx.currentTime - this.started.when);
+      if (!this.mark) return null;
+      const now = this.ctxNow();
+      if (now <= this.mark.at) return this.mark.pos;
+      return this.mark.pos + (now - this.mark.at) * this.mark.rate;
+    }
+    setRate(rate) {
+      if (!this.source || this.mark.rate === rate) return;
+      const now = Math.max(this.ctxNow(), this.mark.at);
+      this.mark = { at: now, pos: this.position(), rate };
+      this.source.playbackRate.setValueAtTime(rate, now);
     }
     correct(expectedS) {
       const actual = this.position();
-      if (actual === null) return 0;
+      if (actual === null || this.ctxNow() < this.mark.at) return 0;
       const drift = actual - expectedS;
-      // A buffer source cannot be nudged without a pitch change: re-schedule beyond 40 ms.
-      if (Math.abs(drift) * 1000 >= 40) this.start(clock.now() + 150, expectedS + 0.15);
+      if (Math.abs(drift) * 1000 >= cfg.seekThresholdMs) {
+        this.start(clock.now() + 150, expectedS + 0.15);
+      } else {
+        // Close the gap over ~4 s, never faster than maxRateNudge (0.5 %: inaudible on music).
+        this.setRate(1 + Math.max(-cfg.maxRateNudge, Math.min(cfg.maxRateNudge, -drift / 4)));
+      }
       return drift;
     }
     setVolume(v) { if (this.gain) this.gain.gain.value = v; }
