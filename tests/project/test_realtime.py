@@ -53,8 +53,12 @@ def test_broadcast_on_commit_waits_for_the_commit(settings, redis_client):
         realtime.broadcast_on_commit("t", {"type": "x"})
         assert pubsub.get_message(timeout=0.3) is None
     assert pubsub.get_message(timeout=2)["data"] == b'{"type":"x"}'
-    with pytest.raises(RuntimeError), transaction.atomic():
-        realtime.broadcast_on_commit("t", {"type": "rolled back"})
-        raise RuntimeError
+    def roll_back():
+        with transaction.atomic():
+            realtime.broadcast_on_commit("t", {"type": "rolled back"})
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        roll_back()
     assert pubsub.get_message(timeout=0.3) is None
     pubsub.close()

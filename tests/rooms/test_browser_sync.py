@@ -59,7 +59,8 @@ def test_play_in_one_browser_starts_the_other_in_sync(asgi_server, page_factory,
     differences = []
     for _ in range(10):
         host, listener = pages["hana"].evaluate(SAMPLE_JS), pages["lis"].evaluate(SAMPLE_JS)
-        assert host["position_s"] is not None and listener["position_s"] is not None
+        assert host["position_s"] is not None
+        assert listener["position_s"] is not None
         at = max(host["server_ms"], listener["server_ms"])
         differences.append(abs(position_at(host, at) - position_at(listener, at)) * 1000)
         time.sleep(0.3)
