@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django_htmx.http import HttpResponseClientRedirect
 
 from catalog import selectors as catalog_selectors
 from rooms import events, selectors, services
@@ -40,6 +41,9 @@ def create(request):
 @login_required
 @require_safe
 def detail(request, slug: str):
+    if request.htmx:
+        # The room page runs its own player and socket: load it as a full page, not an htmx swap.
+        return HttpResponseClientRedirect(request.get_full_path())
     try:
         room, membership = selectors.room_visible(slug=slug, user=request.user)
     except RoomError as exc:

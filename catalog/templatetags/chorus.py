@@ -17,7 +17,7 @@ def duration(seconds) -> str:
 
 @register.filter
 def duration_long(seconds) -> str:
-    """7384 -> '2 h 3 min'; 125 -> '2 min'."""
+    """7384 -> '2 h 3 min'; 125 -> '2 min'; 20 -> '20 s' (not '0 min')."""
     try:
         total = int(float(seconds))
     except (TypeError, ValueError):
@@ -26,6 +26,8 @@ def duration_long(seconds) -> str:
     minutes = rest // 60
     if hours:
         return f"{hours} h {minutes} min"
+    if 0 < total < 60:
+        return f"{total} s"
     return f"{minutes} min"
 
 

@@ -39,7 +39,11 @@ def test_play_in_one_browser_starts_the_other_in_sync(asgi_server, page_factory,
     for name in ("hana", "lis"):
         page = page_factory(base_url=asgi_server.url)
         log_in(page, username=name)
-        page.goto(f"/rooms/{room.slug}/")
+        if name == "lis":  # through the nav and the room list, as a person would
+            page.get_by_role("link", name="Rooms").click()
+            page.get_by_role("link", name="Sync Room").click()
+        else:
+            page.goto(f"/rooms/{room.slug}/")
         expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
         expect(page.locator("#queue-list")).to_contain_text("Long Tone")
         pages[name] = page

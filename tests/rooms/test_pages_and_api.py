@@ -131,3 +131,9 @@ def test_http_api_applies_the_same_rules(client, room, tokens, tracks):
     assert response.json()["state"]["version"] == 0
     assert client.post(f"/api/rooms/{room.slug}/join", {}, content_type="application/json", **bearer(tokens["out"])).json()["role"] == "listener"
     assert client.get("/api/rooms/nowhere", **bearer(tokens["out"])).status_code == 404
+
+
+def test_boosted_navigation_into_a_room_becomes_a_full_page_load(client, room, people):
+    response = login(client, people["lis"]).get(f"/rooms/{room.slug}/", HTTP_HX_REQUEST="true", HTTP_HX_BOOSTED="true")
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == f"/rooms/{room.slug}/"

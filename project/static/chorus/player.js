@@ -49,7 +49,9 @@
       navigator.mediaSession.metadata = new MediaMetadata({ title: track.title, artist: track.artist, album: track.album });
     }
     audio.play().catch((err) => {
-      if (err && err.name !== "AbortError") showError("Press play to start (the browser blocked autoplay).");
+      // Only NotAllowedError means "blocked autoplay"; a track that cannot load also
+      // rejects play(), and the audio "error" listener explains that one.
+      if (err && err.name === "NotAllowedError") showError("Press play to start (the browser blocked autoplay).");
     });
     markPlaying();
   }
@@ -76,7 +78,8 @@
     audio.dataset.wired = "1";
     const player = $("#player");
     audio.addEventListener("playing", () => { player.dataset.state = "playing"; });
-    audio.addEventListener("pause", () => { player.dataset.state = "paused"; });
+    // Chromium also fires "pause" after a failed load: keep the "error" state then.
+    audio.addEventListener("pause", () => { if (!audio.error) player.dataset.state = "paused"; });
     audio.addEventListener("ended", () => {
       player.dataset.state = "ended";
       if (state.index < state.queue.length - 1) load(state.index + 1);
@@ -96,6 +99,21 @@
     }
   }
 
+  // htmx keeps the footer (hx-preserve) by moving it with moveBefore(); the audio goes on
+  // playing, but Chromium then draws its built-in controls blank. Rebuild them after a page swap.
+  function redrawControls() {
+    const audio = $("#player-audio");
+    if (audio && audio.controls) {
+      audio.controls = false;
+      audio.controls = true;
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", wire);
-  document.addEventListener("htmx:afterSettle", () => { wire(); markPlaying(); });
+  document.addEventListener("htmx:afterSettle", (event) => {
+    wire();
+    markPlaying();
+    if (event.detail && (event.detail.boosted || event.detail.target === document.body)) redrawControls();
+  });
+  document.addEventListener("htmx:historyRestore", redrawControls);
 })();

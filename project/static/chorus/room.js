@@ -5,6 +5,8 @@
   const configNode = document.getElementById("room-config");
   if (!configNode) return;
   const cfg = JSON.parse(configNode.textContent);
+  // Leaving the room is a real page load, so that its socket and audio stop with it.
+  document.body.setAttribute("hx-boost", "false");
   const $ = (sel) => document.querySelector(sel);
   const clientNow = () => performance.timeOrigin + performance.now();
 
@@ -437,6 +439,16 @@
     clearTimeout(volumeTimer);
     volumeTimer = setTimeout(() => control("volume", { volume: parseFloat(volume.value) }), 150);
   });
+  const localVolume = $("#local-volume");
+  if (localVolume) {
+    const saved = parseFloat(localStorage.getItem("chorus.localVolume"));
+    if (!isNaN(saved)) { localVolume.value = saved; room.localVolume = saved; }
+    localVolume.addEventListener("input", () => {
+      room.localVolume = parseFloat(localVolume.value);
+      localStorage.setItem("chorus.localVolume", String(room.localVolume));
+      if (room.state) engine.setVolume(room.state.volume * room.localVolume);
+    });
+  }
   const repeat = $("#repeat-mode");
   if (repeat) repeat.addEventListener("change", () => queueEdit({ op: "mode", repeat: repeat.value }));
   const shuffle = $("#shuffle");
