@@ -1,27 +1,33 @@
 """Serving audio: byte ranges of the original file, or a live ffmpeg transcode.
 
 Both bodies are async iterators, so Daphne sends each chunk as it is read or encoded
-and a long file never sits in memory (Django would buffer a sync iterator whole).
+and a long file never sits in memory here (Django would buffer a sync iterator whole).
+Daphne itself has no flow control, though: it accepts every chunk at once and Twisted
+queues what the client has not taken yet (see the stream section of docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import ffmpeg
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.utils.cache import get_conditional_response
 from django.utils.http import http_date, parse_http_date_safe, quote_etag
 
 logger = logging.getLogger(__name__)
 
 FILE_CHUNK_BYTES = 256 * 1024
 PIPE_CHUNK_BYTES = 32 * 1024
+STDERR_TAIL_BYTES = 2000
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,19 @@ class ByteRange:
         return self.end - self.start + 1
 
 
+_DIGITS = re.compile(r"[0-9]+")
+# More digits than this is beyond any file; int() of thousands of digits would raise.
+_HUGE_DIGITS = 18
+
+
+def _position(text: str) -> int | None:
+    """A byte position of a Range header (ASCII digits only), or None when it is not one."""
+    if not _DIGITS.fullmatch(text):
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _HUGE_DIGITS else 10**_HUGE_DIGITS
+
+
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """The single byte range asked for, None to send the whole file, or RangeNotSatisfiable.
 
@@ -72,26 +91,21 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     unit, _, spec = header.strip().partition("=")
     if unit.strip().lower() != "bytes" or not spec or "," in spec:
         return None
-    first, dash, last = spec.strip().partition("-")
+    first_text, dash, last_text = (part.strip() for part in spec.partition("-"))
     if not dash:
         return None
-    first, last = first.strip(), last.strip()
-    if first == "":
-        if not last.isdigit():
+    first, last = _position(first_text), _position(last_text)
+    if not first_text:  # a suffix: the last N bytes
+        if last is None:
             return None
-        suffix = int(last)
-        if suffix == 0 or size == 0:
+        if last == 0 or size == 0:
             raise RangeNotSatisfiable
-        return ByteRange(max(0, size - suffix), size - 1)
-    if not first.isdigit() or (last and not last.isdigit()):
+        return ByteRange(max(0, size - last), size - 1)
+    if first is None or (last_text and last is None) or (last is not None and last < first):
         return None
-    start = int(first)
-    end = int(last) if last else size - 1
-    if last and end < start:
-        return None
-    if start >= size:
+    if first >= size:
         raise RangeNotSatisfiable
-    return ByteRange(start, min(end, size - 1))
+    return ByteRange(first, size - 1 if last is None else min(last, size - 1))
 
 
 def parse_transcode(params) -> tuple[TranscodeFormat, int] | None:
@@ -148,8 +162,9 @@ async def file_chunks(path: Path, start: int, length: int) -> AsyncIterator[byte
         await asyncio.to_thread(handle.close)
 
 
-def file_response(request: HttpRequest, path: Path, stat: os.stat_result, *, mime_type: str, etag: str, last_modified: int) -> HttpResponse:
-    """200 or 206 (or 416) for the original file, honouring Range and If-Range."""
+def file_response(request: HttpRequest, path: Path, stat: os.stat_result, *, mime_type: str, checksum: str) -> HttpResponseBase:
+    """304 or 412 for conditional requests; else 200 or 206 (or 416), honouring Range and If-Range."""
+    etag, last_modified = file_validators(stat, checksum)
     size = stat.st_size
     headers = {
         "Accept-Ranges": "bytes",
@@ -157,23 +172,26 @@ def file_response(request: HttpRequest, path: Path, stat: os.stat_result, *, mim
         "Last-Modified": http_date(last_modified),
         "Cache-Control": "private, max-age=3600",
     }
+    # A response with the headers lets a 304 repeat ETag and Cache-Control (RFC 9110 15.4.5);
+    # get_conditional_response hands it back unchanged when no condition applies.
+    unconditional = HttpResponse(headers=headers)
+    conditional = get_conditional_response(request, etag=etag, last_modified=last_modified, response=unconditional)
+    if conditional is not unconditional:
+        return conditional
     byte_range = None
     if _if_range_allows(request, etag, last_modified):
         try:
             byte_range = parse_range(request.headers.get("Range"), size)
         except RangeNotSatisfiable:
-            response = HttpResponse(
-                f"Range not satisfiable: the file has {size} bytes.", status=416, content_type="text/plain"
+            return HttpResponse(
+                f"Range not satisfiable: the file has {size} bytes.",
+                status=416,
+                content_type="text/plain",
+                headers={**headers, "Content-Range": f"bytes */{size}"},
             )
-            response["Content-Range"] = f"bytes */{size}"
-            for key, value in headers.items():
-                response[key] = value
-            return response
     start, length, status = (0, size, 200) if byte_range is None else (byte_range.start, byte_range.length, 206)
     body = file_chunks(path, start, length) if request.method != "HEAD" else _empty()
-    response = StreamingHttpResponse(body, status=status, content_type=mime_type)
-    for key, value in headers.items():
-        response[key] = value
+    response = StreamingHttpResponse(body, status=status, content_type=mime_type, headers=headers)
     response["Content-Length"] = str(length)
     if byte_range is not None:
         response["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
@@ -200,29 +218,107 @@ def transcode_command(path: Path, fmt: TranscodeFormat, bitrate_kbps: int, *, st
     return output.global_args("-nostdin", "-hide_banner", "-loglevel", "error").compile(cmd=settings.FFMPEG_BINARY)
 
 
-async def transcode_chunks(command: list[str]) -> AsyncIterator[bytes]:
-    """ffmpeg's output as it is produced; ffmpeg is killed if the client goes away."""
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        while data := await process.stdout.read(PIPE_CHUNK_BYTES):
-            yield data
-        stderr = await process.stderr.read()
-        if await process.wait() != 0:
-            logger.error("transcode failed", extra={"returncode": process.returncode, "stderr": stderr.decode(errors="replace")[-500:]})
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+class TranscodeFailed(Exception):
+    """ffmpeg could not be started, or exited without writing any audio."""
 
 
-def transcode_response(request: HttpRequest, path: Path, fmt: TranscodeFormat, bitrate_kbps: int) -> HttpResponse:
-    command = transcode_command(path, fmt, bitrate_kbps)
-    body = transcode_chunks(command) if request.method != "HEAD" else _empty()
+async def _tail(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """Read `stream` to its end, keeping the last `limit` bytes."""
+    tail = b""
+    while chunk := await stream.read(4096):
+        tail = (tail + chunk)[-limit:]
+    return tail
+
+
+class Transcode:
+    """A running ffmpeg whose stdout is a response body (an async iterable with `close()`).
+
+    `start()` waits for the first bytes, so a file ffmpeg cannot read becomes an error
+    response instead of an empty 200. stderr is drained all along: a chatty ffmpeg (a
+    damaged file logs an error per bad frame) would otherwise fill the pipe and stall.
+    ffmpeg is killed when the iteration stops early (the client went away: the request
+    task is cancelled inside `read`) and, as a last resort, when Django closes the
+    response without having read it to the end.
+    """
+
+    def __init__(self, process: asyncio.subprocess.Process, source: Path):
+        self._process = process
+        self._source = source
+        self._loop = asyncio.get_running_loop()
+        self._stderr = asyncio.create_task(_tail(process.stderr, STDERR_TAIL_BYTES))
+        self._first = b""
+        self._killed = False
+
+    @classmethod
+    async def start(cls, command: list[str], *, source: Path) -> Transcode:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            logger.error("transcode could not start", extra={"command": command[0], "source": str(source), "error": str(exc)})
+            raise TranscodeFailed(str(exc)) from exc
+        transcode = cls(process, source)
+        try:
+            transcode._first = await process.stdout.read(PIPE_CHUNK_BYTES)
+            if not transcode._first and await transcode._wait_and_log() != 0:
+                raise TranscodeFailed("ffmpeg wrote no audio")
+        except BaseException:
+            await transcode._stop()
+            raise
+        return transcode
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            if self._first:
+                yield self._first
+            while data := await self._process.stdout.read(PIPE_CHUNK_BYTES):
+                yield data
+            await self._wait_and_log()
+        finally:
+            await self._stop()
+
+    def close(self) -> None:
+        """Called by Django when the response is finished, possibly from a worker thread."""
+        if self._process.returncode is None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._kill)
+
+    def _kill(self) -> None:
+        if self._process.returncode is None:
+            self._killed = True
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+
+    async def _wait_and_log(self) -> int:
+        """ffmpeg's exit status once stdout is at its end; failures are logged with its stderr."""
+        returncode = await self._process.wait()
+        stderr = await self._stderr
+        if returncode != 0 and not self._killed:
+            logger.error(
+                "transcode failed",
+                extra={"returncode": returncode, "source": str(self._source), "stderr": stderr.decode(errors="replace")},
+            )
+        return returncode
+
+    async def _stop(self) -> None:
+        self._kill()
+        # wait() returns only once every pipe has reached its end, and asyncio stops reading
+        # a pipe whose unread buffer is full: drop what nobody will read, or this hangs.
+        while await self._process.stdout.read(PIPE_CHUNK_BYTES):
+            pass
+        await self._process.wait()
+        self._stderr.cancel()
+
+
+async def transcode_response(request: HttpRequest, path: Path, fmt: TranscodeFormat, bitrate_kbps: int) -> HttpResponseBase:
+    """200 with ffmpeg's output as it is encoded; raises TranscodeFailed when there is none."""
+    if request.method == "HEAD":
+        body = _empty()
+    else:
+        body = await Transcode.start(transcode_command(path, fmt, bitrate_kbps), source=path)
     response = StreamingHttpResponse(body, content_type=fmt.mime_type)
     response["Accept-Ranges"] = "none"
     response["Cache-Control"] = "private, no-store"

@@ -11,13 +11,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.cache import get_conditional_response
 from django.views.decorators.http import require_http_methods, require_safe
 
 from catalog import selectors, services, streaming
 from catalog.forms import ImportForm, UploadForm
 from catalog.models import Album, Artist, ImportJob, Track
 from project.accounts.auth import arequest_user
+from project.metrics import stream_requests
 
 PAGE_SIZE = 50
 
@@ -92,6 +92,15 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
 @require_safe
 async def track_stream(request, track_id: int):
     """The track's audio: the original file with Range support, or `?format=` transcoded."""
+    response = await _track_stream(request, track_id)
+    mode = {206: "range", 304: "not_modified"}.get(response.status_code)
+    if mode is None:
+        mode = "error" if response.status_code >= 400 else ("transcode" if "X-Transcode" in response else "file")
+    stream_requests.labels(mode).inc()
+    return response
+
+
+async def _track_stream(request, track_id: int):
     user = await arequest_user(request)
     if user is None:
         return _error(401, "not_authenticated", "Log in, or send Authorization: Bearer <token>.")
@@ -110,12 +119,11 @@ async def track_stream(request, track_id: int):
         return _error(410, "gone", f"The audio file of “{track.title}” is missing on the server; staff have been told.")
     if transcode is not None:
         fmt, bitrate_kbps = transcode
-        return streaming.transcode_response(request, path, fmt, bitrate_kbps)
-    etag, last_modified = streaming.file_validators(stat, track.checksum)
-    conditional = get_conditional_response(request, etag=etag, last_modified=last_modified)
-    if conditional is not None:
-        return conditional
-    return streaming.file_response(request, path, stat, mime_type=track.mime_type, etag=etag, last_modified=last_modified)
+        try:
+            return await streaming.transcode_response(request, path, fmt, bitrate_kbps)
+        except streaming.TranscodeFailed:
+            return _error(500, "transcode_failed", f"The server could not convert “{track.title}” to {fmt.name}; staff have been told.")
+    return streaming.file_response(request, path, stat, mime_type=track.mime_type, checksum=track.checksum)
 
 
 @staff_member_required

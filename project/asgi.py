@@ -17,11 +17,13 @@ from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 
 from project.accounts.ws import OriginCheck, TokenAuthMiddleware
+from project.flow import flow_control
 from project.routing import websocket_urlpatterns
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Response bodies wait for slow clients instead of piling up in Daphne's memory.
+        "http": flow_control(django_asgi_app),
         # Origin checked as AllowedHostsOriginValidator does; programs without an Origin
         # header may connect with a bearer token only (their cookies are dropped).
         "websocket": OriginCheck(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),

@@ -18,3 +18,12 @@ def test_metrics_are_not_public(client, settings):
     assert client.get("/metrics").status_code == 403
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
+
+
+@pytest.mark.django_db
+def test_stream_requests_are_counted_by_kind(alice_client, track):
+    alice_client.get(track.get_stream_url(), HTTP_RANGE="bytes=0-9")
+    alice_client.get("/library/tracks/987654/stream")
+    body = alice_client.get("/metrics").content.decode()
+    assert 'chorus_stream_requests_total{mode="range"}' in body
+    assert 'chorus_stream_requests_total{mode="error"}' in body
