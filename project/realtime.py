@@ -125,11 +125,13 @@ class Hub:
                 listener(topic, frame)
             except Exception:
                 logger.exception("realtime listener failed", extra={"topic": topic})
-        for sink in list(self._sinks.get(topic, {}).values()):
+        for index, sink in enumerate(list(self._sinks.get(topic, {}).values()), start=1):
             try:
                 await sink(frame)
             except Exception:  # a socket that is closing must not stop the others
                 logger.debug("realtime sink failed", exc_info=True)
+            if index % 64 == 0:
+                await asyncio.sleep(0)  # let the server write what is queued: early sockets get it sooner
 
     async def _read(self) -> None:
         backoff_s = 0.1

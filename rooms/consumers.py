@@ -44,10 +44,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.control_times: deque[float] = deque()
         self.member = runtime.Member(user.pk, uuid.uuid4().hex, self._send_frame)
         room_runtime = await runtime.attach(self.room.pk, self.member)
-        first = await database_sync_to_async(self._join)()
-        room_runtime.remember(first[0])
-        for event in first:
-            await self.send(text_data=encode(event))
+        try:
+            first = await database_sync_to_async(self._join)()
+            room_runtime.remember(first[0])
+            for event in first:
+                await self.send(text_data=encode(event))
+        except BaseException:
+            # The client left during its join (or the join failed): Channels will not call
+            # disconnect(), so leave here, or the member would stay "online" for good.
+            await self.disconnect(None)
+            raise
 
     def _join(self) -> list[dict]:
         presence.touch(self.room.pk, [(self.user.pk, self.member.conn_id)])

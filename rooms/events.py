@@ -63,13 +63,14 @@ def members_payload(room: Room) -> list[dict]:
     online = presence.online_user_ids(room.pk)
     reports = presence.reports(room.pk)
     members = []
-    for membership in Membership.objects.filter(room=room).select_related("user"):
-        is_online = membership.user_id in online
-        report = reports.get(membership.user_id, {}) if is_online else {}
+    rows = Membership.objects.filter(room=room).values_list("user_id", "user__username", "role")
+    for user_id, username, role in rows:
+        is_online = user_id in online
+        report = reports.get(user_id, {}) if is_online else {}
         members.append({
-            "user": membership.user.get_username(),
-            "user_id": membership.user_id,
-            "role": membership.role,
+            "user": username,
+            "user_id": user_id,
+            "role": role,
             "online": is_online,
             "offset_ms": report.get("offset_ms"),
             "rtt_ms": report.get("rtt_ms"),

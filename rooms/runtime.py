@@ -82,7 +82,9 @@ class RoomRuntime:
             try:
                 await asyncio.sleep(CHECK_INTERVAL_S)
                 await self._check_clock()
-                if time.monotonic() - self._last_members_check >= MEMBERS_INTERVAL_S:
+                # Big rooms announce less often: the list itself grows with the room.
+                members_interval_s = MEMBERS_INTERVAL_S + len(self.members) / 250
+                if time.monotonic() - self._last_members_check >= members_interval_s:
                     self._last_members_check = time.monotonic()
                     await database_sync_to_async(self._announce_if_dirty)()
                 if time.monotonic() - self._last_tick >= settings.ROOMS_TICK_S:
@@ -154,10 +156,11 @@ async def attach(room_id: int, member: Member) -> RoomRuntime:
 
 async def detach(room_id: int, member: Member) -> None:
     runtime = _runtimes.get(_key(room_id))
+    if runtime is not None:  # first, before any await: the tick must not touch it again
+        runtime.members.pop(member.conn_id, None)
     await get_hub().unsubscribe(services.topic(room_id), hash(member.conn_id))
     if runtime is None:
         return
-    runtime.members.pop(member.conn_id, None)
     if not runtime.members and not runtime.extra_listeners:
         _runtimes.pop(_key(room_id), None)
         get_hub().remove_listener(runtime.topic, runtime.on_frame)

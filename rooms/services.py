@@ -281,7 +281,7 @@ def lead_ms(room_id: int) -> int:
 def playback_control(*, room: Room, actor, control: Control) -> PlaybackState:
     _require_control(room, actor)
     with transaction.atomic():
-        state = PlaybackState.objects.select_related("entry__track").get(room=room)
+        state = PlaybackState.objects.select_related("entry__track__artist", "entry__track__album").get(room=room)
         if control.version is not None and control.version != state.version:
             raise RoomError("conflict", "The room changed since you last saw it; here is where it is now.", state=state)
         now = now_ms()
@@ -380,10 +380,10 @@ def _apply(state: PlaybackState, changes: dict) -> PlaybackState:
         version=F("version") + 1, updated_at=timezone.now(), **fields
     )
     if not updated:
-        current = PlaybackState.objects.select_related("entry__track").get(room_id=state.room_id)
+        current = PlaybackState.objects.select_related("entry__track__artist", "entry__track__album").get(room_id=state.room_id)
         raise RoomError("conflict", "Someone else changed the room at the same moment; here is where it is now.",
                         state=current)
-    fresh = PlaybackState.objects.select_related("entry__track").get(room_id=state.room_id)
+    fresh = PlaybackState.objects.select_related("entry__track__artist", "entry__track__album").get(room_id=state.room_id)
     server_ms = now_ms()
     broadcast_on_commit(topic(state.room_id), lambda: events.state_event(fresh, reason="change", server_ms=server_ms))
     return fresh

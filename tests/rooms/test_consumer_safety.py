@@ -194,3 +194,17 @@ async def test_reconnecting_gets_the_full_state(room, tokens, connect, people):
     assert (state["version"], state["volume"]) == (changed["version"], 0.3)
     assert len((await again.expect("room.queue"))["entries"]) == 3
     await again.expect("room.members")
+
+
+async def test_a_join_that_fails_midway_leaves_no_ghost_member(room, tokens, connect, monkeypatch, people):
+    from rooms import events, runtime
+
+    def broken(room):
+        raise ConnectionError("client went away during the join")
+
+    monkeypatch.setattr(events, "room_event", broken)
+    communicator = await connect(room.slug, token=tokens["lis"], expect_open=False)
+    with pytest.raises(ConnectionError):
+        await communicator.receive_output(timeout=3)
+    assert people["lis"].pk not in await sync_to_async(presence.online_user_ids)(room.pk)
+    assert not any(r.room_id == room.pk and r.members for r in runtime._runtimes.values())
