@@ -225,7 +225,8 @@ async def test_waiting_ends_after_the_timeout_even_if_someone_never_loads(room, 
     assert playing["version"] == state["version"] + 1
 
 
-async def test_a_buffering_member_holds_the_room_until_ready(room, tokens, connect, people):
+async def playing_together(room, tokens, connect):
+    """Host and listener connected, both ready, the room playing."""
     host = await connect(room.slug, token=tokens["hana"])
     listener = await connect(room.slug, token=tokens["lis"])
     await host.send({"type": "control", "action": "play"})
@@ -233,6 +234,11 @@ async def test_a_buffering_member_holds_the_room_until_ready(room, tokens, conne
     for client in (host, listener):
         await client.send({"type": "ready", "entry_id": state["entry_id"]})
     await host.expect("room.state", reason="change", status="playing")
+    return host, listener
+
+
+async def test_a_buffering_member_holds_the_room_until_ready(room, tokens, connect, people):
+    host, listener = await playing_together(room, tokens, connect)
     await listener.send({"type": "buffering"})
     held = await host.expect("room.state", reason="change", status="waiting")
     for client in (host, listener):
@@ -243,13 +249,7 @@ async def test_a_buffering_member_holds_the_room_until_ready(room, tokens, conne
 
 async def test_a_member_that_keeps_stalling_is_not_waited_for(room, tokens, connect, people, settings):
     settings.ROOMS_MAX_STALLS_PER_MINUTE = 1
-    host = await connect(room.slug, token=tokens["hana"])
-    listener = await connect(room.slug, token=tokens["lis"])
-    await host.send({"type": "control", "action": "play"})
-    state = await host.expect("room.state", reason="change", status="waiting")
-    for client in (host, listener):
-        await client.send({"type": "ready", "entry_id": state["entry_id"]})
-    await host.expect("room.state", reason="change", status="playing")
+    host, listener = await playing_together(room, tokens, connect)
     await listener.send({"type": "buffering"})
     held = await host.expect("room.state", reason="change", status="waiting")
     await listener.send({"type": "buffering"})  # second stall in a minute: skipped from now on
