@@ -19,6 +19,14 @@ def track_payload(track) -> dict:
     }
 
 
+def position_at(state: dict, server_ms: int) -> float:
+    """Where a `room.state` event says playback is at `server_ms` (PlaybackState.position_at
+    for the event form: before a scheduled start, the start position)."""
+    if state["status"] != "playing":
+        return state["position_s"]
+    return state["position_s"] + max(0, server_ms - state["anchor_ms"]) / 1000 * state["rate"]
+
+
 def state_event(state: PlaybackState, *, reason: str, server_ms: int) -> dict:
     entry = state.entry
     return {

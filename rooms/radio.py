@@ -99,7 +99,7 @@ class Station:
                 delay_s, lambda: asyncio.ensure_future(self._follow(state))
             )
             return
-        position = state["position_s"] + max(0, now - state["anchor_ms"]) / 1000 * state["rate"]
+        position = events.position_at(state, now)
         path = await self._path_of(state["track"]["id"])
         if path is None or position >= state["track"]["duration_s"]:
             self._play(("silence",))

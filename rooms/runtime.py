@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from project.realtime import encode, get_hub
-from rooms import presence, services
+from rooms import events, presence, services
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -102,8 +102,7 @@ class RoomRuntime:
             return
         now = presence.now_ms()
         if state["status"] == "playing" and state["track"] is not None:
-            position = state["position_s"] + max(0, now - state["anchor_ms"]) / 1000 * state["rate"]
-            if position >= state["track"]["duration_s"]:
+            if events.position_at(state, now) >= state["track"]["duration_s"]:
                 self._asked_version = state["version"]
                 await database_sync_to_async(services.advance_if_ended)(room_id=self.room_id, version=state["version"])
         elif state["status"] == "waiting" and now - state["anchor_ms"] >= settings.ROOMS_WAIT_TIMEOUT_S * 1000:

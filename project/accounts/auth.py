@@ -22,15 +22,8 @@ class BearerToken(HttpBearer):
 api_auth = [BearerToken(), django_auth]
 
 
-def request_user(request):
-    """The session user, else the bearer token's user, else None (sync views)."""
-    if request.user.is_authenticated:
-        return request.user
-    return token_authenticate(bearer_from_header(request.headers.get("Authorization")))
-
-
 async def arequest_user(request):
-    """The same as `request_user`, for async views."""
+    """The session user, else the bearer token's user, else None (async views)."""
     user = await request.auser()
     if user.is_authenticated:
         return user
