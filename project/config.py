@@ -86,6 +86,18 @@ def get_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def check_fernet_keys(name: str, keys: list[str]) -> None:
+    """Each key must be a Fernet key (32 url-safe base64 bytes), e.g. from
+    `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`."""
+    from cryptography.fernet import Fernet
+
+    for index, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.encode())
+        except ValueError:
+            raise ConfigError(f"{name}: key {index} is not a Fernet key (32 url-safe base64-encoded bytes)") from None
+
+
 def get_database(name: str, default: str) -> dict:
     raw = get_str(name, default)
     scheme = urlsplit(raw).scheme

@@ -1,0 +1,180 @@
+"""Last.fm API 2.0 client (https://www.last.fm/api): web auth, now playing and scrobbles.
+
+Every call is a signed, form-encoded POST to the API root with `format=json`. Errors come
+back as `{"error": <code>, "message": "..."}`, often with an HTTP 4xx/5xx status:
+https://www.last.fm/api/errorcodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import httpx
+
+from scrobbling.clients import (
+    ANSWER_MAX_CHARS,
+    AuthExpired,
+    GiveUp,
+    HttpClient,
+    ItemResult,
+    Listen,
+    RetryLater,
+    answer_text,
+    retry_after_s,
+    unix_s,
+)
+
+MAX_BATCH = 50
+logger = logging.getLogger(__name__)
+UNSIGNED_PARAMS = {"format", "callback"}
+RETRY_CODES = {11, 16, 29}  # service offline, temporarily unavailable, rate limit exceeded
+# Invalid or suspended API key: this server's set-up, not the plays. Retried (with back-off)
+# until the operator fixes LASTFM_API_KEY, instead of dead-lettering every user's plays.
+SERVER_KEY_CODES = {10, 26}
+SESSION_CODES = {9}  # invalid session key: the user revoked access
+TOKEN_CODES = {4, 9, 14, 15}  # auth.getSession: invalid, unauthorized or expired token
+DAILY_LIMIT_CODE = 5  # ignoredMessage code: daily scrobble limit exceeded
+DAILY_LIMIT_RETRY_S = 3600.0  # how long the caller waits before retrying code-5 items
+
+
+class LastfmClient(HttpClient):
+    """One Last.fm API account (api_key + api_secret); session keys are passed per call."""
+
+    def __init__(self, *, api_root: str, api_key: str, api_secret: str, timeout_s: float = 10.0,
+                 http: httpx.Client | None = None):
+        super().__init__(api_root=api_root, timeout_s=timeout_s, http=http)
+        self.api_key = api_key
+        self._api_secret = api_secret
+
+    def sign(self, params: dict[str, str]) -> str:
+        """api_sig: md5 of name+value for every param sorted by name, then the secret (utf-8, hex)."""
+        text = "".join(f"{name}{value}" for name, value in sorted(params.items()) if name not in UNSIGNED_PARAMS)
+        return hashlib.md5((text + self._api_secret).encode("utf-8"), usedforsecurity=False).hexdigest()
+
+    def user_name(self, session_key: str) -> str:
+        """user.getInfo for the session's own user: checks a session key obtained elsewhere."""
+        body = self._call("user.getInfo", {"sk": session_key}, auth_codes=SESSION_CODES)
+        user = body.get("user")
+        name = user.get("name") if isinstance(user, dict) else None
+        if not (isinstance(name, str) and name):
+            raise GiveUp("Last.fm user.getInfo: answer has no user name", status=200)
+        return name
+
+    def get_session(self, token: str) -> tuple[str, str]:
+        """auth.getSession: exchange an authorized web-auth token for (user name, session key)."""
+        body = self._call("auth.getSession", {"token": token}, auth_codes=TOKEN_CODES)
+        session = body.get("session")
+        name = session.get("name") if isinstance(session, dict) else None
+        key = session.get("key") if isinstance(session, dict) else None
+        if not (isinstance(name, str) and name and isinstance(key, str) and key):
+            # The answer would hold the session key: keep it out of the report.
+            raise GiveUp("Last.fm auth.getSession: answer has no session name and key", status=200)
+        return name, key
+
+    def update_now_playing(self, session_key: str, listen: Listen) -> None:
+        """track.updateNowPlaying for the listen that just started."""
+        body = self._call("track.updateNowPlaying", {"sk": session_key, **_listen_params(listen)},
+                          auth_codes=SESSION_CODES)
+        if not isinstance(body.get("nowplaying"), dict):
+            raise GiveUp("Last.fm track.updateNowPlaying: answer has no nowplaying", status=200,
+                         answer=json.dumps(body)[:ANSWER_MAX_CHARS])
+
+    def scrobble(self, session_key: str, listens: list[Listen]) -> list[ItemResult]:
+        """track.scrobble for 1..50 listens; one ItemResult per listen, in order."""
+        if not listens or len(listens) > MAX_BATCH:
+            raise ValueError(f"track.scrobble takes 1 to {MAX_BATCH} listens, not {len(listens)}")
+        params = {"sk": session_key}
+        for index, listen in enumerate(listens):
+            params.update(_listen_params(listen, f"[{index}]"))
+            params[f"timestamp[{index}]"] = str(unix_s(listen.played_at))
+        body = self._call("track.scrobble", params, auth_codes=SESSION_CODES)
+        # Items refused for the daily limit (code 5) come back as such: the caller retries
+        # just those later, and the accepted ones of the batch are not sent twice.
+        return _scrobble_results(body, len(listens))
+
+    def _call(self, method: str, params: dict[str, str], *, auth_codes: set[int]) -> dict[str, Any]:
+        form = {**params, "method": method, "api_key": self.api_key}
+        form["api_sig"] = self.sign(form)
+        form["format"] = "json"
+        try:
+            response = self._http.post(self.api_root, data=form, timeout=self.timeout_s)
+        except httpx.TimeoutException as exc:
+            raise RetryLater(f"Last.fm {method}: no answer within {self.timeout_s}s") from exc
+        except httpx.RequestError as exc:
+            raise RetryLater(f"Last.fm {method}: {type(exc).__name__}: {exc}") from exc
+        return _parse(method, response, auth_codes)
+
+
+def _listen_params(listen: Listen, suffix: str = "") -> dict[str, str]:
+    fields = {
+        "artist": listen.artist,
+        "track": listen.title,
+        "album": listen.album,
+        "duration": str(round(listen.duration_s)) if listen.duration_s and listen.duration_s >= 1 else "",
+        "trackNumber": str(listen.track_number) if listen.track_number and listen.track_number > 0 else "",
+        "mbid": listen.mbid,
+    }
+    return {f"{name}{suffix}": value for name, value in fields.items() if value}
+
+
+def _parse(method: str, response: httpx.Response, auth_codes: set[int]) -> dict[str, Any]:
+    """The JSON answer, or the error class its status and Last.fm error code call for."""
+    status = response.status_code
+    answer = answer_text(response)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    code = _int(body.get("error")) if isinstance(body, dict) else None
+    if code is not None:
+        message = f"Last.fm {method}: error {code}: {str(body.get('message', ''))[:200]}"
+        if code in auth_codes:
+            raise AuthExpired(message, status=status, code=code, answer=answer)
+        if code in SERVER_KEY_CODES:
+            logger.error("Last.fm refuses this server's API key (error %s): check LASTFM_API_KEY", code)
+        if code in RETRY_CODES or code in SERVER_KEY_CODES or status >= 500:
+            raise RetryLater(message, retry_after_s=retry_after_s(response), status=status, answer=answer)
+        raise GiveUp(message, status=status, code=code, answer=answer)
+    if status == 429 or status >= 500:
+        raise RetryLater(f"Last.fm {method}: HTTP {status}", retry_after_s=retry_after_s(response),
+                         status=status, answer=answer)
+    if status != 200 or not isinstance(body, dict):
+        raise GiveUp(f"Last.fm {method}: unexpected answer (HTTP {status})", status=status, answer=answer)
+    return body
+
+
+def _scrobble_results(body: dict[str, Any], count: int) -> list[ItemResult]:
+    scrobbles = body.get("scrobbles")
+    items = scrobbles.get("scrobble") if isinstance(scrobbles, dict) else None
+    if isinstance(items, dict):  # one scrobble comes back as an object, several as a list
+        items = [items]
+    results = [_item_result(item) for item in items] if isinstance(items, list) else []
+    if len(results) != count or None in results:
+        raise GiveUp(f"Last.fm track.scrobble: answer does not list {count} scrobbles", status=200,
+                     answer=json.dumps(body)[:ANSWER_MAX_CHARS])
+    return results
+
+
+def _item_result(item: Any) -> ItemResult | None:
+    ignored = item.get("ignoredMessage") if isinstance(item, dict) else None
+    if not isinstance(ignored, dict):
+        return None
+    code = _int(ignored.get("code", "0"))
+    if code is None:
+        return None
+    if code == 0:
+        return ItemResult(accepted=True)
+    return ItemResult(accepted=False, code=code, message=str(ignored.get("#text", "")))
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
