@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
 
 UNKNOWN_ARTIST = "Unknown Artist"
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form of a name, for matching ("Ünïcode" -> "unicode")."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold().strip())
+    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).split())
+
+
+def match_key(artist: str, title: str) -> str:
+    """How a play from elsewhere (artist and title only) finds a library track."""
+    return f"{fold(artist)}\x1f{fold(title)}"[:400]
 
 
 class Artist(models.Model):
@@ -66,6 +79,8 @@ class Track(models.Model):
     file_mtime_ns = models.BigIntegerField(default=0, help_text="Modification time when imported.")
     checksum = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the file's bytes.")
     musicbrainz_id = models.CharField(max_length=36, blank=True, default="")
+    match_key = models.CharField(max_length=400, blank=True, default="", editable=False,
+                                 help_text="Folded artist and title (see match_key), set on save.")
     added_at = models.DateTimeField(auto_now_add=True)
     play_count = models.PositiveIntegerField(default=0)
     missing_since = models.DateTimeField(
@@ -77,10 +92,18 @@ class Track(models.Model):
         indexes = [
             models.Index(Lower("title"), name="track_title_lower_idx"),
             models.Index(fields=["-added_at"], name="track_added_idx"),
+            models.Index(fields=["match_key"], name="track_match_key_idx"),
+            models.Index(fields=["musicbrainz_id"], name="track_mbid_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.artist} – {self.title}"
+
+    def save(self, *args, **kwargs):
+        self.match_key = match_key(self.artist.name, self.title)
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "match_key"}
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
         return reverse("catalog:track", args=[self.pk])

@@ -8,6 +8,7 @@ from catalog.api import router as catalog_router
 from project.accounts.api import router as accounts_router
 from project.accounts.auth import api_auth
 from rooms.api import router as rooms_router
+from scrobbling.api import router as scrobbling_router
 
 api = NinjaAPI(
     title="Chorus API",
@@ -44,3 +45,4 @@ def _invalid(request, exc):
 api.add_router("/", accounts_router)
 api.add_router("/library", catalog_router)
 api.add_router("/rooms", rooms_router)
+api.add_router("/scrobbling", scrobbling_router)

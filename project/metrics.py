@@ -17,6 +17,20 @@ stream_requests = Counter(
     ["mode"],  # file | range | transcode | not_modified | error
 )
 
+scrobbles_buffered = Counter(
+    "chorus_scrobbles_buffered", "Plays put in the delivery buffer, by service.", ["service"]
+)
+scrobbles_sent = Counter("chorus_scrobbles_sent", "Plays a service accepted, by service.", ["service"])
+scrobbles_retried = Counter(
+    "chorus_scrobbles_retried", "Plays whose delivery was put off after a try-later answer, by service.", ["service"]
+)
+scrobbles_dead_lettered = Counter(
+    "chorus_scrobbles_dead_lettered", "Plays a service refused for good (see the admin), by service.", ["service"]
+)
+scrobble_requests = Counter(
+    "chorus_scrobble_requests", "Requests sent to scrobbling services, by service and kind.", ["service", "kind"]
+)
+
 
 def metrics_view(request):
     """/metrics for Prometheus: with METRICS_TOKEN set, only `Authorization: Bearer <it>`;

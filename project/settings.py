@@ -117,6 +117,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "project.context_processors.navigation",
+                "scrobbling.context_processors.scrobbling",
             ],
         },
     },
@@ -169,6 +170,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ALWAYS_EAGER = config.get_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Installed into django-celery-beat's tables when beat starts (editable in the admin).
+CELERY_BEAT_SCHEDULE = {
+    "scrobbling-sweep": {"task": "scrobbling.tasks.sweep", "schedule": 60.0},
+}
 
 NINJA_PAGINATION_PER_PAGE = 50
 NINJA_PAGINATION_MAX_LIMIT = 500
@@ -185,6 +190,30 @@ ROOMS_CONTROLS_PER_SECOND = config.get_int("ROOMS_CONTROLS_PER_SECOND", 20, mini
 # playback-rate nudge of at most ROOMS_MAX_RATE_NUDGE (0.005 = 0.5 %, inaudible on music).
 ROOMS_SEEK_THRESHOLD_MS = config.get_int("ROOMS_SEEK_THRESHOLD_MS", 400, minimum=10)
 ROOMS_MAX_RATE_NUDGE = config.get_float("ROOMS_MAX_RATE_NUDGE", 0.005, minimum=0)
+
+# Scrobbling (see docs/protocol.md). Last.fm needs an API account:
+# https://www.last.fm/api/account/create. Base URLs are settings so that tests (and
+# compatible services) can stand in.
+LASTFM_API_KEY = config.get_str("LASTFM_API_KEY", "")
+LASTFM_API_SECRET = config.get_str("LASTFM_API_SECRET", "")
+LASTFM_API_ROOT = config.get_url("LASTFM_API_ROOT", "https://ws.audioscrobbler.com/2.0/", schemes={"http", "https"})
+LASTFM_AUTH_URL = config.get_url("LASTFM_AUTH_URL", "https://www.last.fm/api/auth/", schemes={"http", "https"})
+LISTENBRAINZ_API_ROOT = config.get_url(
+    "LISTENBRAINZ_API_ROOT", "https://api.listenbrainz.org", schemes={"http", "https"}
+)
+# Plays per request: Last.fm takes at most 50, ListenBrainz 1000 (1 = one play per request).
+SCROBBLING_LASTFM_BATCH = min(config.get_int("SCROBBLING_LASTFM_BATCH", 50, minimum=1), 50)
+SCROBBLING_LISTENBRAINZ_BATCH = min(config.get_int("SCROBBLING_LISTENBRAINZ_BATCH", 1000, minimum=1), 1000)
+# A worker's claim on a batch lasts this long; a killed worker's batch is sent again after it.
+SCROBBLING_LEASE_S = config.get_int("SCROBBLING_LEASE_S", 120, minimum=5)
+SCROBBLING_HTTP_TIMEOUT_S = config.get_float("SCROBBLING_HTTP_TIMEOUT_S", 10.0, minimum=0.1)
+# Retry back-off after a "try later" answer: from RETRY_MIN_S doubling to RETRY_MAX_S, with jitter.
+SCROBBLING_RETRY_MIN_S = config.get_float("SCROBBLING_RETRY_MIN_S", 5.0, minimum=0)
+SCROBBLING_RETRY_MAX_S = config.get_float("SCROBBLING_RETRY_MAX_S", 240.0, minimum=0)
+# Fernet keys for secrets at rest (session keys, tokens), comma-separated, newest first.
+# Unset: derived from SECRET_KEY (then changing SECRET_KEY means relinking services).
+ENCRYPTION_KEYS = config.get_list("ENCRYPTION_KEYS", [])
+config.check_fernet_keys("ENCRYPTION_KEYS", ENCRYPTION_KEYS)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads it from the cookie-free meta tag instead

@@ -8,15 +8,23 @@ from project import health, views
 from project.accounts import views as account_views
 from project.api import api
 from project.metrics import metrics_view
+from scrobbling import compat as listenbrainz_compat
 
 admin.site.site_header = "Chorus administration"
 admin.site.site_title = "Chorus admin"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("listening-now", views.listening_now, name="listening-now"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("api/", api.urls),
+    # ListenBrainz-compatible: point a scrobbler client at <this server>/apis/listenbrainz.
+    path("apis/listenbrainz/1/submit-listens", listenbrainz_compat.submit_listens, name="listenbrainz-submit"),
+    path("apis/listenbrainz/1/validate-token", listenbrainz_compat.validate_token, name="listenbrainz-validate"),
+    # The same at the root, for clients that drop the path of their base URL (liblistenbrainz).
+    path("1/submit-listens", listenbrainz_compat.submit_listens),
+    path("1/validate-token", listenbrainz_compat.validate_token),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -27,7 +35,7 @@ urlpatterns = [
     path("accounts/tokens/<int:token_id>/revoke", account_views.token_revoke, name="token-revoke"),
     path("", include("catalog.urls")),
     path("rooms/", include("rooms.urls")),
-    path("scrobbles/", include("scrobbling.urls")),
+    path("", include("scrobbling.urls")),
     path("live/", include("livefeed.urls")),
 ]
 

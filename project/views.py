@@ -1,17 +1,46 @@
-from django.http import HttpResponseServerError, JsonResponse
+import logging
+
+from django.http import HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import render
 from django.template.loader import get_template
 from django.views.decorators.http import require_safe
+from redis import RedisError
 
 from catalog import selectors as catalog_selectors
+from scrobbling import services as scrobbling_services
+
+logger = logging.getLogger(__name__)
 
 
 @require_safe
 def home(request):
     context = {}
     if request.user.is_authenticated:
-        context = {"stats": catalog_selectors.library_stats(), "recent": catalog_selectors.recent_tracks(limit=6)}
+        context = {"stats": catalog_selectors.library_stats(), "recent": catalog_selectors.recent_tracks(limit=6),
+                   "listening": _listening_now()}
     return render(request, "home.html", context)
+
+
+@require_safe
+def listening_now(request):
+    """htmx, every 10 s: the home page's "Listening now" (nothing for a visitor not logged in)."""
+    if not request.user.is_authenticated:
+        return HttpResponse(status=204)
+    return render(request, "includes/listening_now.html", {"listening": _listening_now()})
+
+
+def _listening_now() -> list[dict] | None:
+    """Who plays what, with how far along (None when Redis cannot be asked: the page still works)."""
+    try:
+        entries = scrobbling_services.now_playing_list()
+    except RedisError:
+        logger.warning("listening now: Redis is not answering", exc_info=True)
+        return None
+    for entry in entries:
+        duration_s = entry["duration_s"] or 0
+        entry["percent"] = round(100 * entry["position_s"] / duration_s, 1) if duration_s else 0
+        entry["remaining_s"] = round(max(duration_s - entry["position_s"], 0), 1)
+    return entries
 
 
 def not_found(request, exception=None):

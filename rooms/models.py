@@ -108,6 +108,9 @@ class PlaybackState(models.Model):
     version = models.PositiveBigIntegerField(default=0)
     # While waiting: when the wait started (server ms) and which entry the members load.
     waiting_since_ms = models.BigIntegerField(null=True, blank=True)
+    # When the current entry's play began (first start from its beginning); a play's
+    # scrobbles carry it as played_at, which makes them unique per play.
+    started_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

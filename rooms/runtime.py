@@ -24,6 +24,7 @@ from django.conf import settings
 from project.realtime import encode, get_hub
 from rooms import events, presence, services
 from rooms.models import Room
+from scrobbling.services import play_counts
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class RoomRuntime:
         self._last_tick = 0.0
         self._last_members_check = 0.0
         self._asked_version: int | None = None
+        self._scrobble_version: int | None = None
 
     # -- state cache -----------------------------------------------------------------
     def on_frame(self, topic: str, frame: str) -> None:
@@ -102,7 +104,12 @@ class RoomRuntime:
             return
         now = presence.now_ms()
         if state["status"] == "playing" and state["track"] is not None:
-            if events.position_at(state, now) >= state["track"]["duration_s"]:
+            position_s = events.position_at(state, now)
+            duration_s = state["track"]["duration_s"]
+            if state["version"] != self._scrobble_version and play_counts(duration_s=duration_s, played_s=position_s):
+                self._scrobble_version = state["version"]
+                await database_sync_to_async(services.scrobble_if_due)(room_id=self.room_id)
+            if position_s >= duration_s:
                 self._asked_version = state["version"]
                 await database_sync_to_async(services.advance_if_ended)(room_id=self.room_id, version=state["version"])
         elif state["status"] == "waiting" and now - state["anchor_ms"] >= settings.ROOMS_WAIT_TIMEOUT_S * 1000:

@@ -8,8 +8,10 @@ Events go out through `broadcast_on_commit`, after the transaction commits.
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -22,6 +24,9 @@ from project.realtime import broadcast_on_commit
 from rooms import events, presence
 from rooms.models import Membership, PlaybackState, QueueEntry, Room
 from rooms.presence import now_ms
+from scrobbling import services as scrobbling
+
+logger = logging.getLogger(__name__)
 
 ACTIONS = {"play", "pause", "stop", "seek", "next", "previous", "select", "volume"}
 # "previous" within this many seconds of a track's start goes to the previous track;
@@ -309,7 +314,9 @@ def _control_changes(room: Room, state: PlaybackState, control: Control, now: in
         if state.status == playing.WAITING:
             return None
         start = state.position_s if state.status == playing.PAUSED else 0.0
-        return {"status": playing.PLAYING, "position_s": start, "anchor_ms": now + lead_ms(room.pk), "waiting_since_ms": None}
+        anchor = now + lead_ms(room.pk)
+        return {"status": playing.PLAYING, "position_s": start, "anchor_ms": anchor, "waiting_since_ms": None,
+                **_play_start(state, anchor)}
     if action == "pause":
         if state.status not in (playing.PLAYING, playing.WAITING):
             return None
@@ -317,7 +324,8 @@ def _control_changes(room: Room, state: PlaybackState, control: Control, now: in
     if action == "stop":
         if state.status == playing.STOPPED and state.position_s == 0:
             return None
-        return {"status": playing.STOPPED, "position_s": 0.0, "anchor_ms": now, "waiting_since_ms": None}
+        return {"status": playing.STOPPED, "position_s": 0.0, "anchor_ms": now, "waiting_since_ms": None,
+                "started_at": None}
     if action == "seek":
         if state.entry is None:
             raise RoomError("invalid", "Nothing is selected to seek in.")
@@ -341,7 +349,14 @@ def _wait_for(entry: QueueEntry, now: int) -> dict:
     """Load `entry` from its start: members buffer, then the room starts together."""
     presence.clear_ready(entry.room_id, entry.pk)
     return {"entry": entry, "status": PlaybackState.Status.WAITING, "position_s": 0.0, "anchor_ms": now,
-            "waiting_since_ms": now}
+            "waiting_since_ms": now, "started_at": None}
+
+
+def _play_start(state: PlaybackState, anchor_ms: int) -> dict:
+    """Going to `playing`: a play that had not begun begins at `anchor_ms` (its played_at)."""
+    if state.started_at is not None:
+        return {}
+    return {"started_at": datetime.fromtimestamp(anchor_ms / 1000, tz=UTC)}
 
 
 def _advance_changes(room: Room, state: PlaybackState, now: int, *, forward: bool, skip_current: bool = False,
@@ -366,7 +381,7 @@ def _advance_changes(room: Room, state: PlaybackState, now: int, *, forward: boo
             target = entries[current]  # previous at the first entry restarts it
     if target is None or (skip_current and target.pk == state.entry_id):
         return {"entry": None, "status": PlaybackState.Status.STOPPED, "position_s": 0.0, "anchor_ms": now,
-                "waiting_since_ms": None}
+                "waiting_since_ms": None, "started_at": None}
     return _wait_for(target, now)
 
 
@@ -383,10 +398,32 @@ def _apply(state: PlaybackState, changes: dict) -> PlaybackState:
         current = PlaybackState.objects.select_related("entry__track__artist", "entry__track__album").get(room_id=state.room_id)
         raise RoomError("conflict", "Someone else changed the room at the same moment; here is where it is now.",
                         state=current)
-    fresh = PlaybackState.objects.select_related("entry__track__artist", "entry__track__album").get(room_id=state.room_id)
+    fresh = PlaybackState.objects.select_related("entry__track__artist", "entry__track__album", "room").get(
+        room_id=state.room_id
+    )
     server_ms = now_ms()
     broadcast_on_commit(topic(state.room_id), lambda: events.state_event(fresh, reason="change", server_ms=server_ms))
+    transaction.on_commit(lambda: _now_playing_changed(fresh))
     return fresh
+
+
+def _now_playing_changed(state: PlaybackState) -> None:
+    """The members listening now show the room's track as their now playing."""
+    try:
+        scrobbling.room_playback_changed(state=state, online_user_ids=presence.online_user_ids(state.room_id))
+    except Exception:  # a side effect: it must never undo or fail a room change
+        logger.exception("room now playing not updated", extra={"room_id": state.room_id})
+
+
+def scrobble_if_due(*, room_id: int) -> int:
+    """Once the current play has been played long enough, scrobble it for every member
+    online now (the play's start time dedupes calls from several processes)."""
+    state = PlaybackState.objects.select_related("entry__track__artist", "entry__track__album").filter(
+        room_id=room_id
+    ).first()
+    if state is None:
+        return 0
+    return scrobbling.room_scrobble(state=state, online_user_ids=presence.online_user_ids(room_id))
 
 
 # --- driven by the members' players and the room's clock ---------------------------
@@ -435,9 +472,10 @@ def start_if_ready(*, room_id: int, force: bool = False) -> PlaybackState | None
             }
             if not waited_for <= presence.ready_user_ids(room_id, state.entry_id):
                 return None
+        anchor = now + lead_ms(room_id)
         try:
-            return _apply(state, {"status": PlaybackState.Status.PLAYING, "anchor_ms": now + lead_ms(room_id),
-                                  "waiting_since_ms": None})
+            return _apply(state, {"status": PlaybackState.Status.PLAYING, "anchor_ms": anchor,
+                                  "waiting_since_ms": None, **_play_start(state, anchor)})
         except RoomError:
             return None  # another process started it first
 

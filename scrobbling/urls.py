@@ -5,5 +5,13 @@ from scrobbling import views
 app_name = "scrobbling"
 
 urlpatterns = [
-    path("", views.index, name="index"),
+    path("scrobbles/", views.index, name="index"),
+    path("scrobbles/recent", views.recent, name="recent"),
+    path("scrobbles/services/", views.services_page, name="services"),
+    path("scrobbles/services/status", views.services_status, name="services-status"),
+    path("scrobbles/services/listenbrainz", views.listenbrainz_link, name="listenbrainz-link"),
+    path("scrobbles/services/<str:service>/unlink", views.unlink, name="unlink"),
+    path("scrobbles/services/<str:service>/discard", views.discard, name="discard"),
+    path("scrobbling/lastfm/connect", views.lastfm_connect, name="lastfm-connect"),
+    path("scrobbling/lastfm/callback", views.lastfm_callback, name="lastfm-callback"),
 ]

@@ -1,9 +1,222 @@
+"""The Scrobbles page (history and statistics) and the page that links Last.fm and ListenBrainz."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
-from django.views.decorators.http import require_safe
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.crypto import constant_time_compare
+from django.views.decorators.http import require_POST, require_safe
+from django_htmx.http import HttpResponseClientRedirect
+
+from scrobbling import charts, selectors, services
+from scrobbling.forms import ListenBrainzLinkForm
+from scrobbling.models import Service
+from scrobbling.services import ScrobbleError
+
+HISTORY_PAGE = 50
+TOP_LIMIT = 10
+DEFAULT_PERIOD = "month"
+PERIOD_TABS = [("week", "Week"), ("month", "Month"), ("year", "Year"), ("all", "All time")]
+LASTFM_STATE_KEY = "scrobbling:lastfm_state"
+
+
+def _period(request) -> str:
+    period = request.GET.get("period", DEFAULT_PERIOD)
+    return period if period in selectors.PERIODS else DEFAULT_PERIOD
+
+
+def _before(request) -> tuple[datetime | None, str]:
+    """?before= (an ISO timestamp from the "Older" link): the time, or an error to show."""
+    raw = request.GET.get("before", "").strip().replace(" ", "+")  # a "+" not URL-encoded arrives as a space
+    if not raw:
+        return None, ""
+    try:
+        before = datetime.fromisoformat(raw)
+    except ValueError:
+        before = None
+    if before is None or before.tzinfo is None:
+        return None, f"“{raw[:40]}” is not a date and time with a time zone; showing your newest plays."
+    return before, ""
+
+
+def _history(request, before: datetime | None) -> dict:
+    plays = selectors.history(user=request.user, limit=HISTORY_PAGE, before=before)
+    older = plays[-1].played_at.isoformat() if len(plays) == HISTORY_PAGE else None
+    return {"plays": plays, "older": older, "before": before}
 
 
 @login_required
 @require_safe
 def index(request):
-    return render(request, "scrobbling/index.html")
+    period = _period(request)
+    before, before_error = _before(request)
+    if before_error:
+        messages.error(request, before_error)
+    user = request.user
+    context = {
+        "summary": selectors.summary(user=user),
+        "chart": charts.daily_bars(selectors.plays_per_day(user=user, days=90)),
+        "period": period,
+        "period_tabs": PERIOD_TABS,
+        "top_artists": charts.with_shares(selectors.top_artists(user=user, period=period, limit=TOP_LIMIT)),
+        "top_albums": charts.with_shares(selectors.top_albums(user=user, period=period, limit=TOP_LIMIT)),
+        "top_tracks": charts.with_shares(selectors.top_tracks(user=user, period=period, limit=TOP_LIMIT)),
+        "rooms": selectors.room_listening(user=user, period=period, limit=TOP_LIMIT),
+        "statuses": _statuses(user),
+        "listenbrainz_root": _listenbrainz_root(request),
+        **_history(request, before),
+    }
+    return render(request, "scrobbling/index.html", context, status=400 if before_error else 200)
+
+
+def _listenbrainz_root(request) -> str:
+    """The API root to give an outside scrobbler (it adds /1/submit-listens itself)."""
+    return request.build_absolute_uri(reverse("listenbrainz-submit").removesuffix("/1/submit-listens"))
+
+
+@login_required
+@require_safe
+def recent(request):
+    """htmx, every 10 s: the newest plays."""
+    return render(request, "scrobbling/_recent.html", {"period": _period(request), **_history(request, None)})
+
+
+# --- services ------------------------------------------------------------------------
+
+
+def _statuses(user) -> list[dict]:
+    """link_statuses with its ISO times as datetimes, for the template's date filters."""
+    statuses = selectors.link_statuses(user=user)
+    for status in statuses:
+        for key in ("retry_at", "last_sent_at"):
+            status[key] = datetime.fromisoformat(status[key]) if status[key] else None
+    return statuses
+
+
+def _services_page(request, form: ListenBrainzLinkForm, *, status: int = 200):
+    context = {
+        "statuses": _statuses(request.user),
+        "lb_form": form,
+        "lastfm_available": services.lastfm_configured(),
+        "listenbrainz_root": _listenbrainz_root(request),
+    }
+    return render(request, "scrobbling/services.html", context, status=status)
+
+
+@login_required
+@require_safe
+def services_page(request):
+    return _services_page(request, ListenBrainzLinkForm())
+
+
+@login_required
+@require_safe
+def services_status(request):
+    """htmx, every 5 s: the link cards (the ListenBrainz form in them is kept by hx-preserve)."""
+    context = {"statuses": _statuses(request.user), "lb_form": ListenBrainzLinkForm(), "preserve_form": True,
+               "lastfm_available": services.lastfm_configured()}
+    return render(request, "scrobbling/_link_cards.html", context)
+
+
+@login_required
+@require_POST
+def listenbrainz_link(request):
+    form = ListenBrainzLinkForm(request.POST)
+    if form.is_valid():
+        try:
+            link = services.listenbrainz_link(user=request.user, token=form.cleaned_data["token"],
+                                              api_root=form.cleaned_data["api_root"])
+        except ScrobbleError as exc:
+            form.add_error("token" if exc.code == "forbidden" else None, exc.message)
+        else:
+            messages.success(request, f"ListenBrainz linked as {link.account_name}.")
+            return redirect("scrobbling:services")
+    return _services_page(request, form, status=400)
+
+
+def _service(service: str) -> Service:
+    try:
+        return Service(service)
+    except ValueError:
+        raise Http404(f"No scrobbling service called “{service}”.") from None
+
+
+@login_required
+@require_POST
+def unlink(request, service: str):
+    service = _service(service)
+    try:
+        waiting = services.link_remove(user=request.user, service=service.value)
+    except ScrobbleError as exc:
+        messages.error(request, exc.message)
+    else:
+        if waiting:
+            plays = "1 play still waits" if waiting == 1 else f"{waiting} plays still wait"
+            messages.success(request, f"{service.label} unlinked. {plays} for it: link it again to send "
+                                      f"{'it' if waiting == 1 else 'them'}, or discard {'it' if waiting == 1 else 'them'}.")
+        else:
+            messages.success(request, f"{service.label} unlinked. No plays were waiting for it.")
+    return redirect("scrobbling:services")
+
+
+@login_required
+@require_POST
+def discard(request, service: str):
+    service = _service(service)
+    try:
+        deleted = services.buffer_discard(user=request.user, service=service.value)
+    except ScrobbleError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Discarded {charts.plays_label(deleted)} waiting for {service.label}; "
+                                  "your history keeps them.")
+    return redirect("scrobbling:services")
+
+
+# --- Last.fm web authentication ------------------------------------------------------
+
+
+@login_required
+@require_safe
+def lastfm_connect(request):
+    """Off to Last.fm, which asks the user and comes back to lastfm_callback with a token. A
+    random state in the callback URL ties the answer to this session (no linking of
+    somebody else's account through a crafted link)."""
+    if request.htmx:
+        return HttpResponseClientRedirect(request.get_full_path())  # leave the site as a full page
+    state = secrets.token_urlsafe(16)
+    request.session[LASTFM_STATE_KEY] = state
+    callback = request.build_absolute_uri(f"{reverse('scrobbling:lastfm-callback')}?{urlencode({'state': state})}")
+    try:
+        url = services.lastfm_connect_url(callback_url=callback)
+    except ScrobbleError as exc:
+        messages.error(request, exc.message)
+        return redirect("scrobbling:services")
+    return redirect(url)
+
+
+@login_required
+@require_safe
+def lastfm_callback(request):
+    token = request.GET.get("token", "").strip()
+    expected = request.session.pop(LASTFM_STATE_KEY, "")
+    if not token:
+        messages.error(request, "Last.fm sent no token back (was the connection cancelled?). Try connecting again.")
+    elif not expected or not constant_time_compare(expected, request.GET.get("state", "")):
+        messages.error(request, "This Last.fm answer does not belong to a connection started here; "
+                                "press Connect Last.fm again.")
+    else:
+        try:
+            link = services.lastfm_link(user=request.user, token=token)
+        except ScrobbleError as exc:
+            messages.error(request, f"Last.fm was not linked: {exc.message}")
+        else:
+            messages.success(request, f"Last.fm linked as {link.account_name}.")
+    return redirect("scrobbling:services")

@@ -59,6 +59,22 @@ def library_dir(tmp_path, settings, audio_source) -> Path:
     return library
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database, and at the end of the run no session left on it: connections that
+    worker threads of async tests opened (and that only those threads could close) are ended,
+    so the database can be dropped."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
 @pytest.fixture
 def alice(db):
     return UserFactory(username="alice")

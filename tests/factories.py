@@ -27,3 +27,22 @@ class UserFactory(factory.django.DjangoModelFactory):
         self.password = hashed(extracted or DEFAULT_PASSWORD)
         if create:
             self.save(update_fields=["password"])
+
+
+_track_numbers = iter(range(1, 10**9))
+
+
+def make_track(title: str, artist: str, album: str | None, *, duration_s: float, mbid: str = ""):
+    """A library track row without a file (for tests that never stream it)."""
+    from catalog.models import Album, Artist, Track
+
+    artist_row = Artist.objects.filter(name__iexact=artist).first() or Artist.objects.create(name=artist)
+    album_row = None
+    if album:
+        album_row = (Album.objects.filter(artist=artist_row, title__iexact=album).first()
+                     or Album.objects.create(title=album, artist=artist_row))
+    n = next(_track_numbers)
+    return Track.objects.create(
+        title=title, artist=artist_row, album=album_row, duration_s=duration_s, file_path=f"/nowhere/{n}.mp3",
+        format="mp3", mime_type="audio/mpeg", size_bytes=1000, checksum=f"{n:064d}", musicbrainz_id=mbid,
+    )

@@ -11,7 +11,7 @@ DEMO_USERNAME = "demo"
 
 
 class Command(BaseCommand):
-    help = "Create the demo user and import a handful of generated demo tracks."
+    help = "Create the demo user, import a handful of generated demo tracks, and give the user a listening history."
 
     def handle(self, *args, **options):
         try:
@@ -27,6 +27,11 @@ class Command(BaseCommand):
         if created or not user.check_password(password):
             user.set_password(password)
             user.save()
+        from scrobbling.demo import history_create
+
+        plays = history_create(user=user)
+        if plays:
+            self.stdout.write(f"Demo listening history: {plays} plays over 90 days.")
         self.stdout.write(self.style.SUCCESS(f"Demo login: user {DEMO_USERNAME!r}, password {password!r}"))
 
     def _demo_password(self) -> str:

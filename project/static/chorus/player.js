@@ -1,9 +1,15 @@
 // The library player: one <audio> element in the page footer that survives
 // htmx-boosted navigation (hx-preserve). Any button with data-play starts a track;
 // the other play buttons in the same [data-queue] list become the queue.
+// Each play is reported as "now playing" and, once heard long enough, scrobbled once.
 (function () {
   "use strict";
   const state = { queue: [], index: -1 };
+  const MIN_TRACK_S = 30; // tracks this short or shorter are never scrobbled
+  const PLAYED_ENOUGH_S = 240; // or half the track, whichever comes first
+  const PENDING_KEY = "chorus.pendingScrobbles"; // scrobbles the server did not get yet
+  const PENDING_MAX = 1000;
+  let play = null; // the play under way: see newPlay()
 
   function $(selector) { return document.querySelector(selector); }
 
@@ -14,6 +20,7 @@
       title: button.dataset.title || "Untitled",
       artist: button.dataset.artist || "",
       album: button.dataset.album || "",
+      duration: Number(button.dataset.duration) || 0,
     };
   }
 
@@ -37,6 +44,7 @@
     if (!audio || index < 0 || index >= state.queue.length) return;
     state.index = index;
     const track = state.queue[index];
+    play = newPlay(track);
     showError("");
     audio.src = track.src;
     player.querySelector(".player-title").textContent = track.title;
@@ -77,11 +85,21 @@
     if (!audio || audio.dataset.wired) return;
     audio.dataset.wired = "1";
     const player = $("#player");
-    audio.addEventListener("playing", () => { player.dataset.state = "playing"; });
+    audio.addEventListener("playing", () => {
+      player.dataset.state = "playing";
+      playStarted(audio);
+    });
     // Chromium also fires "pause" after a failed load: keep the "error" state then.
-    audio.addEventListener("pause", () => { if (!audio.error) player.dataset.state = "paused"; });
+    audio.addEventListener("pause", () => {
+      if (audio.error) return;
+      player.dataset.state = "paused";
+      playPaused(audio);
+    });
+    audio.addEventListener("timeupdate", () => countPlayed(audio));
+    audio.addEventListener("seeking", () => { if (play) play.lastTime = null; });
     audio.addEventListener("ended", () => {
       player.dataset.state = "ended";
+      if (play) play.finished = true;
       if (state.index < state.queue.length - 1) load(state.index + 1);
     });
     audio.addEventListener("error", async () => {
@@ -109,7 +127,158 @@
     }
   }
 
-  document.addEventListener("DOMContentLoaded", wire);
+  // --- Scrobbling -------------------------------------------------------------------
+
+  function newPlay(track) {
+    return {
+      track: track,
+      startedAt: null, // ISO time of the first "playing": the scrobble's played_at
+      playedS: 0, // seconds actually heard (seeks do not count)
+      lastTime: null, // audio.currentTime at the last count; null after a seek or pause
+      lastWall: 0,
+      sent: false,
+      reported: "", // what the server was last told: "playing" or "paused"
+      finished: false,
+    };
+  }
+
+  function csrfToken() {
+    // The cookie is always current (login rotates it); the page's hx-headers are a fallback.
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    if (match) return decodeURIComponent(match[1]);
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  function send(method, url, body) {
+    return fetch(url, {
+      method: method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  }
+
+  function tellNowPlaying(audio, paused) {
+    const body = { track_id: Number(play.track.id), position_s: audio.currentTime || 0 };
+    if (paused) body.paused = true;
+    send("POST", "/api/scrobbling/now-playing", body).catch(() => { /* best effort */ });
+  }
+
+  function playStarted(audio) {
+    if (!play) return;
+    if (play.finished) play = newPlay(play.track); // played again after it ended: a new play
+    if (!play.startedAt) {
+      play.startedAt = new Date().toISOString();
+      flushPending();
+    }
+    play.lastTime = audio.currentTime;
+    play.lastWall = performance.now();
+    if (play.reported !== "playing") {
+      play.reported = "playing";
+      tellNowPlaying(audio, false);
+    }
+  }
+
+  function playPaused(audio) {
+    if (!play || play.reported !== "playing") return;
+    play.lastTime = null;
+    if (audio.ended) {
+      play.reported = "";
+      // The next track of the queue says so itself; after the last one, nothing plays.
+      if (state.index >= state.queue.length - 1) {
+        send("DELETE", "/api/scrobbling/now-playing").catch(() => { /* it expires anyway */ });
+      }
+      return;
+    }
+    play.reported = "paused";
+    tellNowPlaying(audio, true);
+  }
+
+  function countPlayed(audio) {
+    if (!play || !play.startedAt) return;
+    const now = performance.now();
+    const time = audio.currentTime;
+    if (audio.paused || audio.seeking || play.lastTime === null) {
+      play.lastTime = audio.paused ? null : time;
+      play.lastWall = now;
+      return;
+    }
+    const delta = time - play.lastTime;
+    const elapsedS = (now - play.lastWall) / 1000;
+    // More media time than the wall clock allows (at this rate) is a seek, not listening.
+    if (delta > 0 && delta <= elapsedS * Math.max(audio.playbackRate, 0.1) * 1.5 + 0.5) play.playedS += delta;
+    play.lastTime = time;
+    play.lastWall = now;
+    maybeScrobble(audio);
+  }
+
+  function maybeScrobble(audio) {
+    if (play.sent) return;
+    const duration = play.track.duration || (isFinite(audio.duration) ? audio.duration : 0);
+    if (duration <= MIN_TRACK_S || play.playedS < Math.min(duration / 2, PLAYED_ENOUGH_S)) return;
+    play.sent = true;
+    const scrobble = { track_id: Number(play.track.id), played_at: play.startedAt, played_s: play.playedS };
+    submitScrobble(scrobble).then((done) => { if (!done) keepPending(scrobble); });
+  }
+
+  // true: the server has it, or refused it for good (409 duplicate, any 4xx); false: try later.
+  async function submitScrobble(scrobble) {
+    try {
+      const response = await send("POST", "/api/scrobbling/scrobbles", scrobble);
+      return response.status < 500;
+    } catch (e) {
+      return false; // offline, or the server is unreachable
+    }
+  }
+
+  function readPending() {
+    try {
+      const list = JSON.parse(localStorage.getItem(PENDING_KEY) || "[]");
+      return Array.isArray(list) ? list : [];
+    } catch (e) {
+      return [];
+    }
+  }
+
+  function writePending(list) {
+    try {
+      if (list.length) localStorage.setItem(PENDING_KEY, JSON.stringify(list.slice(-PENDING_MAX)));
+      else localStorage.removeItem(PENDING_KEY);
+    } catch (e) { /* storage full or disabled: nothing more to do */ }
+  }
+
+  function pendingKey(scrobble) { return scrobble.track_id + "@" + scrobble.played_at; }
+
+  function keepPending(scrobble) {
+    const list = readPending().filter((item) => pendingKey(item) !== pendingKey(scrobble));
+    list.push(scrobble);
+    writePending(list);
+  }
+
+  let flushing = false;
+  async function flushPending() {
+    if (flushing || !$("#player")) return;
+    flushing = true;
+    try {
+      const done = new Set();
+      for (const scrobble of readPending()) {
+        if (await submitScrobble(scrobble)) done.add(pendingKey(scrobble));
+        else break; // still unreachable: keep the rest in order for next time
+      }
+      if (done.size) writePending(readPending().filter((item) => !done.has(pendingKey(item))));
+    } finally {
+      flushing = false;
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    wire();
+    flushPending();
+  });
   document.addEventListener("htmx:afterSettle", (event) => {
     wire();
     markPlaying();

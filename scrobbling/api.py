@@ -1,0 +1,127 @@
+"""Scrobbling over HTTP: now playing, scrobbles (one or a list), history and links."""
+
+from __future__ import annotations
+
+import json
+
+from django.shortcuts import get_object_or_404
+from ninja import Query, Router, Schema, Status
+
+from catalog.models import Track
+from scrobbling import selectors, services
+from scrobbling.models import Play
+from scrobbling.services import ScrobbleError
+
+router = Router(tags=["scrobbling"])
+
+
+class ErrorOut(Schema):
+    error: str
+    message: str
+    rejected: list[dict] | None = None
+
+
+ERRORS = {400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut}
+
+
+class NowPlayingIn(Schema):
+    track_id: int
+    position_s: float = 0.0
+    paused: bool = False
+
+
+def _error(exc: ScrobbleError):
+    return Status(exc.http_status, exc.as_dict())
+
+
+def play_out(play: Play) -> dict:
+    return {
+        "id": play.pk, "track_id": play.track_id, "artist": play.artist_name, "title": play.track_title,
+        "album": play.album_title, "played_at": play.played_at.isoformat(), "played_s": play.played_s,
+        "source": play.source, "room_id": play.room_id, "matched": play.is_matched,
+    }
+
+
+@router.post("/now-playing", response={200: dict, **ERRORS}, summary="Say what you are playing now")
+def now_playing(request, payload: NowPlayingIn):
+    track = get_object_or_404(Track.objects.select_related("artist", "album"), pk=payload.track_id)
+    try:
+        entry = services.now_playing_set(user=request.auth, track=track, position_s=payload.position_s,
+                                         paused=payload.paused, source=_source(request))
+    except ScrobbleError as exc:
+        return _error(exc)
+    return entry
+
+
+@router.delete("/now-playing", response={204: None}, summary="Stop showing what you were playing")
+def now_playing_stop(request):
+    services.now_playing_clear(user_id=request.auth.pk)
+    return Status(204, None)
+
+
+@router.get("/now-playing", response=list[dict], summary="Who is listening to what right now")
+def now_playing_list(request):
+    return services.now_playing_list()
+
+
+class PlayIn(Schema):
+    track_id: int
+    played_at: str | int
+    played_s: float | None = None
+
+
+SCROBBLES_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "oneOf": [PlayIn.model_json_schema(),
+                      {"type": "array", "maxItems": services.MAX_PLAYS_PER_REQUEST,
+                       "items": PlayIn.model_json_schema()}],
+        }}},
+    },
+}
+
+
+@router.post("/scrobbles", response={201: dict, 200: dict, **ERRORS}, openapi_extra=SCROBBLES_DOC,
+             summary="Record plays: one object, or a list of up to 1000 (offline plays)")
+def scrobbles_submit(request):
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return _error(ScrobbleError("invalid", "The body is not JSON."))
+    try:
+        result = services.scrobbles_submit(user=request.auth, items=body, source=_source(request))
+    except ScrobbleError as exc:
+        return _error(exc)
+    status = 201 if result.created else 200
+    return Status(status, {"accepted": len(result.created), "duplicates": result.duplicates,
+                           "plays": [play_out(p) for p in result.created]})
+
+
+class HistoryFilter(Schema):
+    limit: int = 50
+    before: str | None = None
+
+
+@router.get("/scrobbles", response={200: dict, **ERRORS}, summary="Your plays, newest first")
+def scrobbles_list(request, filters: Query[HistoryFilter]):
+    if not 1 <= filters.limit <= 500:
+        return _error(ScrobbleError("invalid", "limit is from 1 to 500."))
+    try:
+        before = services.parse_played_at(filters.before) if filters.before else None
+    except services.ItemError as exc:
+        return _error(ScrobbleError("invalid", exc.message.replace("played_at", "before")))
+    plays = selectors.history(user=request.auth, limit=filters.limit, before=before)
+    return {"plays": [play_out(p) for p in plays],
+            "next_before": plays[-1].played_at.isoformat() if len(plays) == filters.limit else None}
+
+
+@router.get("/links", response=list[dict], summary="Your linked services and their delivery status")
+def links(request):
+    return selectors.link_statuses(user=request.auth)
+
+
+def _source(request) -> str:
+    """Plays from the web player (session) are the library's; from a token, the API's."""
+    return Play.Source.LIBRARY if request.user.is_authenticated and "Authorization" not in request.headers \
+        else Play.Source.API

@@ -1,0 +1,314 @@
+"""Delivering buffered plays to Last.fm and ListenBrainz.
+
+One drain per (service, user) at a time, in played_at order, in batches (Last.fm 50,
+ListenBrainz 1000 per request):
+
+1. claim: under a lock on the user's link row, take the oldest entries, provided no other
+   worker holds a lease on entries of that link, and lease them (lease_until, lease_token);
+2. send them in one request;
+3. on acceptance delete exactly the leased rows (matched by token); what the service ignored
+   goes to DeadLetter with its answer. A "try later" answer releases the lease and backs the
+   link off (5 s doubling to 4 min, with jitter, or what Retry-After says); an expired
+   session pauses the link and keeps the plays; any other refusal dead-letters the batch.
+
+A worker killed at any instant leaves either rows that were never sent, or leased rows whose
+lease expires, after which the next drain sends them again (at most one repeated batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from project import metrics
+from project.realtime import sync_redis
+from scrobbling import services
+from scrobbling.clients import AuthExpired, GiveUp, ItemResult, Listen, RetryLater
+from scrobbling.clients.lastfm import DAILY_LIMIT_CODE, DAILY_LIMIT_RETRY_S
+from scrobbling.models import BufferEntry, DeadLetter, ScrobblerLink, Service
+
+logger = logging.getLogger(__name__)
+
+# One task run sends for at most this long, then hands over to a new task (fairness).
+DRAIN_BUDGET_S = 60.0
+RETRY_AFTER_MAX_S = 6 * 3600
+
+
+@dataclass
+class DrainResult:
+    sent: int = 0
+    dead: int = 0
+    requests: int = 0
+    retry_in_s: float | None = None
+    paused: bool = False
+    more: bool = False  # stopped on the time budget with plays left
+
+
+def batch_size(service: str) -> int:
+    return settings.SCROBBLING_LASTFM_BATCH if service == Service.LASTFM else settings.SCROBBLING_LISTENBRAINZ_BATCH
+
+
+def backoff_s(failures: int) -> float:
+    """5 s doubling to 4 min (settings), with jitter: between half and all of the step."""
+    step = min(settings.SCROBBLING_RETRY_MIN_S * 2 ** max(failures - 1, 0), settings.SCROBBLING_RETRY_MAX_S)
+    return step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not security
+
+
+KICK_TTL_S = 60
+
+
+def _kick_key(user_id: int, service: str) -> str:
+    return f"chorus:scrobble:kick:{service}:{user_id}"
+
+
+def kick_on_commit(*, user_id: int, service: str) -> None:
+    """Start a drain for this link once the current transaction commits, unless one is
+    already queued: a flag in Redis (cleared by the drain as it starts) makes a burst of
+    plays cost one task, and a submit cost a Redis SET instead of a broker publish."""
+    transaction.on_commit(lambda: kick(user_id=user_id, service=service))
+
+
+def kick(*, user_id: int, service: str) -> None:
+    from scrobbling import tasks
+
+    if sync_redis().set(_kick_key(user_id, service), 1, nx=True, ex=KICK_TTL_S):
+        tasks.drain_link.delay(user_id, service)
+
+
+def kicked(*, user_id: int, service: str) -> None:
+    """A drain starts: plays committed from now on need a new kick (the flag expires anyway,
+    and the beat's sweep catches anything a lost task left)."""
+    sync_redis().delete(_kick_key(user_id, service))
+
+
+def claim(*, user_id: int, service: str, size: int | None = None) -> tuple[str, list[BufferEntry]] | None:
+    """Lease the oldest entries of an active link that nobody is sending; None if there is
+    nothing to do (no entries, paused, backing off, or another worker's lease is live)."""
+    now = timezone.now()
+    with transaction.atomic():
+        link = ScrobblerLink.objects.select_for_update().filter(user_id=user_id, service=service).first()
+        if link is None or link.is_paused or (link.retry_at and link.retry_at > now):
+            return None
+        pending = BufferEntry.objects.filter(user_id=user_id, service=service)
+        if pending.filter(lease_until__gt=now).exists():
+            return None
+        ids = list(pending.order_by("played_at", "id").values_list("id", flat=True)[: size or batch_size(service)])
+        if not ids:
+            return None
+        token = secrets.token_hex(16)
+        BufferEntry.objects.filter(id__in=ids).update(
+            lease_until=now + timedelta(seconds=settings.SCROBBLING_LEASE_S), lease_token=token,
+            attempts=F("attempts") + 1,
+        )
+    entries = list(
+        BufferEntry.objects.filter(lease_token=token).select_related("play__track").order_by("played_at", "id")
+    )
+    return token, entries
+
+
+def listen_of(entry: BufferEntry) -> Listen:
+    play = entry.play
+    return Listen(artist=play.artist_name, title=play.track_title, played_at=play.played_at, album=play.album_title,
+                  duration_s=play.duration_s, mbid=play.recording_mbid,
+                  track_number=play.track.track_number if play.track else None)
+
+
+def drain(*, user_id: int, service: str, budget_s: float = DRAIN_BUDGET_S) -> DrainResult:
+    """Send this link's buffered plays until none are left, the service says to wait, or
+    the time budget is spent."""
+    result = DrainResult()
+    deadline = time.monotonic() + budget_s
+    client = None
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                result.more = BufferEntry.objects.filter(user_id=user_id, service=service).exists()
+                return result
+            claimed = claim(user_id=user_id, service=service)
+            if claimed is None:
+                return result
+            token, entries = claimed
+            link = ScrobblerLink.objects.filter(user_id=user_id, service=service).first()
+            if link is None:  # unlinked this very moment: the plays wait for a new link
+                _release(token)
+                return result
+            if client is None:
+                try:
+                    client = _client(link)
+                except services.ScrobbleError as exc:  # the server's Last.fm keys were removed
+                    _release(token)
+                    services.link_pause(link=link, reason=exc.message)
+                    result.paused = True
+                    return result
+            if not _send(link, client, token, entries, result):
+                return result
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _client(link: ScrobblerLink):
+    if link.service == Service.LASTFM:
+        return services.lastfm_client()
+    return services.listenbrainz_client(link.api_root)
+
+
+def _send(link: ScrobblerLink, client, token: str, entries: list[BufferEntry], result: DrainResult) -> bool:
+    """Send one leased batch; True to go on with the next one."""
+    service = link.service
+    listens = [listen_of(e) for e in entries]
+    result.requests += 1
+    metrics.scrobble_requests.labels(service=service, kind="scrobble").inc()
+    try:
+        if not link.secret:
+            raise AuthExpired("The stored credentials cannot be read (the encryption key changed).")
+        if service == Service.LASTFM:
+            outcomes = client.scrobble(link.secret, listens)
+        else:
+            client.submit(link.secret, listens)
+            outcomes = [ItemResult(accepted=True)] * len(listens)
+    except RetryLater as exc:
+        _release(token)
+        link.failures += 1
+        delay = min(exc.retry_after_s, RETRY_AFTER_MAX_S) if exc.retry_after_s else backoff_s(link.failures)
+        ScrobblerLink.objects.filter(pk=link.pk).update(
+            failures=link.failures, retry_at=timezone.now() + timedelta(seconds=delay), last_error=str(exc)[:500]
+        )
+        metrics.scrobbles_retried.labels(service=service).inc(len(entries))
+        logger.info("scrobbles put off", extra={"service": service, "user_id": link.user_id, "retry_in_s": delay})
+        result.retry_in_s = delay
+        return False
+    except AuthExpired as exc:
+        _release(token)
+        services.link_pause(link=link, reason=str(exc) or "The service no longer accepts the saved login.")
+        logger.warning("scrobbler link paused", extra={"service": service, "user_id": link.user_id})
+        result.paused = True
+        return False
+    except GiveUp as exc:
+        outcomes = [ItemResult(accepted=False, code=exc.code, message=str(exc))] * len(listens)
+        _settle(link, token, entries, listens, outcomes, result, status=exc.status, answer=exc.answer)
+        return True
+    limited = [e.pk for e, o in zip(entries, outcomes, strict=True) if o.code == DAILY_LIMIT_CODE]
+    if limited:
+        # Over Last.fm's daily limit: these plays wait an hour; the rest of the batch is settled.
+        BufferEntry.objects.filter(lease_token=token, id__in=limited).update(lease_until=None, lease_token="")
+        keep = [i for i, e in enumerate(entries) if e.pk not in set(limited)]
+        entries, listens, outcomes = ([seq[i] for i in keep] for seq in (entries, listens, outcomes))
+    _settle(link, token, entries, listens, outcomes, result)
+    if limited:
+        ScrobblerLink.objects.filter(pk=link.pk).update(
+            retry_at=timezone.now() + timedelta(seconds=DAILY_LIMIT_RETRY_S), last_error="Last.fm daily scrobble limit"
+        )
+        metrics.scrobbles_retried.labels(service=service).inc(len(limited))
+        result.retry_in_s = DAILY_LIMIT_RETRY_S
+        return False
+    return True
+
+
+def _release(token: str) -> None:
+    BufferEntry.objects.filter(lease_token=token).update(lease_until=None, lease_token="")
+
+
+def _settle(link, token, entries, listens, outcomes, result, *, status=None, answer="") -> None:
+    """Delete the batch's rows (still ours by token); refused ones become dead letters."""
+    refused = [(e, listen, o) for e, listen, o in zip(entries, listens, outcomes, strict=True) if not o.accepted]
+    with transaction.atomic():
+        DeadLetter.objects.bulk_create(
+            [DeadLetter(user_id=link.user_id, service=link.service, play_id=e.play_id, payload=_payload(listen),
+                        http_status=status, error_code=o.code, reason=(o.message or "Refused by the service")[:500],
+                        answer=answer or o.message)
+             for e, listen, o in refused],
+            ignore_conflicts=True,
+        )
+        BufferEntry.objects.filter(lease_token=token, id__in=[e.pk for e in entries]).delete()
+        fields = {"last_sent_at": timezone.now()} if len(refused) < len(entries) else {}
+        ScrobblerLink.objects.filter(pk=link.pk).update(failures=0, retry_at=None, last_error="", **fields)
+    sent = len(entries) - len(refused)
+    result.sent += sent
+    result.dead += len(refused)
+    metrics.scrobbles_sent.labels(service=link.service).inc(sent)
+    if refused:
+        metrics.scrobbles_dead_lettered.labels(service=link.service).inc(len(refused))
+        logger.warning("scrobbles refused", extra={"service": link.service, "user_id": link.user_id,
+                                                   "count": len(refused)})
+
+
+def _payload(listen: Listen) -> dict:
+    return {"artist": listen.artist, "title": listen.title, "album": listen.album,
+            "played_at": listen.played_at.isoformat(), "duration_s": listen.duration_s, "mbid": listen.mbid,
+            "track_number": listen.track_number}
+
+
+# --- dead letters and the periodic sweep --------------------------------------------
+
+
+def dead_letters_requeue(*, ids: list[int]) -> int:
+    """Staff: send these refused plays again (once their link is active)."""
+    return DeadLetter.objects.filter(id__in=ids, requeue_requested_at__isnull=True).update(
+        requeue_requested_at=timezone.now()
+    )
+
+
+def sweep() -> list[tuple[int, str]]:
+    """Beat job: move requeued dead letters back to the buffer where their link is active,
+    and list the links that have plays due (no live lease, not backing off, not paused)."""
+    now = timezone.now()
+    active = ScrobblerLink.objects.filter(status=ScrobblerLink.Status.ACTIVE)
+    with transaction.atomic():
+        for letter in DeadLetter.objects.select_for_update(skip_locked=True).filter(
+            requeue_requested_at__isnull=False
+        ).select_related("play"):
+            if not active.filter(user_id=letter.user_id, service=letter.service).exists():
+                continue
+            BufferEntry.objects.get_or_create(
+                service=letter.service, play=letter.play,
+                defaults={"user_id": letter.user_id, "played_at": letter.play.played_at},
+            )
+            letter.delete()
+    due = active.filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
+    pending = BufferEntry.objects.filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+    wanted = set(pending.values_list("user_id", "service").distinct())
+    return sorted(wanted & set(due.values_list("user_id", "service")))
+
+
+def send_now_playing(*, user_id: int, track_id: int) -> int:
+    """Tell each active linked service what the user just started; best effort, never
+    retried (a late "now playing" is wrong). Returns how many services took it."""
+    from catalog.models import Track
+
+    track = Track.objects.select_related("artist", "album").filter(pk=track_id).first()
+    if track is None:
+        return 0
+    play = services.PlayInput.of_track(track, played_at=timezone.now(), source="api")
+    listen = Listen(artist=play.artist_name, title=play.track_title, played_at=play.played_at, album=play.album_title,
+                    duration_s=play.duration_s, mbid=play.recording_mbid, track_number=track.track_number)
+    sent = 0
+    for link in ScrobblerLink.objects.filter(user_id=user_id, status=ScrobblerLink.Status.ACTIVE):
+        client = None
+        try:
+            if not link.secret:
+                raise AuthExpired("The stored credentials cannot be read (the encryption key changed).")
+            client = _client(link)
+            metrics.scrobble_requests.labels(service=link.service, kind="now_playing").inc()
+            if link.service == Service.LASTFM:
+                client.update_now_playing(link.secret, listen)
+            else:
+                client.playing_now(link.secret, listen)
+            sent += 1
+        except AuthExpired as exc:
+            services.link_pause(link=link, reason=str(exc) or "The service no longer accepts the saved login.")
+        except Exception as exc:  # best effort by design: logged, never retried
+            logger.info("now playing not sent", extra={"service": link.service, "error": str(exc)[:200]})
+        finally:
+            if client is not None:
+                client.close()
+    return sent

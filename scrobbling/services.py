@@ -1,0 +1,632 @@
+"""Every write to scrobbling: plays, now playing, and links to services.
+
+A play is recorded once (unique per user, track and start time), in one transaction with
+its play counts and one buffer row per linked service; delivery happens later in workers
+(scrobbling.delivery). Nothing here waits for an outside service, except linking, which
+checks the credentials the user gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from catalog.models import UNKNOWN_ARTIST, Album, Artist, Track, fold, match_key
+from project import metrics
+from project.realtime import sync_redis
+from scrobbling.clients import AuthExpired, ClientError
+from scrobbling.models import BufferEntry, Play, ScrobblerLink, Service
+
+logger = logging.getLogger(__name__)
+
+MAX_PLAYS_PER_REQUEST = 1000
+MIN_TRACK_S = 30.0  # tracks this short or shorter are never scrobbled
+PLAYED_ENOUGH_S = 240.0  # or half the track, whichever comes first
+EARLIEST_PLAY = datetime(2002, 10, 1, tzinfo=UTC)  # the first scrobble ever
+FUTURE_SLACK = timedelta(hours=1)
+NOW_PLAYING_PAUSED_TTL_S = 30 * 60
+NOW_PLAYING_KEY = "chorus:nowplaying"
+
+
+class ScrobbleError(Exception):
+    """A request refused as a whole; `rejected` lists per-item problems of a list."""
+
+    HTTP_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "duplicate": 409, "not_linked": 404,
+                   "too_many": 413, "service": 502}
+
+    def __init__(self, code: str, message: str, *, rejected: list[dict] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.rejected = rejected or []
+
+    @property
+    def http_status(self) -> int:
+        return self.HTTP_STATUS.get(self.code, 400)
+
+    def as_dict(self) -> dict:
+        body = {"error": self.code, "message": self.message}
+        if self.rejected:
+            body["rejected"] = self.rejected
+        return body
+
+
+class ItemError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class PlayInput:
+    """One play to record, already validated."""
+
+    played_at: datetime
+    artist_name: str
+    track_title: str
+    source: str
+    track: Track | None = None
+    album_title: str = ""
+    recording_mbid: str = ""
+    duration_s: float | None = None
+    played_s: float | None = None
+    room_id: int | None = None
+    client: str = ""
+
+    @classmethod
+    def of_track(cls, track: Track, **kwargs) -> PlayInput:
+        return cls(track=track, artist_name=track.artist.name, track_title=track.title,
+                   album_title=track.album.title if track.album else "", recording_mbid=track.musicbrainz_id,
+                   duration_s=track.duration_s, **kwargs)
+
+    def key(self) -> tuple:
+        if self.track is not None:
+            return ("t", self.track.pk, self.played_at)
+        return ("u", fold(self.artist_name), fold(self.track_title), self.played_at)
+
+    @property
+    def sendable(self) -> bool:
+        """Unknown-artist plays are recorded here but never sent on."""
+        artist = self.artist_name.strip()
+        return bool(artist and self.track_title.strip()) and artist.casefold() != UNKNOWN_ARTIST.casefold()
+
+
+@dataclass
+class RecordResult:
+    created: list[Play] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)  # indexes of plays already recorded
+
+
+def play_counts(*, duration_s: float, played_s: float | None) -> bool:
+    """A play counts when the track is over 30 s and was played for half its length or 4 minutes."""
+    if duration_s <= MIN_TRACK_S:
+        return False
+    return played_s is None or played_s >= min(duration_s / 2, PLAYED_ENOUGH_S)
+
+
+def parse_played_at(value, *, now: datetime | None = None) -> datetime:
+    """ISO 8601 with a time zone, or Unix seconds; within the scrobbling era, at most 1 h ahead."""
+    now = now or timezone.now()
+    if isinstance(value, bool) or value is None or value == "":
+        raise ItemError("invalid", "played_at is required: ISO 8601 with a time zone, or Unix seconds.")
+    if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        value = float(value)
+    if isinstance(value, (int, float)):
+        try:
+            played_at = datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ItemError("invalid", f"played_at {value} is not a valid Unix time.") from None
+    elif isinstance(value, str):
+        try:
+            played_at = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ItemError("invalid", f"played_at {value!r} is not ISO 8601 (e.g. 2026-11-23T13:05:00Z).") from None
+        if played_at.tzinfo is None:
+            raise ItemError("invalid", f"played_at {value!r} needs a time zone (e.g. a trailing Z for UTC).")
+    else:
+        raise ItemError("invalid", "played_at must be an ISO 8601 string or Unix seconds.")
+    if played_at < EARLIEST_PLAY:
+        raise ItemError("invalid", "played_at is before 2002-10-01, older than scrobbling itself.")
+    if played_at > now + FUTURE_SLACK:
+        raise ItemError("invalid", "played_at is more than an hour in the future.")
+    return played_at
+
+
+# --- recording ---------------------------------------------------------------------
+
+
+def scrobbles_submit(*, user, items: list[dict] | dict, source: str = Play.Source.API) -> RecordResult:
+    """The scrobble API: one play or a list of up to 1000. Every item is validated first; if
+    any is refused, nothing is recorded and the error lists each refused item."""
+    single = isinstance(items, dict)
+    items = [items] if single else items
+    if not isinstance(items, list) or not items:
+        raise ScrobbleError("invalid", "Send a play object or a non-empty list of them.")
+    if len(items) > MAX_PLAYS_PER_REQUEST:
+        raise ScrobbleError("too_many", f"At most {MAX_PLAYS_PER_REQUEST} plays per request; got {len(items)}.")
+    plays, rejected = _validate_items(items, source=source)
+    if rejected:
+        if single:
+            raise ScrobbleError(rejected[0]["error"], rejected[0]["message"])
+        raise ScrobbleError("invalid", f"{len(rejected)} of {len(items)} plays were refused; nothing was recorded.",
+                            rejected=rejected)
+    result = plays_record(user=user, plays=plays)
+    if single and result.duplicates:
+        raise ScrobbleError("duplicate", "This play is already recorded (same track and played_at).")
+    return result
+
+
+def _validate_items(items: list, *, source: str) -> tuple[list[PlayInput], list[dict]]:
+    ids = {item.get("track_id") for item in items if isinstance(item, dict)}
+    ids = {i for i in ids if isinstance(i, int) and not isinstance(i, bool)}
+    tracks = Track.objects.select_related("artist", "album").in_bulk(ids) if ids else {}
+    now = timezone.now()
+    plays: list[PlayInput] = []
+    rejected: list[dict] = []
+    seen: dict[tuple, int] = {}
+    for index, item in enumerate(items):
+        try:
+            play = _validate_item(item, tracks=tracks, source=source, now=now)
+            if play.key() in seen:
+                raise ItemError("duplicate", f"Same track and played_at as item {seen[play.key()]}.")
+            seen[play.key()] = index
+            plays.append(play)
+        except ItemError as exc:
+            rejected.append({"index": index, "error": exc.code, "message": exc.message})
+    return plays, rejected
+
+
+def _validate_item(item, *, tracks: dict[int, Track], source: str, now: datetime) -> PlayInput:
+    if not isinstance(item, dict):
+        raise ItemError("invalid", "Each play is an object with track_id and played_at.")
+    track_id = item.get("track_id")
+    if track_id is None:
+        raise ItemError("invalid", "track_id is required.")
+    if not isinstance(track_id, int) or isinstance(track_id, bool):
+        raise ItemError("invalid", "track_id must be a whole number.")
+    track = tracks.get(track_id)
+    if track is None:
+        raise ItemError("not_found", f"No track with id {track_id}.")
+    played_at = parse_played_at(item.get("played_at"), now=now)
+    played_s = item.get("played_s")
+    if played_s is not None and (isinstance(played_s, bool) or not isinstance(played_s, (int, float)) or played_s < 0):
+        raise ItemError("invalid", "played_s must be a number of seconds from 0.")
+    if track.duration_s <= MIN_TRACK_S:
+        raise ItemError("invalid", f"Track {track_id} lasts {track.duration_s:.0f} s: tracks of 30 s or less are not scrobbled.")
+    if not play_counts(duration_s=track.duration_s, played_s=played_s):
+        needed = min(track.duration_s / 2, PLAYED_ENOUGH_S)
+        raise ItemError("invalid", f"Played {played_s:.0f} s of track {track_id}: a play counts from {needed:.0f} s "
+                                   "(half the track or 4 minutes).")
+    return PlayInput.of_track(track, played_at=played_at, played_s=None if played_s is None else float(played_s),
+                              source=source)
+
+
+def plays_record(*, user, plays: list[PlayInput]) -> RecordResult:
+    """Record validated plays: history rows, play counts, one buffer row per linked service,
+    all in one transaction; plays already recorded are left alone and reported."""
+    return _record_retrying([(user.pk, play) for play in plays])
+
+
+def plays_record_for_users(*, user_ids: list[int], play: PlayInput) -> RecordResult:
+    """The same play for several people at once (a room): a handful of queries whatever
+    their number."""
+    return _record_retrying([(user_id, play) for user_id in sorted(user_ids)])
+
+
+def _record_retrying(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
+    try:
+        return _record(pairs)
+    except IntegrityError:
+        # The same play arrived twice at once (two processes, a retried request): the
+        # other transaction won; now the duplicates are visible and skipped.
+        return _record(pairs)
+
+
+def _record(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
+    result = RecordResult()
+    with transaction.atomic():
+        existing = _existing_keys(pairs)
+        fresh = []
+        for index, (user_id, play) in enumerate(pairs):
+            if (user_id, *play.key()) in existing:
+                result.duplicates.append(index)
+            else:
+                fresh.append((user_id, play))
+        if not fresh:
+            return result
+        rows = Play.objects.bulk_create([
+            Play(user_id=user_id, track=p.track, artist_name=p.artist_name[:300], track_title=p.track_title[:500],
+                 album_title=p.album_title[:300], recording_mbid=p.recording_mbid[:36], duration_s=p.duration_s,
+                 played_at=p.played_at, played_s=p.played_s, source=p.source, room_id=p.room_id,
+                 client=p.client[:100], sent_on=p.sendable)
+            for user_id, p in fresh
+        ])
+        _count_plays([p.track for _, p in fresh if p.track is not None])
+        links: dict[int, list[str]] = {}
+        for user_id, service in ScrobblerLink.objects.filter(user_id__in={u for u, _ in fresh}).values_list(
+            "user_id", "service"
+        ):
+            links.setdefault(user_id, []).append(service)
+        entries = [BufferEntry(user_id=row.user_id, service=service, play=row, played_at=row.played_at)
+                   for row in rows if row.sent_on for service in links.get(row.user_id, [])]
+        BufferEntry.objects.bulk_create(entries)
+        result.created = rows
+        _kick(entries)
+    return result
+
+
+def _kick(entries: list[BufferEntry]) -> None:
+    from scrobbling import delivery
+
+    for user_id, service in sorted({(e.user_id, e.service) for e in entries}):
+        delivery.kick_on_commit(user_id=user_id, service=service)
+    counts = Counter(e.service for e in entries)
+    transaction.on_commit(lambda: [metrics.scrobbles_buffered.labels(service=s).inc(n) for s, n in counts.items()])
+
+
+def _existing_keys(pairs: list[tuple[int, PlayInput]]) -> set[tuple]:
+    times = {p.played_at for _, p in pairs}
+    matched = {p.track.pk for _, p in pairs if p.track is not None}
+    keys: set[tuple] = set()
+    query = Play.objects.filter(user_id__in={u for u, _ in pairs}, played_at__in=times)
+    if matched:
+        for user_id, track_id, played_at in query.filter(track_id__in=matched).values_list(
+            "user_id", "track_id", "played_at"
+        ):
+            keys.add((user_id, "t", track_id, played_at))
+    if any(p.track is None for _, p in pairs):
+        for user_id, artist, title, played_at in query.filter(track__isnull=True).values_list(
+            "user_id", "artist_name", "track_title", "played_at"
+        ):
+            keys.add((user_id, "u", fold(artist), fold(title), played_at))
+    return keys
+
+
+def _count_plays(tracks: list[Track]) -> None:
+    """Add one play per track to track, album and artist counts, ids in order so that
+    concurrent transactions lock rows in the same order. On PostgreSQL the three tables
+    are updated in one statement (one round trip on the submit path)."""
+    counts = [
+        (Track, sorted(Counter(t.pk for t in tracks).items())),
+        (Album, sorted(Counter(t.album_id for t in tracks if t.album_id).items())),
+        (Artist, sorted(Counter(t.artist_id for t in tracks).items())),
+    ]
+    counts = [(model, pairs) for model, pairs in counts if pairs]
+    if not counts:  # only unmatched plays: nothing to count
+        return
+    if connection.vendor == "postgresql":
+        parts, params = [], []
+        for model, pairs in counts:
+            values = ", ".join(["(%s::bigint, %s::integer)"] * len(pairs))
+            # Only table names of our models and %s placeholders go into the text.
+            parts.append(f"UPDATE {model._meta.db_table} AS t SET play_count = t.play_count + v.n "  # noqa: S608
+                         f"FROM (VALUES {values}) AS v(id, n) WHERE t.id = v.id")
+            params += [value for pair in pairs for value in pair]
+        *first, last = parts
+        sql = ("WITH " + ", ".join(f"u{i} AS ({part})" for i, part in enumerate(first)) + " " if first else "") + last
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+        return
+    for model, pairs in counts:
+        by_amount: dict[int, list[int]] = {}
+        for pk, amount in pairs:
+            by_amount.setdefault(amount, []).append(pk)
+        for amount, pks in by_amount.items():
+            model.objects.filter(pk__in=pks).update(play_count=F("play_count") + amount)
+
+
+# --- listens from outside players (the ListenBrainz-compatible endpoint) ----------
+
+LISTEN_TYPES = {"single", "import", "playing_now"}
+
+
+def listens_submit(*, user, listen_type, payload) -> RecordResult | None:
+    """Listens in ListenBrainz's format. Matched to library tracks by recording MBID, else
+    by artist and title (case- and accent-insensitive); unmatched listens are kept too."""
+    if listen_type not in LISTEN_TYPES:
+        raise ScrobbleError("invalid", "listen_type must be one of single, import, playing_now.")
+    if not isinstance(payload, list) or not payload:
+        raise ScrobbleError("invalid", "payload must be a non-empty list of listens.")
+    if len(payload) > MAX_PLAYS_PER_REQUEST:
+        raise ScrobbleError("invalid", f"Too many listens: at most {MAX_PLAYS_PER_REQUEST} per request.")
+    if listen_type != "import" and len(payload) != 1:
+        raise ScrobbleError("invalid", f"A {listen_type} submission has exactly one listen.")
+    listens = []
+    for index, listen in enumerate(payload):
+        try:
+            listens.append(_parse_listen(listen, timed=listen_type != "playing_now"))
+        except ItemError as exc:
+            raise ScrobbleError("invalid", f"Listen {index}: {exc.message}") from None
+    _match_tracks(listens)
+    if listen_type == "playing_now":
+        play = listens[0]
+        if play.track is not None:
+            now_playing_set(user=user, track=play.track, source=Play.Source.EXTERNAL)
+        return None
+    seen: set[tuple] = set()
+    unique = [p for p in listens if not (p.key() in seen or seen.add(p.key()))]
+    return plays_record(user=user, plays=unique)
+
+
+def _parse_listen(listen, *, timed: bool) -> PlayInput:
+    if not isinstance(listen, dict) or not isinstance(listen.get("track_metadata"), dict):
+        raise ItemError("invalid", "each listen needs track_metadata.")
+    meta = listen["track_metadata"]
+    artist, title = meta.get("artist_name"), meta.get("track_name")
+    if not isinstance(artist, str) or not artist.strip() or not isinstance(title, str) or not title.strip():
+        raise ItemError("invalid", "track_metadata needs artist_name and track_name.")
+    info = meta.get("additional_info") if isinstance(meta.get("additional_info"), dict) else {}
+    played_at = timezone.now()
+    if timed:
+        if "listened_at" not in listen or isinstance(listen["listened_at"], (bool, str)):
+            raise ItemError("invalid", "listened_at (Unix seconds) is required.")
+        played_at = parse_played_at(listen["listened_at"])
+    duration_s = info.get("duration_ms", None)
+    duration_s = duration_s / 1000 if isinstance(duration_s, (int, float)) and not isinstance(duration_s, bool) \
+        else info.get("duration")
+    if not isinstance(duration_s, (int, float)) or isinstance(duration_s, bool) or duration_s <= 0:
+        duration_s = None
+    release = meta.get("release_name")
+    mbid = info.get("recording_mbid")
+    client = info.get("submission_client") or info.get("media_player") or ""
+    return PlayInput(played_at=played_at, artist_name=artist.strip(), track_title=title.strip(),
+                     album_title=release.strip() if isinstance(release, str) else "",
+                     recording_mbid=mbid.strip()[:36] if isinstance(mbid, str) else "",
+                     duration_s=float(duration_s) if duration_s else None, source=Play.Source.EXTERNAL,
+                     client=client if isinstance(client, str) else "")
+
+
+def _match_tracks(plays: list[PlayInput]) -> None:
+    """Fill in `track` of each play that is in the library (two queries per batch)."""
+    tracks = Track.objects.select_related("artist", "album")
+    mbids = {p.recording_mbid for p in plays if p.recording_mbid}
+    by_mbid = {t.musicbrainz_id: t for t in tracks.filter(musicbrainz_id__in=mbids)} if mbids else {}
+    keys = {match_key(p.artist_name, p.track_title) for p in plays if p.recording_mbid not in by_mbid}
+    by_key = {}
+    for track in tracks.filter(match_key__in=keys).order_by("-id") if keys else []:
+        by_key[track.match_key] = track
+    for play in plays:
+        track = by_mbid.get(play.recording_mbid) or by_key.get(match_key(play.artist_name, play.track_title))
+        if track is not None:
+            play.track = track
+            play.duration_s = play.duration_s or track.duration_s
+            play.album_title = play.album_title or (track.album.title if track.album else "")
+
+
+# --- now playing ---------------------------------------------------------------------
+
+
+def now_playing_set(*, user, track: Track, position_s: float = 0.0, rate: float = 1.0, paused: bool = False,
+                    source: str = Play.Source.API, room=None) -> dict:
+    """Remember what `user` is playing (TTL: the time left, + 5 s; 30 min while paused) and,
+    at the start of a track, send it on to the user's services once."""
+    if isinstance(position_s, bool) or not isinstance(position_s, (int, float)) or position_s < 0:
+        raise ScrobbleError("invalid", "position_s must be a number of seconds from 0.")
+    return now_playing_set_many(users=[user], track=track, position_s=float(position_s), rate=rate, paused=paused,
+                                source=source, room=room)[0]
+
+
+def now_playing_set_many(*, users: list, track: Track, position_s: float, rate: float = 1.0, paused: bool = False,
+                         source: str, room=None) -> list[dict]:
+    """now_playing_set for several people at once (a room's members): one Redis round trip
+    to read, one to write."""
+    if not users:
+        return []
+    position_s = min(position_s, track.duration_s)
+    now_ms = int(timezone.now().timestamp() * 1000)
+    ttl_s = NOW_PLAYING_PAUSED_TTL_S if paused else (track.duration_s - position_s) / max(rate, 0.01) + 5
+    base = {
+        "track_id": track.pk, "title": track.title, "artist": track.artist.name,
+        "album": track.album.title if track.album else "", "duration_s": track.duration_s, "position_s": position_s,
+        "at_ms": now_ms, "paused": paused, "source": source,
+        "room": {"id": room.pk, "name": room.name, "slug": room.slug, "private": room.visibility == "private"}
+        if room else None,
+    }
+    entries = [dict(base, user_id=user.pk, username=user.get_username()) for user in users]
+    redis = sync_redis()
+    previous = redis.hmget(NOW_PLAYING_KEY, [str(user.pk) for user in users])
+    pipe = redis.pipeline(transaction=False)
+    pipe.hset(NOW_PLAYING_KEY, mapping={str(e["user_id"]): json.dumps(e) for e in entries})
+    pipe.zadd(NOW_PLAYING_KEY + ":expires", {str(e["user_id"]): now_ms + int(ttl_s * 1000) for e in entries})
+    pipe.execute()
+    sendable = PlayInput.of_track(track, played_at=timezone.now(), source=source).sendable
+    starters = [e["user_id"] for e, before in zip(entries, previous, strict=True) if _is_new_start(before, e)]
+    if not paused and sendable and starters:
+        from scrobbling import tasks
+
+        linked = set(ScrobblerLink.objects.filter(user_id__in=starters, status=ScrobblerLink.Status.ACTIVE)
+                     .values_list("user_id", flat=True))
+        for user_id in sorted(linked):
+            transaction.on_commit(lambda user_id=user_id: tasks.send_now_playing.delay(user_id, track.pk))
+    return entries
+
+
+def _is_new_start(previous: bytes | None, entry: dict) -> bool:
+    if previous is None:
+        return True
+    before = json.loads(previous)
+    if before["track_id"] != entry["track_id"]:
+        return True
+    elapsed_s = 0 if before["paused"] else (entry["at_ms"] - before["at_ms"]) / 1000
+    expected_s = before["position_s"] + elapsed_s
+    # The same track again from (near) its start: a new play of it.
+    return entry["position_s"] < 5 and expected_s > entry["position_s"] + 10
+
+
+def now_playing_clear(*, user_id: int) -> None:
+    pipe = sync_redis().pipeline(transaction=False)
+    pipe.hdel(NOW_PLAYING_KEY, str(user_id))
+    pipe.zrem(NOW_PLAYING_KEY + ":expires", str(user_id))
+    pipe.execute()
+
+
+def now_playing_list() -> list[dict]:
+    """Who is listening to what right now (expired entries are dropped)."""
+    redis = sync_redis()
+    now_ms = int(timezone.now().timestamp() * 1000)
+    expired = redis.zrangebyscore(NOW_PLAYING_KEY + ":expires", "-inf", now_ms)
+    if expired:
+        pipe = redis.pipeline(transaction=False)
+        pipe.hdel(NOW_PLAYING_KEY, *expired)
+        pipe.zrem(NOW_PLAYING_KEY + ":expires", *expired)
+        pipe.execute()
+    entries = [json.loads(value) for value in redis.hvals(NOW_PLAYING_KEY)]
+    for entry in entries:
+        if not entry["paused"]:
+            entry["position_s"] = min(entry["duration_s"], entry["position_s"] + (now_ms - entry["at_ms"]) / 1000)
+    return sorted(entries, key=lambda e: (e["paused"], e["username"]))
+
+
+# --- rooms ---------------------------------------------------------------------------
+
+
+def room_playback_changed(*, state, online_user_ids: set[int]) -> None:
+    """A room's playback changed: its members online see it as their now playing."""
+    from django.contrib.auth import get_user_model
+
+    if not online_user_ids:
+        return
+    if state.entry is None or state.status == "stopped":
+        for user_id in online_user_ids:
+            now_playing_clear(user_id=user_id)
+        return
+    now = int(timezone.now().timestamp() * 1000)
+    now_playing_set_many(users=list(get_user_model().objects.filter(pk__in=online_user_ids)), track=state.entry.track,
+                         position_s=state.position_at(now), rate=state.rate, paused=state.status != "playing",
+                         source=Play.Source.ROOM, room=state.room)
+
+
+def room_scrobble(*, state, online_user_ids: set[int]) -> int:
+    """Scrobble the room's current play for every member online now, once it has been played
+    long enough. The play's start time makes it unique, so however many processes ask,
+    each member gets one scrobble per play. Returns how many were recorded."""
+    from django.contrib.auth import get_user_model
+
+    if state.status != "playing" or state.entry is None or state.started_at is None or not online_user_ids:
+        return 0
+    track = state.entry.track
+    played_s = state.position_at(int(timezone.now().timestamp() * 1000))
+    if not play_counts(duration_s=track.duration_s, played_s=played_s):
+        return 0
+    user_ids = list(get_user_model().objects.filter(pk__in=online_user_ids, is_active=True).values_list("pk", flat=True))
+    play = PlayInput.of_track(track, played_at=state.started_at, played_s=played_s, source=Play.Source.ROOM,
+                              room_id=state.room_id)
+    return len(plays_record_for_users(user_ids=user_ids, play=play).created)
+
+
+# --- links ---------------------------------------------------------------------------
+
+
+def lastfm_configured() -> bool:
+    return bool(settings.LASTFM_API_KEY and settings.LASTFM_API_SECRET)
+
+
+def lastfm_client():
+    from scrobbling.clients.lastfm import LastfmClient
+
+    if not lastfm_configured():
+        raise ScrobbleError("not_linked", "Last.fm is not set up on this server (LASTFM_API_KEY and LASTFM_API_SECRET).")
+    return LastfmClient(api_root=settings.LASTFM_API_ROOT, api_key=settings.LASTFM_API_KEY,
+                        api_secret=settings.LASTFM_API_SECRET, timeout_s=settings.SCROBBLING_HTTP_TIMEOUT_S)
+
+
+def listenbrainz_client(api_root: str = ""):
+    from scrobbling.clients.listenbrainz import ListenBrainzClient
+
+    return ListenBrainzClient(api_root=api_root or settings.LISTENBRAINZ_API_ROOT,
+                              timeout_s=settings.SCROBBLING_HTTP_TIMEOUT_S)
+
+
+def lastfm_connect_url(*, callback_url: str) -> str:
+    from urllib.parse import urlencode
+
+    lastfm_client().close()  # raises when Last.fm is not configured
+    return f"{settings.LASTFM_AUTH_URL}?{urlencode({'api_key': settings.LASTFM_API_KEY, 'cb': callback_url})}"
+
+
+def lastfm_link(*, user, token: str | None = None, session_key: str | None = None) -> ScrobblerLink:
+    """Link Last.fm from an authorised web-auth token (exchanged for a session key with
+    auth.getSession) or from a session key obtained elsewhere (checked with user.getInfo)."""
+    if not (token or session_key):
+        raise ScrobbleError("invalid", "Give the token Last.fm sent back or a session key.")
+    with _checking(lastfm_client(), refused="Last.fm did not accept that authorisation; try connecting again.") \
+            as client:
+        name, session_key = client.get_session(token) if token else (client.user_name(session_key), session_key)
+    return _link_save(user=user, service=Service.LASTFM, account_name=name, secret=session_key)
+
+
+def listenbrainz_link(*, user, token: str, api_root: str = "") -> ScrobblerLink:
+    """Link a ListenBrainz (or compatible) account; the token is checked with validate-token."""
+    token = (token or "").strip()
+    api_root = (api_root or "").strip().rstrip("/")
+    if not token:
+        raise ScrobbleError("invalid", "Paste your ListenBrainz user token (listenbrainz.org/settings).")
+    if api_root and not api_root.startswith(("http://", "https://")):
+        raise ScrobbleError("invalid", "The server address must start with http:// or https://.")
+    with _checking(listenbrainz_client(api_root), refused="ListenBrainz says this token is not valid.") as client:
+        name = client.validate_token(token)
+    return _link_save(user=user, service=Service.LISTENBRAINZ, account_name=name, secret=token, api_root=api_root)
+
+
+@contextlib.contextmanager
+def _checking(client, *, refused: str):
+    """Use `client` to check credentials: a refusal or an unreachable service becomes a
+    ScrobbleError the user can read; the client is closed in any case."""
+    service = "Last.fm" if "Lastfm" in type(client).__name__ else "ListenBrainz"
+    try:
+        yield client
+    except AuthExpired:
+        raise ScrobbleError("forbidden", refused) from None
+    except ClientError as exc:
+        raise ScrobbleError("service", f"{service} could not be reached to check the link ({exc}); try again.") \
+            from None
+    finally:
+        client.close()
+
+
+def _link_save(*, user, service: str, account_name: str, secret: str, api_root: str = "") -> ScrobblerLink:
+    from scrobbling import delivery
+
+    with transaction.atomic():
+        link, _ = ScrobblerLink.objects.update_or_create(
+            user=user, service=service,
+            defaults={"account_name": account_name[:100], "secret": secret, "api_root": api_root,
+                      "status": ScrobblerLink.Status.ACTIVE, "paused_reason": "", "paused_at": None,
+                      "failures": 0, "retry_at": None, "last_error": ""},
+        )
+        delivery.kick_on_commit(user_id=user.pk, service=service)  # plays kept while paused go out now
+    return link
+
+
+def link_remove(*, user, service: str) -> int:
+    """Unlink a service. Plays still waiting for it stay and go out if it is linked again
+    (or are discarded with buffer_discard); returns how many wait."""
+    deleted, _ = ScrobblerLink.objects.filter(user=user, service=service).delete()
+    if not deleted:
+        raise ScrobbleError("not_linked", f"{Service(service).label} is not linked.")
+    return BufferEntry.objects.filter(user=user, service=service).count()
+
+
+def buffer_discard(*, user, service: str) -> int:
+    """Drop the plays waiting for an unlinked service (the history keeps them)."""
+    if ScrobblerLink.objects.filter(user=user, service=service).exists():
+        raise ScrobbleError("invalid", "Plays for a linked service are being sent; unlink it first.")
+    deleted, _ = BufferEntry.objects.filter(user=user, service=service).delete()
+    return deleted
+
+
+def link_pause(*, link: ScrobblerLink, reason: str) -> None:
+    ScrobblerLink.objects.filter(pk=link.pk).update(
+        status=ScrobblerLink.Status.PAUSED, paused_reason=reason[:300], paused_at=timezone.now()
+    )
+

@@ -1,0 +1,41 @@
+"""Fake Last.fm and ListenBrainz servers, wired into settings, one per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from scrobbling import services
+from tests.scrobbling.fakes import FakeLastfm, FakeListenBrainz
+
+LASTFM_API_KEY = "0123456789abcdef0123456789abcdef"
+LASTFM_API_SECRET = "fedcba9876543210fedcba9876543210"
+
+
+@pytest.fixture
+def fake_lastfm(settings):
+    """A running FakeLastfm; LASTFM_* settings point at it."""
+    fake = FakeLastfm(LASTFM_API_KEY, LASTFM_API_SECRET).start()
+    settings.LASTFM_API_ROOT = fake.url
+    settings.LASTFM_AUTH_URL = fake.auth_url
+    settings.LASTFM_API_KEY = fake.api_key
+    settings.LASTFM_API_SECRET = fake.api_secret
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_listenbrainz(settings):
+    """A running FakeListenBrainz; LISTENBRAINZ_API_ROOT points at it."""
+    fake = FakeListenBrainz().start()
+    settings.LISTENBRAINZ_API_ROOT = fake.url
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_one_listening(redis_client):
+    """Now playing starts and ends empty (it lives in Redis, not the test database)."""
+    keys = (services.NOW_PLAYING_KEY, services.NOW_PLAYING_KEY + ":expires")
+    redis_client.delete(*keys)
+    yield
+    redis_client.delete(*keys)
