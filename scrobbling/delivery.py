@@ -74,14 +74,23 @@ def kick_on_commit(*, user_id: int, service: str) -> None:
     """Start a drain for this link once the current transaction commits, unless one is
     already queued: a flag in Redis (cleared by the drain as it starts) makes a burst of
     plays cost one task, and a submit cost a Redis SET instead of a broker publish."""
-    transaction.on_commit(lambda: kick(user_id=user_id, service=service))
+    kick_many_on_commit([(user_id, service)])
 
 
-def kick(*, user_id: int, service: str) -> None:
+def kick_many_on_commit(links: list[tuple[int, str]]) -> None:
+    """kick_on_commit for several links, with one Redis round trip."""
+    transaction.on_commit(lambda: kick_many(links))
+
+
+def kick_many(links: list[tuple[int, str]]) -> None:
     from scrobbling import tasks
 
-    if sync_redis().set(_kick_key(user_id, service), 1, nx=True, ex=KICK_TTL_S):
-        tasks.drain_link.delay(user_id, service)
+    pipe = sync_redis().pipeline(transaction=False)
+    for user_id, service in links:
+        pipe.set(_kick_key(user_id, service), 1, nx=True, ex=KICK_TTL_S)
+    for (user_id, service), first in zip(links, pipe.execute(), strict=True):
+        if first:
+            tasks.drain_link.delay(user_id, service)
 
 
 def kicked(*, user_id: int, service: str) -> None:

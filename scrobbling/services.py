@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -223,13 +223,87 @@ def plays_record_for_users(*, user_ids: list[int], play: PlayInput) -> RecordRes
     return _record_retrying([(user_id, play) for user_id in sorted(user_ids)])
 
 
+# On PostgreSQL a recording is one SQL statement (see _record_in_one_statement); False
+# forces the portable ORM path everywhere (the tests run both).
+ONE_STATEMENT = True
+DEADLOCK_RETRIES = 3
+
+
 def _record_retrying(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
+    if ONE_STATEMENT and connection.vendor == "postgresql":
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                return _record_in_one_statement(pairs)
+            except OperationalError as exc:
+                # Two lists counting the same tracks at once may lock rows in opposite
+                # orders; PostgreSQL aborts one, which simply runs again.
+                if getattr(exc.__cause__, "sqlstate", None) != "40P01" or attempt == DEADLOCK_RETRIES - 1:
+                    raise
     try:
         return _record(pairs)
     except IntegrityError:
         # The same play arrived twice at once (two processes, a retried request): the
         # other transaction won; now the duplicates are visible and skipped.
         return _record(pairs)
+
+
+PLAY_COLUMNS = ("user_id", "track_id", "artist_name", "track_title", "album_title", "recording_mbid", "duration_s",
+                "played_at", "played_s", "source", "room_id", "client", "sent_on", "created_at")
+# Every table and column name below is a constant; values only travel as parameters.
+ONE_STATEMENT_SQL = """
+WITH ins AS (
+    INSERT INTO scrobbling_play ({columns}) VALUES {values}
+    ON CONFLICT DO NOTHING
+    RETURNING id, user_id, track_id, artist_name, track_title, played_at, sent_on
+), tracks AS (
+    SELECT tr.id, tr.album_id, tr.artist_id FROM ins JOIN catalog_track tr ON tr.id = ins.track_id
+), track_counts AS (
+    UPDATE catalog_track x SET play_count = x.play_count + c.n
+    FROM (SELECT id, count(*) AS n FROM tracks GROUP BY id) c WHERE x.id = c.id
+), album_counts AS (
+    UPDATE catalog_album x SET play_count = x.play_count + c.n
+    FROM (SELECT album_id AS id, count(*) AS n FROM tracks WHERE album_id IS NOT NULL GROUP BY album_id) c
+    WHERE x.id = c.id
+), artist_counts AS (
+    UPDATE catalog_artist x SET play_count = x.play_count + c.n
+    FROM (SELECT artist_id AS id, count(*) AS n FROM tracks GROUP BY artist_id) c WHERE x.id = c.id
+), buffered AS (
+    INSERT INTO scrobbling_bufferentry (user_id, service, play_id, played_at, enqueued_at, attempts, lease_token)
+    SELECT ins.user_id, link.service, ins.id, ins.played_at, now(), 0, ''
+    FROM ins JOIN scrobbling_scrobblerlink link ON link.user_id = ins.user_id
+    WHERE ins.sent_on
+    RETURNING user_id, service
+)
+SELECT id, user_id, track_id, artist_name, track_title, played_at, NULL, 0 FROM ins
+UNION ALL
+SELECT NULL, user_id, NULL, NULL, NULL, NULL, service, count(*) FROM buffered GROUP BY user_id, service
+"""
+
+
+def _record_in_one_statement(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
+    """_record in a single statement (PostgreSQL): the play rows (ON CONFLICT DO NOTHING
+    skips plays already recorded), the three play counts and the buffer rows, in one round
+    trip that is atomic by itself. This is the submit path's cost (docs/benchmarks.md)."""
+    now = timezone.now()
+    rows = [_play_row(user_id, p, created_at=now) for user_id, p in pairs]
+    placeholders = "(" + ", ".join(["%s"] * len(PLAY_COLUMNS)) + ")"
+    sql = ONE_STATEMENT_SQL.format(columns=", ".join(PLAY_COLUMNS), values=", ".join([placeholders] * len(rows)))
+    params = [getattr(row, column) for row in rows for column in PLAY_COLUMNS]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        answer = cursor.fetchall()
+    inserted = {tuple(key): play_id for play_id, *key, _, _ in answer if play_id is not None}
+    result = RecordResult()
+    for index, row in enumerate(rows):
+        play_id = inserted.pop((row.user_id, row.track_id, row.artist_name, row.track_title, row.played_at), None)
+        if play_id is None:
+            result.duplicates.append(index)
+        else:
+            row.pk = play_id
+            row._state.adding = False
+            result.created.append(row)
+    _kick(Counter({(user_id, service): n for _, user_id, *_, service, n in answer if service is not None}))
+    return result
 
 
 def _record(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
@@ -244,13 +318,7 @@ def _record(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
                 fresh.append((user_id, play))
         if not fresh:
             return result
-        rows = Play.objects.bulk_create([
-            Play(user_id=user_id, track=p.track, artist_name=p.artist_name[:300], track_title=p.track_title[:500],
-                 album_title=p.album_title[:300], recording_mbid=p.recording_mbid[:36], duration_s=p.duration_s,
-                 played_at=p.played_at, played_s=p.played_s, source=p.source, room_id=p.room_id,
-                 client=p.client[:100], sent_on=p.sendable)
-            for user_id, p in fresh
-        ])
+        rows = Play.objects.bulk_create([_play_row(user_id, p) for user_id, p in fresh])
         _count_plays([p.track for _, p in fresh if p.track is not None])
         links: dict[int, list[str]] = {}
         for user_id, service in ScrobblerLink.objects.filter(user_id__in={u for u, _ in fresh}).values_list(
@@ -261,17 +329,27 @@ def _record(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
                    for row in rows if row.sent_on for service in links.get(row.user_id, [])]
         BufferEntry.objects.bulk_create(entries)
         result.created = rows
-        _kick(entries)
+        _kick(Counter((e.user_id, e.service) for e in entries))
     return result
 
 
-def _kick(entries: list[BufferEntry]) -> None:
+def _play_row(user_id: int, p: PlayInput, **extra) -> Play:
+    return Play(user_id=user_id, track=p.track, artist_name=p.artist_name[:300], track_title=p.track_title[:500],
+                album_title=p.album_title[:300], recording_mbid=p.recording_mbid[:36], duration_s=p.duration_s,
+                played_at=p.played_at, played_s=p.played_s, source=p.source, room_id=p.room_id,
+                client=p.client[:100], sent_on=p.sendable, **extra)
+
+
+def _kick(buffered: Counter) -> None:
+    """After commit: a drain for each (user, service) that got plays, and the metrics."""
     from scrobbling import delivery
 
-    for user_id, service in sorted({(e.user_id, e.service) for e in entries}):
-        delivery.kick_on_commit(user_id=user_id, service=service)
-    counts = Counter(e.service for e in entries)
-    transaction.on_commit(lambda: [metrics.scrobbles_buffered.labels(service=s).inc(n) for s, n in counts.items()])
+    if buffered:
+        delivery.kick_many_on_commit(sorted(buffered))
+    per_service = Counter()
+    for (_, service), count in buffered.items():
+        per_service[service] += count
+    transaction.on_commit(lambda: [metrics.scrobbles_buffered.labels(service=s).inc(n) for s, n in per_service.items()])
 
 
 def _existing_keys(pairs: list[tuple[int, PlayInput]]) -> set[tuple]:

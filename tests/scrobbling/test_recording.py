@@ -17,6 +17,14 @@ from tests.factories import make_track
 URL = "/api/scrobbling/scrobbles"
 
 
+@pytest.fixture(autouse=True, params=["one statement", "orm"])
+def recording_path(request, monkeypatch):
+    """Every recording test runs on both paths: PostgreSQL's single statement and the
+    portable ORM transaction (what SQLite uses)."""
+    monkeypatch.setattr(services, "ONE_STATEMENT", request.param == "one statement")
+    return request.param
+
+
 @pytest.fixture
 def api(client, alice):
     _, raw = token_create(user=alice, name="player")
