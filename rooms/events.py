@@ -27,6 +27,13 @@ def position_at(state: dict, server_ms: int) -> float:
     return state["position_s"] + max(0, server_ms - state["anchor_ms"]) / 1000 * state["rate"]
 
 
+def heard_at(state: dict, server_ms: int) -> float:
+    """PlaybackState.heard_at for the event form."""
+    if state["status"] != "playing":
+        return state["heard_s"]
+    return state["heard_s"] + max(0, server_ms - state["anchor_ms"]) / 1000 * state["rate"]
+
+
 def state_event(state: PlaybackState, *, reason: str, server_ms: int) -> dict:
     entry = state.entry
     return {
@@ -40,6 +47,7 @@ def state_event(state: PlaybackState, *, reason: str, server_ms: int) -> dict:
         "anchor_ms": state.anchor_ms,
         "rate": state.rate,
         "volume": state.volume,
+        "heard_s": round(state.heard_s, 3),
         "server_ms": server_ms,
     }
 

@@ -111,10 +111,19 @@ class PlaybackState(models.Model):
     # When the current entry's play began (first start from its beginning); a play's
     # scrobbles carry it as played_at, which makes them unique per play.
     started_at = models.DateTimeField(null=True, blank=True)
+    # Seconds of the current play actually played up to anchor_ms (seeks do not count): a
+    # play is scrobbled on what was heard, not on where it is.
+    heard_s = models.FloatField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"{self.room_id}: {self.status} v{self.version}"
+
+    def heard_at(self, server_ms: int) -> float:
+        """Seconds of this play heard by `server_ms`."""
+        if self.status != self.Status.PLAYING or server_ms <= self.anchor_ms:
+            return self.heard_s
+        return self.heard_s + (server_ms - self.anchor_ms) / 1000 * self.rate
 
     def position_at(self, server_ms: int) -> float:
         """Where playback is at `server_ms` (before a scheduled start: where it will start)."""

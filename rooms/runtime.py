@@ -106,7 +106,8 @@ class RoomRuntime:
         if state["status"] == "playing" and state["track"] is not None:
             position_s = events.position_at(state, now)
             duration_s = state["track"]["duration_s"]
-            if state["version"] != self._scrobble_version and play_counts(duration_s=duration_s, played_s=position_s):
+            heard_s = events.heard_at(state, now)
+            if state["version"] != self._scrobble_version and play_counts(duration_s=duration_s, played_s=heard_s):
                 self._scrobble_version = state["version"]
                 await database_sync_to_async(services.scrobble_if_due)(room_id=self.room_id)
             if position_s >= duration_s:

@@ -388,6 +388,11 @@ def _advance_changes(room: Room, state: PlaybackState, now: int, *, forward: boo
 def _apply(state: PlaybackState, changes: dict) -> PlaybackState:
     """Compare-and-set: write `changes` only if the state is still at the version read."""
     fields = dict(changes)
+    if fields.get("started_at", ...) is None:
+        fields["heard_s"] = 0.0  # a new play (or none): nothing heard of it yet
+    elif "anchor_ms" in fields and state.status == PlaybackState.Status.PLAYING:
+        # The stretch played since the last anchor ends now (pause, seek, stall).
+        fields["heard_s"] = state.heard_at(now_ms())
     if "entry" in fields:
         entry = fields.pop("entry")
         fields["entry_id"] = entry.pk if entry is not None else None

@@ -593,7 +593,7 @@ def room_scrobble(*, state, online_user_ids: set[int]) -> int:
     if state.status != "playing" or state.entry is None or state.started_at is None or not online_user_ids:
         return 0
     track = state.entry.track
-    played_s = state.position_at(int(timezone.now().timestamp() * 1000))
+    played_s = state.heard_at(int(timezone.now().timestamp() * 1000))
     if not play_counts(duration_s=track.duration_s, played_s=played_s):
         return 0
     user_ids = list(get_user_model().objects.filter(pk__in=online_user_ids, is_active=True).values_list("pk", flat=True))

@@ -8,7 +8,7 @@ import pytest
 
 from catalog.models import Track
 from rooms import presence, services
-from rooms.models import Room
+from rooms.models import PlaybackState, Room
 from scrobbling import services as scrobbling
 from scrobbling.models import Play
 from tests.factories import make_track
@@ -39,12 +39,18 @@ def test_each_listening_member_scrobbles_a_play_once_with_two_processes(asgi_ser
             for socket in (host, listener):
                 await socket.send(json.dumps({"type": "ready", "entry_id": waiting["entry_id"]}))
             playing = await next_event(listener, "room.state", reason="change", status="playing")
-            # Nothing is scrobbled before the threshold (half of 62 s).
+            # Seeking past the threshold (half of 62 s) is not listening: nothing is scrobbled.
+            await host.send(json.dumps({"type": "control", "action": "seek", "position_s": 40,
+                                        "version": playing["version"]}))
+            seeked = await next_event(listener, "room.state", reason="change", version=playing["version"] + 1)
             await asyncio.sleep(1.0)
             assert not await asyncio.to_thread(Play.objects.exists)
-            await host.send(json.dumps({"type": "control", "action": "seek", "position_s": 31.5,
-                                        "version": playing["version"]}))
-            await next_event(listener, "room.state", reason="change", version=playing["version"] + 1)
+            assert seeked["heard_s"] < 5
+            # As if the room had played 30 s of it: the next change carries heard_s, and about
+            # a second of listening later both processes see the threshold pass.
+            await asyncio.to_thread(PlaybackState.objects.filter(room=long_room).update, heard_s=30.0)
+            await host.send(json.dumps({"type": "control", "action": "volume", "volume": 0.5}))
+            await next_event(listener, "room.state", reason="change", version=playing["version"] + 2)
             # Both processes' clocks see the threshold pass; give them time to both ask.
             for _ in range(30):
                 await asyncio.sleep(0.2)
@@ -65,6 +71,27 @@ def test_each_listening_member_scrobbles_a_play_once_with_two_processes(asgi_ser
     assert Track.objects.get(title="Long Song").play_count == 2
 
 
+def heard(room, seconds: float) -> None:
+    """As if the room had played `seconds` of the current play."""
+    PlaybackState.objects.filter(room=room).update(heard_s=seconds)
+
+
+def test_heard_time_counts_playing_stretches_and_not_seeks(long_room, people, redis_client):
+    redis_client.flushdb()
+    host = people["hana"]
+    services.playback_control(room=long_room, actor=host, control=services.parse_control({"action": "play"}))
+    services.start_if_ready(room_id=long_room.pk, force=True)
+    # Playing since a (scheduled) anchor 3 s ago, then a seek: 3 s heard, the seek adds nothing.
+    PlaybackState.objects.filter(room=long_room).update(anchor_ms=presence.now_ms() - 3000)
+    state = services.playback_control(room=long_room, actor=host,
+                                      control=services.parse_control({"action": "seek", "position_s": 50.0}))
+    assert 2.9 < state.heard_s < 3.5
+    paused = services.playback_control(room=long_room, actor=host, control=services.parse_control({"action": "pause"}))
+    assert paused.heard_s < 3.5  # the new anchor was in the future: nothing more heard yet
+    stopped = services.playback_control(room=long_room, actor=host, control=services.parse_control({"action": "stop"}))
+    assert stopped.heard_s == 0
+
+
 def test_a_new_play_of_the_same_track_is_scrobbled_again(long_room, people, redis_client):
     redis_client.flushdb()
     presence.touch(long_room.pk, [(people["hana"].pk, "c1")])
@@ -73,14 +100,15 @@ def test_a_new_play_of_the_same_track_is_scrobbled_again(long_room, people, redi
     services.start_if_ready(room_id=long_room.pk, force=True)
     services.playback_control(room=long_room, actor=host,
                               control=services.parse_control({"action": "seek", "position_s": 40.0}))
+    assert services.scrobble_if_due(room_id=long_room.pk) == 0  # seeking is not listening
+    heard(long_room, 31.5)
     assert services.scrobble_if_due(room_id=long_room.pk) == 1
     assert services.scrobble_if_due(room_id=long_room.pk) == 0  # the same play, asked again
     # Stop and play again: a new play with its own start time.
     services.playback_control(room=long_room, actor=host, control=services.parse_control({"action": "stop"}))
     services.playback_control(room=long_room, actor=host, control=services.parse_control({"action": "play"}))
     assert services.scrobble_if_due(room_id=long_room.pk) == 0  # just started
-    services.playback_control(room=long_room, actor=host,
-                              control=services.parse_control({"action": "seek", "position_s": 40.0}))
+    heard(long_room, 31.5)
     assert services.scrobble_if_due(room_id=long_room.pk) == 1
     assert Play.objects.filter(user=host).count() == 2
 
