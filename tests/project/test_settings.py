@@ -42,6 +42,10 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS is required when DEBUG=0"),
         ({"DATABASE_CONN_MAX_AGE": "soon"}, "DATABASE_CONN_MAX_AGE='soon' is not a whole number"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD'"),
+        ({"DATABASE_URL": "postgres://u@127.0.0.1:5432/x", "DATABASE_CONN_MAX_AGE": "60"},
+         "DATABASE_CONN_MAX_AGE must be 0 while DATABASE_POOL=1"),
+        ({"ENCRYPTION_KEYS": "not-a-key"}, "ENCRYPTION_KEYS: key 1 is not a Fernet key"),
+        ({"LASTFM_API_ROOT": "ftp://x"}, "LASTFM_API_ROOT="),
         ({"LIBRARY_DIR": "/etc/hostname"}, "LIBRARY_DIR='/etc/hostname' exists but is not a directory"),
     ],
 )
