@@ -408,7 +408,8 @@ def _apply(state: PlaybackState, changes: dict) -> PlaybackState:
     )
     server_ms = now_ms()
     broadcast_on_commit(topic(state.room_id), lambda: events.state_event(fresh, reason="change", server_ms=server_ms))
-    transaction.on_commit(lambda: _now_playing_changed(fresh))
+    if set(changes) - {"volume"}:  # what plays (or where) changed: members' now playing too
+        transaction.on_commit(lambda: _now_playing_changed(fresh))
     return fresh
 
 
