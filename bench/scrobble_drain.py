@@ -169,81 +169,82 @@ def rebuffer(lastfm, listenbrainz) -> None:
     BufferEntry.objects.bulk_create(entries, batch_size=5000)
 
 
-def submit_latency(count: int, env) -> dict:
-    """POST one play through a real Daphne (as in the Procfile) on a keep-alive connection,
-    interleaved with GET /api/me on a second one."""
-    from _harness import Server, create_users
-    from django.utils import timezone
+WARM_UP = 50
+
+
+def submitter(prefix: str) -> tuple[str, int]:
+    """A user with both services linked (so each play is buffered twice): (token, track id)."""
+    from _harness import create_users
 
     from catalog.models import Track
     from scrobbling.models import ScrobblerLink
 
-    (user, token), = create_users(1, prefix="submitter")
-    ScrobblerLink.objects.create(user=user, service="lastfm", account_name="s", secret="sk")
-    ScrobblerLink.objects.create(user=user, service="listenbrainz", account_name="s", secret="tok")
-    track = Track.objects.first()
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Host": "127.0.0.1"}
-    start = timezone.now() - timedelta(days=3)
+    (user, token), = create_users(1, prefix=prefix)
+    for service in ("lastfm", "listenbrainz"):
+        ScrobblerLink.objects.create(user=user, service=service, account_name="s", secret="secret")
+    return token, Track.objects.first().pk
+
+
+def play_body(track_id: int, i: int) -> str:
+    from django.utils import timezone
+
+    played_at = timezone.now().replace(microsecond=0) - timedelta(days=3) + timedelta(minutes=i)
+    return json.dumps({"track_id": track_id, "played_at": played_at.isoformat()})
+
+
+def interleaved(count: int, submit, floor) -> dict:
+    """Time submit(i) then floor(), count times after WARM_UP rounds; each returns its status."""
     submit_ms, floor_ms = [], []
+    for i in range(count + WARM_UP):
+        began = time.perf_counter()
+        submitted = submit(i)
+        elapsed = (time.perf_counter() - began) * 1000
+        began = time.perf_counter()
+        floored = floor()
+        floor_elapsed = (time.perf_counter() - began) * 1000
+        if (submitted, floored) != (201, 200):
+            raise RuntimeError(f"submit answered {submitted}, /api/me {floored}")
+        if i >= WARM_UP:
+            submit_ms.append(elapsed)
+            floor_ms.append(floor_elapsed)
+    return {"count": count, "submit": _stats(submit_ms), "floor_get_me": _stats(floor_ms),
+            "p50_ratio": round(statistics.median(submit_ms) / statistics.median(floor_ms), 2)}
+
+
+def submit_latency(count: int, env) -> dict:
+    """POST one play through a real Daphne (as in the Procfile) on a keep-alive connection,
+    interleaved with GET /api/me on a second one."""
+    from _harness import Server
+
+    token, track_id = submitter("submitter")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Host": "127.0.0.1"}
     with Server.daphne(env, gc_log=False) as server:
         posts = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         gets = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        for i in range(count + 50):  # the first 50 of each warm up
-            body = json.dumps({"track_id": track.pk, "played_at": (start + timedelta(minutes=1 * i)).isoformat()})
-            began = time.perf_counter()
-            posts.request("POST", "/api/scrobbling/scrobbles", body=body, headers=headers)
-            response = posts.getresponse()
-            answer = response.read()
-            elapsed = (time.perf_counter() - began) * 1000
-            if response.status != 201:
-                raise RuntimeError(f"submit answered {response.status}: {answer[:300]!r}")
-            began = time.perf_counter()
-            gets.request("GET", "/api/me", headers=headers)
-            me = gets.getresponse()
-            me.read()
-            floor = (time.perf_counter() - began) * 1000
-            if me.status != 200:
-                raise RuntimeError(f"/api/me answered {me.status}")
-            if i >= 50:
-                submit_ms.append(elapsed)
-                floor_ms.append(floor)
 
-    return {"count": count, "submit": _stats(submit_ms), "floor_get_me": _stats(floor_ms),
-            "p50_ratio": round(statistics.median(submit_ms) / statistics.median(floor_ms), 2)}
+        def call(connection, method, path, body=None) -> int:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            return response.status
+
+        return interleaved(count, lambda i: call(posts, "POST", "/api/scrobbling/scrobbles", play_body(track_id, i)),
+                           lambda: call(gets, "GET", "/api/me"))
 
 
 def submit_in_process(count: int) -> dict:
     """The same through Django's test client in this process: the Django stack without the
     server (no ASGI, no socket; the test client also keeps the database connection)."""
-    from _harness import create_users
     from django.test import Client
-    from django.utils import timezone
 
-    from catalog.models import Track
-    from scrobbling.models import ScrobblerLink
-
-    (user, token), = create_users(1, prefix="inproc")
-    for service in ("lastfm", "listenbrainz"):
-        ScrobblerLink.objects.create(user=user, service=service, account_name="s", secret="secret")
-    track = Track.objects.first()
+    token, track_id = submitter("inproc")
     client = Client(HTTP_HOST="127.0.0.1", headers={"Authorization": f"Bearer {token}"})
-    start = timezone.now() - timedelta(days=3)
-    submit_ms, floor_ms = [], []
-    for i in range(count + 50):
-        body = json.dumps({"track_id": track.pk, "played_at": (start + timedelta(minutes=1 * i)).isoformat()})
-        began = time.perf_counter()
-        response = client.post("/api/scrobbling/scrobbles", data=body, content_type="application/json")
-        elapsed = (time.perf_counter() - began) * 1000
-        began = time.perf_counter()
-        client.get("/api/me")
-        floor = (time.perf_counter() - began) * 1000
-        if response.status_code != 201:
-            raise RuntimeError(f"submit answered {response.status_code}")
-        if i >= 50:
-            submit_ms.append(elapsed)
-            floor_ms.append(floor)
-    return {"count": count, "submit": _stats(submit_ms), "floor_get_me": _stats(floor_ms),
-            "p50_ratio": round(statistics.median(submit_ms) / statistics.median(floor_ms), 2)}
+    return interleaved(
+        count,
+        lambda i: client.post("/api/scrobbling/scrobbles", data=play_body(track_id, i),
+                              content_type="application/json").status_code,
+        lambda: client.get("/api/me").status_code,
+    )
 
 
 def _stats(values: list[float]) -> dict:
