@@ -9,7 +9,7 @@ from ninja import Query, Router, Schema, Status
 
 from catalog.models import Track
 from scrobbling import selectors, services
-from scrobbling.models import Play
+from scrobbling.models import Play, Service
 from scrobbling.services import ScrobbleError
 
 router = Router(tags=["scrobbling"])
@@ -119,6 +119,42 @@ def scrobbles_list(request, filters: Query[HistoryFilter]):
 @router.get("/links", response=list[dict], summary="Your linked services and their delivery status")
 def links(request):
     return selectors.link_statuses(user=request.auth)
+
+
+class ListenBrainzLinkIn(Schema):
+    token: str
+    api_root: str = ""
+
+
+@router.post("/links/{service}", response={201: dict, **ERRORS, 502: ErrorOut},
+             summary="Link ListenBrainz (or a compatible server); the token is checked first")
+def link(request, service: str, payload: ListenBrainzLinkIn):
+    if service == Service.LASTFM:
+        return _error(ScrobbleError("invalid", "Last.fm is linked in the browser (/scrobbling/lastfm/connect) or "
+                                               "with manage.py link_scrobbler."))
+    if service != Service.LISTENBRAINZ:
+        return _error(ScrobbleError("not_found", f"No scrobbling service called {service!r}."))
+    try:
+        services.listenbrainz_link(user=request.auth, token=payload.token, api_root=payload.api_root)
+    except ScrobbleError as exc:
+        return _error(exc)
+    return Status(201, _link_status(request.auth, "listenbrainz"))
+
+
+@router.delete("/links/{service}", response={200: dict, **ERRORS},
+               summary="Unlink a service; plays waiting for it are kept for a later link")
+def unlink(request, service: str):
+    if service not in Service.values:
+        return _error(ScrobbleError("not_found", f"No scrobbling service called {service!r}."))
+    try:
+        services.link_remove(user=request.auth, service=service)
+    except ScrobbleError as exc:
+        return _error(exc)
+    return _link_status(request.auth, service)
+
+
+def _link_status(user, service: str) -> dict:
+    return next(s for s in selectors.link_statuses(user=user) if s["service"] == service)
 
 
 def _source(request) -> str:

@@ -269,3 +269,24 @@ def test_the_demo_history_fills_90_days_once(alice):
     assert not plays.filter(track_title="Jingle").exists()  # too short to scrobble
     assert Artist.objects.get(name="Demo Artist").play_count == created
     assert history_create(user=alice) == 0
+
+
+def test_links_over_the_api(api, alice, client, fake_listenbrainz):
+    _, raw = token_create(user=alice, name="links")
+    headers = {"Authorization": f"Bearer {raw}"}
+    token = fake_listenbrainz.add_user("alice_lb")
+    refused = api({"token": "not-a-token"}, url="/api/scrobbling/links/listenbrainz")
+    assert refused.status_code == 403
+    assert "not valid" in refused.json()["message"]
+    linked = api({"token": token}, url="/api/scrobbling/links/listenbrainz")
+    assert linked.status_code == 201, linked.content
+    assert (linked.json()["account_name"], linked.json()["status"]) == ("alice_lb", "active")
+    assert ScrobblerLink.objects.get(user=alice).secret == token
+    gone = client.delete("/api/scrobbling/links/listenbrainz", headers=headers)
+    assert gone.status_code == 200
+    assert gone.json()["linked"] is False
+    again = client.delete("/api/scrobbling/links/listenbrainz", headers=headers)
+    assert again.status_code == 404
+    assert "not linked" in again.json()["message"]
+    assert client.delete("/api/scrobbling/links/myspace", headers=headers).status_code == 404
+    assert api({"token": "x"}, url="/api/scrobbling/links/lastfm").status_code == 400
