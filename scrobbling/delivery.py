@@ -34,7 +34,7 @@ from project.realtime import sync_redis
 from scrobbling import services
 from scrobbling.clients import AuthExpired, GiveUp, ItemResult, Listen, RetryLater
 from scrobbling.clients.lastfm import DAILY_LIMIT_CODE, DAILY_LIMIT_RETRY_S
-from scrobbling.models import BufferEntry, DeadLetter, ScrobblerLink, Service
+from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink, Service
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +124,8 @@ def claim(*, user_id: int, service: str, size: int | None = None) -> tuple[str, 
     return token, entries
 
 
-def listen_of(entry: BufferEntry) -> Listen:
-    play = entry.play
+def listen_of(play: Play | services.PlayInput) -> Listen:
+    """What a service is sent for a recorded play, or for one just starting (now playing)."""
     return Listen(artist=play.artist_name, title=play.track_title, played_at=play.played_at, album=play.album_title,
                   duration_s=play.duration_s, mbid=play.recording_mbid,
                   track_number=play.track.track_number if play.track else None)
@@ -174,7 +174,7 @@ def _client(link: ScrobblerLink):
 def _send(link: ScrobblerLink, client, token: str, entries: list[BufferEntry], result: DrainResult) -> bool:
     """Send one leased batch; True to go on with the next one."""
     service = link.service
-    listens = [listen_of(e) for e in entries]
+    listens = [listen_of(e.play) for e in entries]
     result.requests += 1
     metrics.scrobble_requests.labels(service=service, kind="scrobble").inc()
     try:
@@ -297,9 +297,7 @@ def send_now_playing(*, user_id: int, track_id: int) -> int:
     track = Track.objects.select_related("artist", "album").filter(pk=track_id).first()
     if track is None:
         return 0
-    play = services.PlayInput.of_track(track, played_at=timezone.now(), source="api")
-    listen = Listen(artist=play.artist_name, title=play.track_title, played_at=play.played_at, album=play.album_title,
-                    duration_s=play.duration_s, mbid=play.recording_mbid, track_number=track.track_number)
+    listen = listen_of(services.PlayInput.of_track(track, played_at=timezone.now(), source="api"))
     sent = 0
     for link in ScrobblerLink.objects.filter(user_id=user_id, status=ScrobblerLink.Status.ACTIVE):
         client = None

@@ -13,12 +13,10 @@ from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink, Serv
 PERIODS = {"week": 7, "month": 30, "year": 365, "all": None}
 
 
-def history(*, user, limit: int = 50, before: datetime | None = None, source: str | None = None) -> list[Play]:
+def history(*, user, limit: int = 50, before: datetime | None = None) -> list[Play]:
     plays = Play.objects.filter(user=user).select_related("room", "track")
     if before is not None:
         plays = plays.filter(played_at__lt=before)
-    if source:
-        plays = plays.filter(source=source)
     return list(plays.order_by("-played_at", "-id")[:limit])
 
 
@@ -112,9 +110,9 @@ def link_statuses(*, user) -> list[dict]:
             "api_root": link.api_root if link else "",
             "waiting": waiting.get(service.value, 0),
             "refused": dead.get(service.value, 0),
-            "retry_at": link.retry_at.isoformat() if link and link.retry_at else None,
+            "retry_at": link.retry_at if link else None,
             "last_error": link.last_error if link else "",
-            "last_sent_at": link.last_sent_at.isoformat() if link and link.last_sent_at else None,
+            "last_sent_at": link.last_sent_at if link else None,
         })
     return statuses
 

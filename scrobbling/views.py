@@ -69,7 +69,7 @@ def index(request):
         "top_albums": charts.with_shares(selectors.top_albums(user=user, period=period, limit=TOP_LIMIT)),
         "top_tracks": charts.with_shares(selectors.top_tracks(user=user, period=period, limit=TOP_LIMIT)),
         "rooms": selectors.room_listening(user=user, period=period, limit=TOP_LIMIT),
-        "statuses": _statuses(user),
+        "statuses": selectors.link_statuses(user=user),
         "listenbrainz_root": _listenbrainz_root(request),
         **_history(request, before),
     }
@@ -91,18 +91,9 @@ def recent(request):
 # --- services ------------------------------------------------------------------------
 
 
-def _statuses(user) -> list[dict]:
-    """link_statuses with its ISO times as datetimes, for the template's date filters."""
-    statuses = selectors.link_statuses(user=user)
-    for status in statuses:
-        for key in ("retry_at", "last_sent_at"):
-            status[key] = datetime.fromisoformat(status[key]) if status[key] else None
-    return statuses
-
-
 def _services_page(request, form: ListenBrainzLinkForm, *, status: int = 200):
     context = {
-        "statuses": _statuses(request.user),
+        "statuses": selectors.link_statuses(user=request.user),
         "lb_form": form,
         "lastfm_available": services.lastfm_configured(),
         "listenbrainz_root": _listenbrainz_root(request),
@@ -120,7 +111,7 @@ def services_page(request):
 @require_safe
 def services_status(request):
     """htmx, every 5 s: the link cards (the ListenBrainz form in them is kept by hx-preserve)."""
-    context = {"statuses": _statuses(request.user), "lb_form": ListenBrainzLinkForm(), "preserve_form": True,
+    context = {"statuses": selectors.link_statuses(user=request.user), "lb_form": ListenBrainzLinkForm(), "preserve_form": True,
                "lastfm_available": services.lastfm_configured()}
     return render(request, "scrobbling/_link_cards.html", context)
 
