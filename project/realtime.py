@@ -10,6 +10,7 @@ touches the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -20,6 +21,9 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import transaction
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +40,12 @@ def _prefix_for(url: str) -> str:
 
 @functools.cache
 def _client_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    # A few quick retries: after a Redis restart every pooled connection is dead and the
+    # first command on each must reconnect; while Redis is down a call fails within about
+    # half a second (redis-py's default of ten retries would hold a request or a task for
+    # seconds per call).
+    retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), retries=3)
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, retry=retry)
 
 
 def sync_redis() -> redis.Redis:
@@ -70,27 +79,52 @@ def broadcast_on_commit(topic: str, event_factory: Callable[[], dict] | dict) ->
 
 
 Sink = Callable[[str], Awaitable[None]]
+ResubscribeHook = Callable[[str], Awaitable[None]]
+
+# While Redis is unreachable the hub tries to subscribe again this often at most (backing
+# off from RESUBSCRIBE_FIRST_S), so sockets hear again within that long of Redis answering.
+RESUBSCRIBE_FIRST_S = 0.05
+RESUBSCRIBE_MAX_S = 0.5
 
 
 class Hub:
-    """Per process (per event loop): one Redis subscription per topic with local sockets."""
+    """Per process (per event loop): one Redis subscription per topic with local sockets.
+
+    When the connection to Redis breaks (a restart, a network cut), the reader subscribes
+    every topic that still has local sockets again, retrying until Redis answers, then calls
+    the topic's resubscribe hooks: events published while the hub was deaf are lost, so the
+    owner of the topic (rooms.runtime) sends its sockets the current state from the database.
+    """
 
     def __init__(self) -> None:
-        self._client = aioredis.Redis.from_url(settings.REDIS_URL)
+        # No retries inside redis-py: the reader runs its own loop, so that it knows when
+        # it has subscribed again (and calls the hooks) and never waits in a hidden backoff.
+        self._client = aioredis.Redis.from_url(settings.REDIS_URL, retry=AsyncRetry(NoBackoff(), 0),
+                                               socket_connect_timeout=2)
         self._prefix = channel_prefix()
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         self._sinks: dict[str, dict[int, Sink]] = {}
         self._listeners: dict[str, list[Callable[[str, str], None]]] = {}
+        self._hooks: dict[str, list[ResubscribeHook]] = {}
         self._reader: asyncio.Task | None = None
+        self._hook_tasks: set[asyncio.Task] = set()
         self._lock = asyncio.Lock()
+        self._broken = False  # a subscribe or unsubscribe failed: the reader subscribes anew
+        self.failed_resubscribes = 0  # attempts that found Redis still away (for tests and logs)
+        self.resubscribes = 0  # times the hub subscribed again after losing Redis
 
     async def subscribe(self, topic: str, key: int, sink: Sink) -> None:
         async with self._lock:
             sinks = self._sinks.setdefault(topic, {})
             first = not sinks
             sinks[key] = sink
-            if first:
-                await self._pubsub.subscribe(self._prefix + topic)
+            if first and not self._broken:
+                try:
+                    await self._pubsub.subscribe(self._prefix + topic)
+                except (redis.RedisError, OSError):
+                    # The reader subscribes every topic again once Redis answers, this one too.
+                    logger.warning("realtime subscribe failed; retrying", extra={"topic": topic})
+                    self._broken = True
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="realtime-hub-reader")
 
@@ -102,7 +136,11 @@ class Hub:
             sinks.pop(key, None)
             if not sinks:
                 del self._sinks[topic]
-                await self._pubsub.unsubscribe(self._prefix + topic)
+                if not self._broken:
+                    try:
+                        await self._pubsub.unsubscribe(self._prefix + topic)
+                    except (redis.RedisError, OSError):
+                        self._broken = True  # the next subscription leaves this topic out
 
     def add_listener(self, topic: str, listener: Callable[[str, str], None]) -> None:
         """A plain function called with (topic, frame) for every event (e.g. a cache)."""
@@ -114,6 +152,18 @@ class Hub:
             listeners.remove(listener)
         if not listeners:
             self._listeners.pop(topic, None)
+
+    def add_resubscribe_hook(self, topic: str, hook: ResubscribeHook) -> None:
+        """`await hook(topic)` each time the hub has subscribed `topic` again after losing
+        Redis (whatever was published in between never arrived)."""
+        self._hooks.setdefault(topic, []).append(hook)
+
+    def remove_resubscribe_hook(self, topic: str, hook: ResubscribeHook) -> None:
+        hooks = self._hooks.get(topic, [])
+        if hook in hooks:
+            hooks.remove(hook)
+        if not hooks:
+            self._hooks.pop(topic, None)
 
     def local_count(self, topic: str) -> int:
         return len(self._sinks.get(topic, {}))
@@ -134,16 +184,18 @@ class Hub:
                 await asyncio.sleep(0)  # let the server write what is queued: early sockets get it sooner
 
     async def _read(self) -> None:
-        backoff_s = 0.1
         while True:
             try:
+                if self._broken:
+                    if not await self._resubscribe():
+                        return  # no local sockets left
+                    continue
                 if not self._pubsub.subscribed:
                     await asyncio.sleep(0.05)
-                    if not self._sinks:
+                    if not self._sinks and not self._pubsub.subscribed:
                         return
                     continue
                 message = await self._pubsub.get_message(timeout=1.0)
-                backoff_s = 0.1
                 if message is None or message.get("type") != "message":
                     continue
                 topic = message["channel"].decode()[len(self._prefix):]
@@ -151,17 +203,46 @@ class Hub:
                 await self.deliver(topic, data.decode() if isinstance(data, bytes) else data)
             except asyncio.CancelledError:
                 raise
-            except (redis.RedisError, OSError):
-                logger.warning("realtime hub lost Redis; resubscribing", exc_info=True)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, 5)
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("realtime hub lost Redis (%s); subscribing again", exc)
+                self._broken = True
+
+    async def _resubscribe(self) -> bool:
+        """Subscribe every topic with local sockets on a new connection, retrying until
+        Redis answers; then run the hooks. False when no topic is left to subscribe."""
+        delay_s = RESUBSCRIBE_FIRST_S
+        while True:
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, RESUBSCRIBE_MAX_S)
+            async with self._lock:
+                old, self._pubsub = self._pubsub, self._client.pubsub(ignore_subscribe_messages=True)
+                with contextlib.suppress(Exception):
+                    await old.aclose()
+                topics = list(self._sinks)
+                if not topics:
+                    self._broken = False
+                    return False
                 try:
-                    async with self._lock:
-                        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-                        if self._sinks:
-                            await self._pubsub.subscribe(*[self._prefix + t for t in self._sinks])
+                    await self._pubsub.subscribe(*[self._prefix + topic for topic in topics])
                 except (redis.RedisError, OSError):
+                    self.failed_resubscribes += 1
                     continue
+                self._broken = False
+                self.resubscribes += 1
+            logger.warning("realtime hub subscribed again", extra={"topics": len(topics)})
+            task = asyncio.create_task(self._run_hooks(topics), name="realtime-hub-resync")
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_tasks.discard)
+            return True
+
+    async def _run_hooks(self, topics: list[str]) -> None:
+        async def run(topic: str, hook: ResubscribeHook) -> None:
+            try:
+                await hook(topic)
+            except Exception:
+                logger.exception("realtime resubscribe hook failed", extra={"topic": topic})
+
+        await asyncio.gather(*(run(topic, hook) for topic in topics for hook in list(self._hooks.get(topic, []))))
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
