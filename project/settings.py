@@ -181,11 +181,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# How often the beat moves on rooms whose track ended while nobody was connected.
+ROOMS_CLOCK_SWEEP_S = config.get_float("ROOMS_CLOCK_SWEEP_S", 5.0, minimum=1)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ALWAYS_EAGER = config.get_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Installed into django-celery-beat's tables when beat starts (editable in the admin).
 CELERY_BEAT_SCHEDULE = {
     "scrobbling-sweep": {"task": "scrobbling.tasks.sweep", "schedule": 60.0},
+    # Rooms move on at the end of a track even with nobody connected (HTTP clients count).
+    "rooms-clock": {"task": "rooms.tasks.clock_sweep", "schedule": ROOMS_CLOCK_SWEEP_S,
+                    "options": {"expire_seconds": max(1, round(ROOMS_CLOCK_SWEEP_S))}},
 }
 
 NINJA_PAGINATION_PER_PAGE = 50

@@ -57,7 +57,8 @@ def _room_out(room: Room, user) -> dict:
         "owner": room.owner.get_username(),
         "websocket": f"/ws/rooms/{room.slug}/",
         "radio_url": f"/rooms/{room.slug}/radio",
-        "state": events.current_state_event(room.pk, reason="join"),
+        "state": events.state_event(services.playback_current(room_id=room.pk), reason="join",
+                                    server_ms=services.now_ms()),
         "queue": events.queue_event(room),
         "members": events.members_payload(room),
     }

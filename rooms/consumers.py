@@ -60,7 +60,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         presence.mark_members_dirty(self.room.pk)
         members = events.members_payload(self.room)
         return [
-            events.current_state_event(self.room.pk, reason="join"),
+            events.state_event(services.playback_current(room_id=self.room.pk), reason="join",
+                               server_ms=presence.now_ms()),
             events.queue_event(self.room),
             events.members_event(self.room, members),
             events.room_event(self.room),

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import ExpressionWrapper, F, FloatField, Max
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -504,6 +504,60 @@ def advance_if_ended(*, room_id: int, version: int) -> PlaybackState | None:
     return state
 
 
+def playback_current(*, room_id: int) -> PlaybackState:
+    """The room's state as it is now, whoever asks (an HTTP client, a radio listener, a
+    socket joining an idle room): a track that has ended has moved on and a wait that has
+    timed out has started. The room's clock normally does this (each process with sockets,
+    and the beat's `rooms_catch_up`); here it is applied on read, through the same
+    compare-and-set, so it still happens exactly once."""
+    state = _state_of(room_id)
+    now = now_ms()
+    if _has_ended(state, now):
+        advance_if_ended(room_id=room_id, version=state.version)
+    elif _wait_timed_out(state, now):
+        start_if_ready(room_id=room_id)
+    else:
+        return state
+    return _state_of(room_id)
+
+
+def rooms_catch_up() -> int:
+    """Every room whose track has ended moves on and every wait that timed out starts,
+    whether or not anyone is connected (run by the beat every few seconds). Returns how
+    many rooms changed."""
+    now = now_ms()
+    end_ms = ExpressionWrapper(
+        F("anchor_ms") + (F("entry__track__duration_s") - F("position_s")) * 1000.0 / F("rate"),
+        output_field=FloatField(),
+    )
+    ended = (
+        PlaybackState.objects.filter(status=PlaybackState.Status.PLAYING, entry__isnull=False, rate__gt=0)
+        .annotate(end_ms=end_ms).filter(end_ms__lte=now).values_list("room_id", "version")
+    )
+    timed_out = PlaybackState.objects.filter(
+        status=PlaybackState.Status.WAITING, waiting_since_ms__lte=now - settings.ROOMS_WAIT_TIMEOUT_S * 1000
+    ).values_list("room_id", flat=True)
+    changed = sum(advance_if_ended(room_id=room_id, version=version) is not None for room_id, version in ended)
+    changed += sum(start_if_ready(room_id=room_id) is not None for room_id in timed_out)
+    return changed
+
+
+def _state_of(room_id: int) -> PlaybackState:
+    return PlaybackState.objects.select_related("entry__track__artist", "entry__track__album", "room").get(
+        room_id=room_id
+    )
+
+
+def _has_ended(state: PlaybackState, now: int) -> bool:
+    return (state.status == PlaybackState.Status.PLAYING and state.entry is not None
+            and state.position_at(now) >= state.entry.track.duration_s)
+
+
+def _wait_timed_out(state: PlaybackState, now: int) -> bool:
+    return (state.status == PlaybackState.Status.WAITING and state.waiting_since_ms is not None
+            and now - state.waiting_since_ms >= settings.ROOMS_WAIT_TIMEOUT_S * 1000)
+
+
 def save_report(*, room: Room, user, offset_ms, rtt_ms, drift_ms) -> None:
     for name, value in (("offset_ms", offset_ms), ("rtt_ms", rtt_ms), ("drift_ms", drift_ms)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 3_600_000:
@@ -514,12 +568,27 @@ def save_report(*, room: Room, user, offset_ms, rtt_ms, drift_ms) -> None:
 
 
 def member_disconnected(*, room: Room, user) -> None:
-    """Keep the member's last sync report and when they were last seen."""
+    """Keep the member's last sync report and when they were last seen; a member with no
+    socket left in the room is no longer listening to it."""
     report = presence.reports(room.pk).get(user.pk, {})
     Membership.objects.filter(room=room, user=user).update(
         last_seen=timezone.now(),
         offset_ms=report.get("offset_ms"), rtt_ms=report.get("rtt_ms"), drift_ms=report.get("drift_ms"),
     )
+    if user.pk not in presence.online_user_ids(room.pk):
+        scrobbling.room_now_playing_clear(room_id=room.pk, user_ids={user.pk})
+
+
+def listeners_sweep() -> int:
+    """Members whose sockets are gone (their tab closed, their server process died) stop
+    showing a room as their now playing, once their presence has expired (run by the beat).
+    Returns how many were cleared."""
+    cleared = 0
+    for room_id, user_ids in scrobbling.room_now_playing_users().items():
+        gone = user_ids - presence.online_user_ids(room_id)
+        if gone:
+            cleared += scrobbling.room_now_playing_clear(room_id=room_id, user_ids=gone)
+    return cleared
 
 
 def announce_members(*, room: Room, members: list[dict] | None = None, only_if_changed: bool = False) -> None:

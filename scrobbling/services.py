@@ -584,6 +584,33 @@ def room_playback_changed(*, state, online_user_ids: set[int]) -> None:
                          source=Play.Source.ROOM, room=state.room)
 
 
+def room_now_playing_users() -> dict[int, set[int]]:
+    """Who shows a room as their now playing: {room id: user ids}."""
+    rooms: dict[int, set[int]] = {}
+    for user_id, value in sync_redis().hgetall(NOW_PLAYING_KEY).items():
+        room = json.loads(value).get("room")
+        if room:
+            rooms.setdefault(room["id"], set()).add(int(user_id))
+    return rooms
+
+
+def room_now_playing_clear(*, room_id: int, user_ids: set[int]) -> int:
+    """These people left room `room_id`: clear their now playing if it is still that room's
+    (not if they have moved on to something else meanwhile). Returns how many were cleared."""
+    if not user_ids:
+        return 0
+    redis = sync_redis()
+    keys = [str(user_id) for user_id in sorted(user_ids)]
+    gone = [key for key, value in zip(keys, redis.hmget(NOW_PLAYING_KEY, keys), strict=True)
+            if value is not None and (json.loads(value).get("room") or {}).get("id") == room_id]
+    if gone:
+        pipe = redis.pipeline(transaction=False)
+        pipe.hdel(NOW_PLAYING_KEY, *gone)
+        pipe.zrem(NOW_PLAYING_KEY + ":expires", *gone)
+        pipe.execute()
+    return len(gone)
+
+
 def room_scrobble(*, state, online_user_ids: set[int]) -> int:
     """Scrobble the room's current play for every member online now, once it has been played
     long enough. The play's start time makes it unique, so however many processes ask,
