@@ -3,19 +3,34 @@
 1. Write `.env` with a fresh SECRET_KEY on first run (embedded defaults: SQLite).
 2. Migrate, collect static files, load the demo content.
 3. When REDIS_URL is not set, start a private redis-server under var/ on a free port.
-4. Run the Procfile (Daphne, Celery worker, Celery beat) under honcho; Ctrl-C stops all.
+4. Run the Procfile (Daphne, Celery worker, Celery beat) under a small supervisor (no honcho:
+   honcho stops every process as soon as one exits).
+
+The supervisor keeps the site up when one process dies: it says which one died and
+restarts it after a short pause (1 s, then 2, 4 and 8 s while it keeps dying; a run of a
+minute resets the pause), while the others carry on. A process that dies five times within
+two minutes is crash-looping: the supervisor stops everything and says so. Ctrl-C (or
+SIGTERM) stops every process, the private Redis last, and exits 0.
+
+Everything under var/ (the SQLite database, Redis' dump, the demo password) is the
+user's alone: var/ is created 0700 and every process runs with umask 077.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -36,6 +51,9 @@ DATABASE_URL=sqlite:///var/chorus.sqlite3
 # REDIS_URL unset: `make run` starts a private redis-server under var/.
 """
 
+PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
+STOP_TIMEOUT_S = 10
+
 
 def say(message: str) -> None:
     print(f"\033[1;35mchorus\033[0m {message}", flush=True)
@@ -52,6 +70,18 @@ def free_port(preferred: int | None = None) -> int:
     raise RuntimeError("no free port")
 
 
+def make_private() -> None:
+    """var/ and everything in it readable by the owner only (also for a var/ made by an older version)."""
+    os.umask(0o077)
+    VAR.mkdir(mode=0o700, exist_ok=True)
+    for root, _dirs, files in os.walk(VAR):
+        os.chmod(root, 0o700)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
+
+
 def ensure_env_file() -> None:
     if not ENV_FILE.exists():
         ENV_FILE.write_text(LOCAL_ENV.format(secret=secrets.token_urlsafe(50)))
@@ -63,35 +93,181 @@ def manage(*args: str, env: dict) -> None:
     subprocess.run([str(BIN / "python"), str(BASE_DIR / "manage.py"), *args], env=env, check=True, cwd=BASE_DIR)
 
 
-def start_private_redis(env: dict) -> subprocess.Popen:
+def read_procfile(path: Path) -> dict[str, str]:
+    processes = {}
+    for line in path.read_text().splitlines():
+        match = PROCFILE_LINE.match(line.strip())
+        if match:
+            processes[match.group(1)] = match.group(2)
+    return processes
+
+
+def _exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor itself is killed, so nothing is left behind."""
+    if _prctl is not None:
+        _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+except (OSError, AttributeError):
+    _prctl = None
+
+
+@dataclass
+class Child:
+    name: str
+    command: list[str]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    crashes: list[float] = field(default_factory=list)  # monotonic times of recent deaths
+    restart_at: float | None = None
+
+
+class Supervisor:
+    """Runs named commands, prefixing their output; restarts one that dies (see the module docstring)."""
+
+    def __init__(self, *, env: dict, cwd: Path = BASE_DIR, delays_s: tuple[float, ...] = (1, 2, 4, 8),
+                 stable_s: float = 60, crash_limit: int = 5, crash_window_s: float = 120) -> None:
+        self.env, self.cwd = env, cwd
+        self.delays_s, self.stable_s = delays_s, stable_s
+        self.crash_limit, self.crash_window_s = crash_limit, crash_window_s
+        self.children: dict[str, Child] = {}
+        self.stopping = threading.Event()
+        self._print_lock = threading.Lock()
+        self._width = 6
+
+    def add(self, name: str, command: list[str]) -> Child:
+        self.children[name] = child = Child(name=name, command=command)
+        self._width = max(self._width, len(name))
+        return child
+
+    def add_shell(self, name: str, command: str) -> Child:
+        # `exec`: the pid we watch (and report) is the program itself, not a shell around it.
+        return self.add(name, ["/bin/sh", "-c", f"exec {command}"])
+
+    def log(self, name: str, line: str) -> None:
+        with self._print_lock:
+            sys.stdout.write(f"{time.strftime('%H:%M:%S')} {name:<{self._width}} | {line.rstrip()}\n")
+            sys.stdout.flush()
+
+    def start(self, child: Child) -> None:
+        child.process = subprocess.Popen(
+            child.command, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        child.started_at, child.restart_at = time.monotonic(), None
+        self.log("chorus", f"{child.name} started (pid {child.process.pid})")
+        threading.Thread(target=self._relay, args=(child.name, child.process.stdout), daemon=True).start()
+
+    def _relay(self, name: str, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self.log(name, raw.decode(errors="replace"))
+        stream.close()
+
+    def run(self) -> int:
+        """Start every child and watch them until a signal (0) or a crash loop (1)."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for child in self.children.values():
+                if child.process is None:
+                    self.start(child)
+            while not self.stopping.wait(0.2):
+                if self._check() is not None:
+                    return 1
+            return 0
+        finally:
+            self.stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        if not self.stopping.is_set():
+            self.log("chorus", f"{signal.Signals(signum).name} received: stopping everything")
+        self.stopping.set()
+
+    def _check(self) -> str | None:
+        """Notice deaths, schedule and do restarts; the name of a crash-looping child, if any."""
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    self.start(child)
+                continue
+            if child.process is None or (returncode := child.process.poll()) is None:
+                continue
+            self._kill_group(child)  # what it leaves behind (a Celery pool, say) goes with it
+            if now - child.started_at >= self.stable_s:
+                child.crashes.clear()
+            child.crashes = [t for t in child.crashes if now - t < self.crash_window_s] + [now]
+            if len(child.crashes) >= self.crash_limit:
+                self.log("chorus", f"{child.name} died ({_exit_reason(returncode)}) {len(child.crashes)} times "
+                                   f"within {self.crash_window_s:g} s: it keeps crashing, so everything stops. "
+                                   f"Its output is above; fix the cause and run `make run` again.")
+                return child.name
+            delay = self.delays_s[min(len(child.crashes) - 1, len(self.delays_s) - 1)]
+            child.restart_at = now + delay
+            self.log("chorus", f"{child.name} died ({_exit_reason(returncode)}); restarting it in {delay:g} s "
+                               f"(the other processes keep running)")
+        return None
+
+    def _kill_group(self, child: Child, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.process.pid, sig)
+
+    def stop_all(self) -> None:
+        """SIGTERM to every child, newest first (so a private Redis goes last); SIGKILL after a timeout."""
+        for child in reversed(self.children.values()):
+            process = child.process
+            if process is None or process.poll() is not None:
+                continue
+            self._kill_group(child, signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.log("chorus", f"{child.name} did not stop within {STOP_TIMEOUT_S} s: killing it")
+                self._kill_group(child)
+                process.wait()
+            self._kill_group(child)  # anything it left in its group
+
+
+def start_private_redis(supervisor: Supervisor, env: dict) -> None:
     binary = shutil.which("redis-server")
     if binary is None:
         sys.exit("chorus: redis-server is not installed: sudo apt-get install redis-server (or set REDIS_URL)")
     port = free_port()
     data = VAR / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", "60 1",
-         "--appendonly", "no", "--logfile", str(data / "redis.log"), "--protected-mode", "yes"],
-        cwd=BASE_DIR,
-    )
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    child = supervisor.add("redis", [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", "60 1",
+        "--appendonly", "no", "--logfile", str(data / "redis.log"), "--protected-mode", "yes",
+    ])
+    supervisor.start(child)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 break
         except OSError:
-            if process.poll() is not None:
+            if child.process.poll() is not None:
                 sys.exit(f"chorus: redis-server exited; see {data / 'redis.log'}")
             time.sleep(0.05)
     env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     say(f"private redis-server on 127.0.0.1:{port} (data in var/redis)")
-    return process
 
 
-def main() -> None:
+def main() -> int:
     os.chdir(BASE_DIR)
-    VAR.mkdir(exist_ok=True)
+    make_private()
     ensure_env_file()
     from project.config import read_env_file
 
@@ -110,28 +286,36 @@ def main() -> None:
     say("loading demo content")
     manage("load_demo", env=env)
 
-    redis_process = None if os.environ.get("REDIS_URL") else start_private_redis(env)
+    supervisor = Supervisor(env=env)
+    try:
+        return _serve(supervisor, env)
+    finally:
+        supervisor.stop_all()  # also after Ctrl-C while the private Redis was starting
+
+
+def _serve(supervisor: Supervisor, env: dict) -> int:
+    if not os.environ.get("REDIS_URL"):
+        start_private_redis(supervisor, env)
     host = env.get("CHORUS_HOST", "127.0.0.1")
     port = free_port(int(env.get("CHORUS_PORT", "8000")))
     env.update(CHORUS_HOST=host, CHORUS_PORT=str(port), CHORUS_BIN=str(BIN))
+    for name, command in read_procfile(BASE_DIR / "Procfile").items():
+        supervisor.add_shell(name, command)
     shown_host = "localhost" if host in {"127.0.0.1", "0.0.0.0", "::"} else host  # noqa: S104 - only for display
     url = f"http://{shown_host}:{port}/"
     password_file = VAR / "demo-password.txt"
     login = f" and log in as demo / {password_file.read_text().strip()}" if password_file.exists() else ""
     say(f"starting web, worker and beat: open {url}{login}  (Ctrl-C stops everything)")
-    honcho = subprocess.Popen([str(BIN / "honcho"), "start", "-f", str(BASE_DIR / "Procfile"), "-d", str(BASE_DIR)], env=env)
-    try:
-        code = honcho.wait()
-    except KeyboardInterrupt:
-        code = honcho.wait()
-    finally:
-        if redis_process is not None:
-            if redis_process.poll() is None:
-                redis_process.send_signal(signal.SIGTERM)
-            redis_process.wait(timeout=10)
-        say("stopped")
-    sys.exit(code if code and code > 0 else 0)
+    code = supervisor.run()
+    say("stopped" if code == 0 else "stopped: a process kept crashing (see above)")
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    # SIGTERM like Ctrl-C: both end the run cleanly, also while preparing (migrate, demo).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        say("stopped")
+        sys.exit(0)

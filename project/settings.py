@@ -58,6 +58,9 @@ MEDIA_URL = "/media/"
 LIBRARY_DIR = config.get_dir("LIBRARY_DIR", BASE_DIR / "var" / "library")
 STATIC_ROOT = config.get_dir("STATIC_ROOT", BASE_DIR / "var" / "static")
 STATIC_URL = "/static/"
+# Uploaded and collected files get the process' umask, not a fixed 0644: `make run` runs with
+# umask 077, so everything under var/ is the owner's alone.
+FILE_UPLOAD_PERMISSIONS = None
 STATICFILES_DIRS = [BASE_DIR / "project" / "static"]
 # Hashed, compressed files served by WhiteNoise (`make run` runs collectstatic). With
 # STATIC_MANIFEST=0 (tests, development) files are served straight from the source tree.

@@ -1,0 +1,219 @@
+"""`make run` for real: a copy of the project started with `make run` on SQLite with its own
+private Redis on free ports, then a process killed, var/ inspected and Ctrl-C pressed.
+
+The copy shares this checkout's virtualenv (a symlink; `-o install` keeps make from
+reinstalling it) and nothing else: its .env, var/, database and Redis are its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from project.run import BASE_DIR, Supervisor
+
+COPIED = ["Makefile", "Procfile", "manage.py", "pyproject.toml", "project", "catalog", "rooms", "scrobbling",
+          "livefeed", "templates", "requirements"]
+START_TIMEOUT_S = 180
+WAIT_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Run:
+    """`make run` in its own session (like a terminal's foreground job), its output collected."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root, self.port = root, port
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root), "LANG": "C.UTF-8",
+               "CHORUS_PORT": str(port), "CELERY_CONCURRENCY": "1"}
+        self.process = subprocess.Popen(
+            ["make", "-o", "install", "run", f"PYTHON={sys.executable}"], cwd=root, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for raw in iter(self.process.stdout.readline, b""):
+            with self._changed:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append("<end of output>")
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, *, after: int = 0, timeout: float = WAIT_S) -> tuple[int, re.Match]:
+        """The first line from index `after` on matching `pattern`: (its index, the match)."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for index in range(after, len(self.lines)):
+                    if match := regex.search(self.lines[index]):
+                        return index, match
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.lines and self.lines[-1] == "<end of output>"):
+                    tail = "\n".join(self.lines[-40:])
+                    raise AssertionError(f"no line matching {pattern!r}; output ends with:\n{tail}")
+                self._changed.wait(remaining)
+
+    def started_pids(self) -> dict[str, list[int]]:
+        pids: dict[str, list[int]] = {}
+        for match in re.finditer(r"chorus \| (\w+) started \(pid (\d+)\)", self.output):
+            pids.setdefault(match.group(1), []).append(int(match.group(2)))
+        return pids
+
+    def healthz(self) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        for pids in self.started_pids().values():  # each child is its own process group
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory):
+    if shutil.which("make") is None or shutil.which("redis-server") is None:
+        pytest.fail("make and redis-server are needed (make test installs redis-server)")
+    root = tmp_path_factory.mktemp("chorus-copy")
+    for name in COPIED:
+        source = BASE_DIR / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, root / name)
+    (root / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    # A var/ left by an older version, readable by everyone: the run must close it up.
+    (root / "var" / "old").mkdir(parents=True)
+    (root / "var").chmod(0o755)
+    (root / "var" / "old").chmod(0o755)
+    (root / "var" / "old" / "notes.txt").write_text("from before\n")
+    (root / "var" / "old" / "notes.txt").chmod(0o644)
+    run = Run(root, _free_port())
+    try:
+        run.wait_for(r"starting web, worker and beat: open http://localhost:\d+/", timeout=START_TIMEOUT_S)
+        run.wait_for(r"celery@\S+ ready\.")
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                if run.healthz().status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"the web never answered /healthz:\n{run.output[-4000:]}"
+            time.sleep(0.2)
+        yield run
+    finally:
+        run.stop()
+
+
+def test_a_killed_worker_is_restarted_while_the_web_keeps_answering(make_run):
+    before = make_run.started_pids()
+    (worker_pid,) = before["worker"]
+    start = len(make_run.lines)
+
+    os.kill(worker_pid, signal.SIGKILL)
+
+    died, _ = make_run.wait_for(r"chorus \| worker died \(killed by SIGKILL\); restarting it in 1 s", after=start)
+    assert make_run.healthz().json()["status"] == "ok"  # web and Redis stayed up
+    restarted, match = make_run.wait_for(r"chorus \| worker started \(pid (\d+)\)", after=died)
+    assert int(match.group(1)) != worker_pid
+    make_run.wait_for(r"celery@\S+ ready\.", after=restarted)
+    after = make_run.started_pids()
+    assert after["web"] == before["web"]
+    assert after["beat"] == before["beat"]
+    assert after["redis"] == before["redis"]
+    assert make_run.healthz().json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_var_and_everything_in_it_is_owner_only(make_run):
+    _, match = make_run.wait_for(r"private redis-server on 127\.0\.0\.1:(\d+)")
+    client = redis.Redis(port=int(match.group(1)))
+    client.save()  # so that the dump file exists now
+    client.close()
+    var = make_run.root / "var"
+    expected = [var / "chorus.sqlite3", var / "demo-password.txt", var / "redis" / "dump.rdb",
+                var / "redis" / "redis.log", var / "old" / "notes.txt"]
+    assert all(path.is_file() for path in expected)
+    modes = {}
+    for root, dirs, files in os.walk(var):
+        for name in dirs + files:
+            path = Path(root) / name
+            modes[str(path.relative_to(var))] = stat.S_IMODE(path.lstat().st_mode)
+    modes["."] = stat.S_IMODE(var.stat().st_mode)
+    readable_by_others = {name: oct(mode) for name, mode in modes.items() if mode & 0o077}
+    assert readable_by_others == {}
+    assert modes["."] == 0o700
+    assert modes["chorus.sqlite3"] == 0o600
+    assert modes["old/notes.txt"] == 0o600
+
+
+def test_ctrl_c_stops_everything_and_make_says_nothing_about_an_error(make_run):
+    children = [pid for pids in make_run.started_pids().values() for pid in pids[-1:]]
+
+    os.killpg(make_run.process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    make_run.process.wait(timeout=60)
+    make_run.wait_for(r"<end of output>")
+
+    output = make_run.output
+    assert "SIGINT received: stopping everything" in output
+    assert "chorus\x1b[0m stopped" in output
+    assert "make: ***" not in output  # no "Error 130", no "Interrupt"
+    assert "Traceback" not in output
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with pytest.raises(httpx.TransportError):
+        make_run.healthz()
+
+
+def test_a_process_that_keeps_crashing_stops_everything_with_a_message(capsys, tmp_path):
+    supervisor = Supervisor(env=dict(os.environ), cwd=tmp_path, delays_s=(0.05, 0.1), crash_limit=3,
+                            crash_window_s=30)
+    supervisor.add_shell("flaky", "sh -c 'echo trying; exit 3'")
+    steady = supervisor.add_shell("steady", "sleep 60")
+
+    assert supervisor.run() == 1
+
+    out = capsys.readouterr().out
+    assert out.count("flaky started") == 3
+    assert out.count("steady started") == 1
+    assert "flaky  | trying" in out
+    assert "flaky died (exit code 3); restarting it in 0.05 s (the other processes keep running)" in out
+    assert "flaky died (exit code 3); restarting it in 0.1 s" in out
+    assert "flaky died (exit code 3) 3 times within 30 s: it keeps crashing, so everything stops." in out
+    assert steady.process.returncode == -signal.SIGTERM
