@@ -23,6 +23,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.utils.cache import get_conditional_response
 from django.utils.http import http_date, parse_http_date_safe, quote_etag
 
+from catalog import transcode_slots
+
 logger = logging.getLogger(__name__)
 
 FILE_CHUNK_BYTES = 256 * 1024
@@ -239,18 +241,27 @@ class Transcode:
     ffmpeg is killed when the iteration stops early (the client went away: the request
     task is cancelled inside `read`) and, as a last resort, when Django closes the
     response without having read it to the end.
+
+    A client that stops reading pauses ffmpeg: the body waits in `yield` until Daphne has
+    sent the chunk (project/flow.py), the pipe fills and ffmpeg blocks on its write, so at
+    most a pipe and a reader buffer (about 200 KiB) wait for it. One that takes nothing
+    for TRANSCODE_IDLE_S loses its ffmpeg and its slot (`slot`, transcode_slots.py), which
+    is released whenever the transcode ends, however it ends.
     """
 
-    def __init__(self, process: asyncio.subprocess.Process, source: Path):
+    def __init__(self, process: asyncio.subprocess.Process, source: Path, slot: transcode_slots.Slot | None = None):
         self._process = process
         self._source = source
+        self._slot = slot
         self._loop = asyncio.get_running_loop()
         self._stderr = asyncio.create_task(_tail(process.stderr, STDERR_TAIL_BYTES))
         self._first = b""
         self._killed = False
+        self._waiting_since: float | None = None  # loop time a chunk was handed over, until taken
+        self._watchdog = asyncio.create_task(self._stop_when_idle())
 
     @classmethod
-    async def start(cls, command: list[str], *, source: Path) -> Transcode:
+    async def start(cls, command: list[str], *, source: Path, slot: transcode_slots.Slot | None = None) -> Transcode:
         try:
             process = await asyncio.create_subprocess_exec(
                 *command,
@@ -261,7 +272,7 @@ class Transcode:
         except OSError as exc:
             logger.error("transcode could not start", extra={"command": command[0], "source": str(source), "error": str(exc)})
             raise TranscodeFailed(str(exc)) from exc
-        transcode = cls(process, source)
+        transcode = cls(process, source, slot)
         try:
             transcode._first = await process.stdout.read(PIPE_CHUNK_BYTES)
             if not transcode._first and await transcode._wait_and_log() != 0:
@@ -273,18 +284,34 @@ class Transcode:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            if self._first:
-                yield self._first
-            while data := await self._process.stdout.read(PIPE_CHUNK_BYTES):
+            data = self._first
+            while data:
+                self._waiting_since = self._loop.time()
                 yield data
+                self._waiting_since = None
+                data = await self._process.stdout.read(PIPE_CHUNK_BYTES)
             await self._wait_and_log()
         finally:
             await self._stop()
 
     def close(self) -> None:
         """Called by Django when the response is finished, possibly from a worker thread."""
-        if self._process.returncode is None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._kill)
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._abandon)
+
+    def _abandon(self) -> None:
+        self._kill()
+        self._watchdog.cancel()
+        transcode_slots.release_soon(self._slot)
+
+    async def _stop_when_idle(self) -> None:
+        idle_s = settings.TRANSCODE_IDLE_S
+        while self._process.returncode is None:
+            await asyncio.sleep(min(idle_s / 4, 5))
+            if self._waiting_since is not None and self._loop.time() - self._waiting_since > idle_s:
+                logger.info("transcode stopped: the client took nothing", extra={"source": str(self._source), "idle_s": idle_s})
+                self._abandon()
+                return
 
     def _kill(self) -> None:
         if self._process.returncode is None:
@@ -311,14 +338,25 @@ class Transcode:
             pass
         await self._process.wait()
         self._stderr.cancel()
+        self._watchdog.cancel()
+        if self._slot is not None:
+            await self._slot.release()
 
 
-async def transcode_response(request: HttpRequest, path: Path, fmt: TranscodeFormat, bitrate_kbps: int) -> HttpResponseBase:
-    """200 with ffmpeg's output as it is encoded; raises TranscodeFailed when there is none."""
+async def transcode_response(
+    request: HttpRequest, path: Path, fmt: TranscodeFormat, bitrate_kbps: int, *, user_id: int
+) -> HttpResponseBase:
+    """200 with ffmpeg's output as it is encoded; raises TranscodeFailed when there is none,
+    TranscodeBusy when `user_id` or the server already runs as many transcodes as allowed."""
     if request.method == "HEAD":
         body = _empty()
     else:
-        body = await Transcode.start(transcode_command(path, fmt, bitrate_kbps), source=path)
+        slot = await transcode_slots.acquire(user_id=user_id)
+        try:
+            body = await Transcode.start(transcode_command(path, fmt, bitrate_kbps), source=path, slot=slot)
+        except BaseException:
+            await slot.release()
+            raise
     response = StreamingHttpResponse(body, content_type=fmt.mime_type)
     response["Accept-Ranges"] = "none"
     response["Cache-Control"] = "private, no-store"

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from catalog import selectors, services, streaming
 from catalog.forms import ImportForm, UploadForm
 from catalog.models import Album, Artist, ImportJob, Track
+from catalog.transcode_slots import TranscodeBusy
 from project.accounts.auth import arequest_user
 from project.metrics import stream_requests
 
@@ -120,7 +121,11 @@ async def _track_stream(request, track_id: int):
     if transcode is not None:
         fmt, bitrate_kbps = transcode
         try:
-            return await streaming.transcode_response(request, path, fmt, bitrate_kbps)
+            return await streaming.transcode_response(request, path, fmt, bitrate_kbps, user_id=user.pk)
+        except TranscodeBusy as exc:
+            response = _error(exc.status, "too_many_transcodes" if exc.status == 429 else "busy", str(exc))
+            response["Retry-After"] = str(exc.retry_after_s)
+            return response
         except streaming.TranscodeFailed:
             return _error(500, "transcode_failed", f"The server could not convert “{track.title}” to {fmt.name}; staff have been told.")
     return streaming.file_response(request, path, stat, mime_type=track.mime_type, checksum=track.checksum)

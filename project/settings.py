@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from project import config
 from project.config import BASE_DIR, ConfigError
 
@@ -80,6 +82,16 @@ FFMPEG_BINARY = config.get_str("FFMPEG_BINARY", "ffmpeg")
 FFPROBE_BINARY = config.get_str("FFPROBE_BINARY", "ffprobe")
 # Largest audio file the web upload accepts, in megabytes.
 UPLOAD_MAX_MB = config.get_int("UPLOAD_MAX_MB", 512, minimum=1)
+# Concurrent ?format= transcodes (one ffmpeg each): per user, and for all web processes
+# together (counted in Redis, each slot a lease renewed while its stream runs, so a killed
+# process frees its slots after TRANSCODE_LEASE_S). A transcode whose client takes nothing
+# for TRANSCODE_IDLE_S is stopped.
+TRANSCODE_MAX_PER_USER = config.get_int("TRANSCODE_MAX_PER_USER", 3, minimum=1)
+TRANSCODE_MAX = config.get_int("TRANSCODE_MAX", 2 * (os.cpu_count() or 1), minimum=1)
+TRANSCODE_LEASE_S = config.get_float("TRANSCODE_LEASE_S", 30.0, minimum=1)
+TRANSCODE_IDLE_S = config.get_float("TRANSCODE_IDLE_S", 60.0, minimum=1)
+# The room radio sends a newly connected player this many seconds of audio at once.
+RADIO_BURST_S = config.get_float("RADIO_BURST_S", 3.0, minimum=0)
 
 INSTALLED_APPS = [
     "daphne",

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.test import AsyncClient, AsyncRequestFactory
 from django.utils.http import http_date
 
-from catalog import services, views
+from catalog import views
 from catalog.models import Track
 from catalog.streaming import TRANSCODE_FORMATS, Transcode, transcode_command
 from project.accounts.services import token_create, token_revoke
@@ -117,12 +117,6 @@ def ffmpeg_children_once_gone(parent_pid: int) -> list[int]:
     while (children := ffmpeg_children(parent_pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return children
-
-
-@pytest.fixture(scope="session")
-def long_wav(tmp_path_factory) -> Path:
-    """An hour of 8 kHz mono WAV (58 MB): ffmpeg needs seconds to encode it, milliseconds to start."""
-    return make_audio(tmp_path_factory.mktemp("long") / "long.wav", 3600, ["-ac", "1", "-ar", "8000", "-c:a", "pcm_s16le"], {})
 
 
 # --- byte ranges of the original file ----------------------------------------------------
@@ -489,15 +483,6 @@ async def read_to_end(transcode: Transcode) -> None:
 
 
 # --- through a real Daphne --------------------------------------------------------------
-
-
-@pytest.fixture
-def long_track(library_dir, long_wav, db) -> Track:
-    folder = library_dir / "long"
-    folder.mkdir()
-    os.link(long_wav, folder / long_wav.name)
-    services.import_job_run(job_id=services.import_job_create(path=str(folder), enqueue=False).pk)
-    return Track.objects.get(file_path__endswith=f"/long/{long_wav.name}")
 
 
 def test_transcode_arrives_incrementally_and_ffmpeg_stops_when_the_listener_leaves(alice, long_track, asgi_server):
