@@ -86,6 +86,29 @@ def get_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def get_choice(name: str, default: str, *, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def get_networks(name: str, default: list[str]) -> list:
+    """Comma-separated IP networks or addresses (`10.0.0.0/8, 192.168.1.7`), as ip_network objects."""
+    import ipaddress
+
+    networks = []
+    for item in get_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP network (such as 192.168.1.0/24) or address") from None
+    return networks
+
+
 def check_fernet_keys(name: str, keys: list[str]) -> None:
     """Each key must be a Fernet key (32 url-safe base64 bytes), e.g. from
     `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`."""

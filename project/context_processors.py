@@ -16,4 +16,7 @@ def navigation(request):
     for key, label, url_name in NAV_ITEMS:
         url = reverse(url_name)
         items.append({"key": key, "label": label, "url": url, "active": path.startswith(url)})
-    return {"nav_items": items}
+    # closed | invite | open: whether to offer "Sign up", and how the login page says to get an account.
+    from django.conf import settings
+
+    return {"nav_items": items, "signup_mode": settings.SIGNUP}

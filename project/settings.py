@@ -268,6 +268,14 @@ SILENCED_SYSTEM_CHECKS = (
 
 # Prometheus scrapes /metrics with this bearer token; unset: only from localhost.
 METRICS_TOKEN = config.get_str("METRICS_TOKEN", "")
+# Reverse proxies in front of the web processes (networks or addresses, comma-separated).
+# A request from one of them, or carrying Forwarded / X-Forwarded-For / X-Real-IP, is not
+# "from this machine" for /metrics. Default: none.
+TRUSTED_PROXIES = config.get_networks("TRUSTED_PROXIES", [])
+
+# Who may create an account: closed (staff make accounts in the admin), invite (with an
+# invite link staff create at /accounts/invites/) or open (anyone who can reach the site).
+SIGNUP = config.get_choice("SIGNUP", "invite", choices=("closed", "invite", "open"))
 
 LOG_LEVEL = config.get_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -6,7 +6,8 @@ from tests.factories import DEFAULT_PASSWORD
 pytestmark = pytest.mark.django_db
 
 
-def test_signup_creates_the_account_and_logs_in(client):
+def test_signup_creates_the_account_and_logs_in(client, settings):
+    settings.SIGNUP = "open"
     response = client.post(
         "/accounts/signup/", {"username": "carol", "password1": "a-long-unusual-pass", "password2": "a-long-unusual-pass"}, follow=True
     )
@@ -15,7 +16,8 @@ def test_signup_creates_the_account_and_logs_in(client):
     assert "Welcome to Chorus, carol" in response.content.decode()
 
 
-def test_signup_with_mismatched_passwords_keeps_the_username(client):
+def test_signup_with_mismatched_passwords_keeps_the_username(client, settings):
+    settings.SIGNUP = "open"
     response = client.post("/accounts/signup/", {"username": "carol", "password1": "a-long-unusual-pass", "password2": "other"})
     assert response.status_code == 400
     body = response.content.decode()
