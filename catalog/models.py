@@ -18,22 +18,57 @@ def fold(text: str) -> str:
     return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).split())
 
 
+# Longest stored key: folding can lengthen a name ("ß" -> "ss", "ﬃ" -> "ffi").
+KEY_LENGTH = 400
+
+
+def name_key(text: str) -> str:
+    """What makes two artist names (or two album titles of an artist) the same: Unicode
+    compatibility form, case-folded, spaces collapsed ("ÜNÏCODE  ÄRTIST" = "Ünïcode Ärtist",
+    "STRASSE" = "Straße"). Accents count ("Café" and "Cafe" stay two). Computed here, in
+    Python, and stored, so that uniqueness holds alike on PostgreSQL and SQLite (whose
+    LOWER() and LIKE fold ASCII letters only)."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return " ".join(folded.split())[:KEY_LENGTH]
+
+
+def search_key(text: str) -> str:
+    """What a search matches: `fold`, also accent-insensitive ("unicode" finds "Ünïcode")."""
+    return fold(text)[:KEY_LENGTH]
+
+
 def match_key(artist: str, title: str) -> str:
     """How a play from elsewhere (artist and title only) finds a library track."""
     return f"{fold(artist)}\x1f{fold(title)}"[:400]
 
 
+def _set_keys(instance: models.Model, keys: dict[str, str], kwargs: dict) -> None:
+    """Set folded key fields before a save (and save them with `update_fields` too)."""
+    for field, value in keys.items():
+        setattr(instance, field, value)
+    if kwargs.get("update_fields") is not None:
+        kwargs["update_fields"] = {*kwargs["update_fields"], *keys}
+
+
 class Artist(models.Model):
     name = models.CharField(max_length=300)
+    name_key = models.CharField(max_length=KEY_LENGTH, default="", editable=False,
+                                help_text="The name case-folded (see name_key), set on save; unique.")
+    search_key = models.CharField(max_length=KEY_LENGTH, default="", editable=False,
+                                  help_text="The name case- and accent-folded, what search matches; set on save.")
     play_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = [Lower("name")]
-        constraints = [models.UniqueConstraint(Lower("name"), name="artist_name_ci_unique")]
+        ordering = ["name_key"]
+        constraints = [models.UniqueConstraint(fields=["name_key"], name="artist_name_key_unique")]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        _set_keys(self, {"name_key": name_key(self.name), "search_key": search_key(self.name)}, kwargs)
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
         return reverse("catalog:artist", args=[self.pk])
@@ -45,19 +80,27 @@ class Artist(models.Model):
 
 class Album(models.Model):
     title = models.CharField(max_length=300)
+    title_key = models.CharField(max_length=KEY_LENGTH, default="", editable=False,
+                                 help_text="The title case-folded (see name_key), set on save; unique per artist.")
+    search_key = models.CharField(max_length=KEY_LENGTH, default="", editable=False,
+                                  help_text="The title case- and accent-folded, what search matches; set on save.")
     artist = models.ForeignKey(Artist, on_delete=models.CASCADE, related_name="albums")
     year = models.PositiveSmallIntegerField(null=True, blank=True)
     play_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = [Lower("title")]
+        ordering = ["title_key"]
         constraints = [
-            models.UniqueConstraint("artist", Lower("title"), name="album_artist_title_ci_unique")
+            models.UniqueConstraint(fields=["artist", "title_key"], name="album_artist_title_key_unique")
         ]
 
     def __str__(self) -> str:
         return self.title
+
+    def save(self, *args, **kwargs):
+        _set_keys(self, {"title_key": name_key(self.title), "search_key": search_key(self.title)}, kwargs)
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
         return reverse("catalog:album", args=[self.pk])
@@ -100,9 +143,7 @@ class Track(models.Model):
         return f"{self.artist} – {self.title}"
 
     def save(self, *args, **kwargs):
-        self.match_key = match_key(self.artist.name, self.title)
-        if kwargs.get("update_fields") is not None:
-            kwargs["update_fields"] = {*kwargs["update_fields"], "match_key"}
+        _set_keys(self, {"match_key": match_key(self.artist.name, self.title)}, kwargs)
         super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:

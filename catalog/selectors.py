@@ -2,32 +2,44 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from django.db.models import Count, Q, QuerySet, Sum
 
-from catalog.models import Album, Artist, ImportJob, Track
+from catalog.models import Album, Artist, ImportJob, Track, search_key
+
+# Searches match the stored folded keys (catalog.models.search_key) with a folded query:
+# case- and accent-insensitive for every script, alike on PostgreSQL and SQLite (whose
+# LIKE and LOWER() fold ASCII letters only). A word must appear in one of the fields.
+MAX_SEARCH_WORDS = 8
+
+
+def _words(query: str) -> list[str]:
+    # Control characters (a NUL, which PostgreSQL refuses in any text) are never in a name.
+    query = "".join(" " if unicodedata.category(c) == "Cc" else c for c in query)
+    return search_key(query).split()[:MAX_SEARCH_WORDS]
 
 
 def track_search(*, query: str = "") -> QuerySet[Track]:
     tracks = Track.objects.select_related("artist", "album")
-    for word in query.split()[:8]:
-        tracks = tracks.filter(
-            Q(title__icontains=word) | Q(artist__name__icontains=word) | Q(album__title__icontains=word)
-        )
-    return tracks.order_by("artist__name", "album__title", "disc_number", "track_number", "title")
+    for word in _words(query):
+        # match_key is the folded artist and title, joined by a separator no word contains.
+        tracks = tracks.filter(Q(match_key__contains=word) | Q(album__search_key__contains=word))
+    return tracks.order_by("artist__name_key", "album__title_key", "disc_number", "track_number", "title")
 
 
 def artist_search(*, query: str = "") -> QuerySet[Artist]:
     artists = Artist.objects.annotate(track_total=Count("tracks", distinct=True), album_total=Count("albums", distinct=True))
-    if query:
-        artists = artists.filter(name__icontains=query.strip())
-    return artists.filter(track_total__gt=0).order_by("name")
+    if words := _words(query):
+        artists = artists.filter(search_key__contains=" ".join(words))
+    return artists.filter(track_total__gt=0).order_by("name_key")
 
 
 def album_search(*, query: str = "") -> QuerySet[Album]:
     albums = Album.objects.select_related("artist").annotate(track_total=Count("tracks"), duration_total_s=Sum("tracks__duration_s"))
-    for word in query.split()[:8]:
-        albums = albums.filter(Q(title__icontains=word) | Q(artist__name__icontains=word))
-    return albums.filter(track_total__gt=0).order_by("title")
+    for word in _words(query):
+        albums = albums.filter(Q(search_key__contains=word) | Q(artist__search_key__contains=word))
+    return albums.filter(track_total__gt=0).order_by("title_key")
 
 
 def album_tracks(*, album: Album) -> QuerySet[Track]:

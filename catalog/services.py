@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog import audio
-from catalog.models import UNKNOWN_ARTIST, Album, Artist, ImportJob, ImportSkip, Track
+from catalog.models import UNKNOWN_ARTIST, Album, Artist, ImportJob, ImportSkip, Track, name_key
 from project.metrics import import_files
 
 logger = logging.getLogger(__name__)
@@ -34,20 +34,24 @@ class FileOutcome:
 
 
 def artist_get_or_create(*, name: str) -> Artist:
+    """The artist of this name, whatever its case ("ÜNÏCODE ÄRTIST" is "Ünïcode Ärtist"):
+    matched on the stored folded key, so alike on PostgreSQL and SQLite."""
     name = name.strip()[:300] or UNKNOWN_ARTIST
-    artist = Artist.objects.filter(name__iexact=name).first()
+    key = name_key(name)
+    artist = Artist.objects.filter(name_key=key).first()
     if artist is not None:
         return artist
     try:
         with transaction.atomic():
             return Artist.objects.create(name=name)
     except IntegrityError:  # created concurrently by another import
-        return Artist.objects.get(name__iexact=name)
+        return Artist.objects.get(name_key=key)
 
 
 def album_get_or_create(*, title: str, artist: Artist, year: int | None) -> Album:
     title = title.strip()[:300]
-    album = Album.objects.filter(artist=artist, title__iexact=title).first()
+    key = name_key(title)
+    album = Album.objects.filter(artist=artist, title_key=key).first()
     if album is not None:
         if album.year is None and year:
             Album.objects.filter(pk=album.pk, year__isnull=True).update(year=year)
@@ -56,7 +60,7 @@ def album_get_or_create(*, title: str, artist: Artist, year: int | None) -> Albu
         with transaction.atomic():
             return Album.objects.create(title=title, artist=artist, year=year)
     except IntegrityError:
-        return Album.objects.get(artist=artist, title__iexact=title)
+        return Album.objects.get(artist=artist, title_key=key)
 
 
 def _title_from_file_name(path: Path) -> str:

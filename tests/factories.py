@@ -34,12 +34,12 @@ _track_numbers = iter(range(1, 10**9))
 
 def make_track(title: str, artist: str, album: str | None, *, duration_s: float, mbid: str = ""):
     """A library track row without a file (for tests that never stream it)."""
-    from catalog.models import Album, Artist, Track
+    from catalog.models import Album, Artist, Track, name_key
 
-    artist_row = Artist.objects.filter(name__iexact=artist).first() or Artist.objects.create(name=artist)
+    artist_row = Artist.objects.filter(name_key=name_key(artist)).first() or Artist.objects.create(name=artist)
     album_row = None
     if album:
-        album_row = (Album.objects.filter(artist=artist_row, title__iexact=album).first()
+        album_row = (Album.objects.filter(artist=artist_row, title_key=name_key(album)).first()
                      or Album.objects.create(title=album, artist=artist_row))
     n = next(_track_numbers)
     return Track.objects.create(
