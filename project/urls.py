@@ -17,6 +17,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("listening-now", views.listening_now, name="listening-now"),
     path("healthz", health.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("api/", api.urls),
     # ListenBrainz-compatible: point a scrobbler client at <this server>/apis/listenbrainz.

@@ -1,8 +1,10 @@
 import logging
 
-from django.http import HttpResponse, HttpResponseServerError, JsonResponse
+from django.conf import settings
+from django.http import FileResponse, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import render
 from django.template.loader import get_template
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_safe
 from redis import RedisError
 
@@ -41,6 +43,14 @@ def _listening_now() -> list[dict] | None:
         entry["percent"] = round(100 * entry["position_s"] / duration_s, 1) if duration_s else 0
         entry["remaining_s"] = round(max(duration_s - entry["position_s"], 0), 1)
     return entries
+
+
+@require_safe
+@cache_control(max_age=7 * 24 * 3600, public=True)
+def favicon(request):
+    """/favicon.ico, which browsers, feed readers and bookmarks ask for whatever the page links."""
+    path = settings.BASE_DIR / "project" / "static" / "chorus" / "favicon.ico"
+    return FileResponse(path.open("rb"), content_type="image/x-icon")
 
 
 def not_found(request, exception=None):

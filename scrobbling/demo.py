@@ -13,8 +13,9 @@ from scrobbling.models import Play
 
 
 def history_create(*, user, days: int = 90, seed: int = 7) -> int:
-    """Plays over the last `days` days (evenings and weekends busier); only for a user
-    without any. Returns how many were recorded."""
+    """Plays over the last `days` days, today included and nothing later than now, the same
+    calendar days (in TIME_ZONE) as the Scrobbles page's chart (evenings and weekends
+    busier); only for a user without any. Returns how many were recorded."""
     if Play.objects.filter(user=user).exists():
         return 0
     tracks = list(Track.objects.select_related("artist", "album").filter(duration_s__gt=services.MIN_TRACK_S))
@@ -22,15 +23,18 @@ def history_create(*, user, days: int = 90, seed: int = 7) -> int:
         return 0
     rng = random.Random(seed)  # noqa: S311 - demo data
     weights = [1 + 3 * (i % 3 == 0) for i in range(len(tracks))]  # a few favourites
-    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    now = timezone.localtime()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     plays = []
-    for day in range(days, 0, -1):
+    for day in range(days - 1, -1, -1):
         start = today - timedelta(days=day)
         sessions = rng.choice([0, 1, 1, 2, 3]) + (start.weekday() >= 5)
         for _ in range(sessions):
             moment = start + timedelta(hours=rng.choice([8, 12, 18, 19, 20, 21, 22]), minutes=rng.randrange(60))
             for _ in range(rng.randrange(2, 9)):
                 track = rng.choices(tracks, weights)[0]
+                if moment + timedelta(seconds=track.duration_s) > now:
+                    break  # not yet played
                 plays.append(services.PlayInput.of_track(track, played_at=moment, played_s=track.duration_s,
                                                          source=services.Play.Source.LIBRARY))
                 moment += timedelta(seconds=track.duration_s + rng.randrange(1, 20))

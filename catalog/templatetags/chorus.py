@@ -1,4 +1,8 @@
+from datetime import timedelta
+
 from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 register = template.Library()
 
@@ -35,3 +39,13 @@ def duration_long(seconds) -> str:
 def initials(text) -> str:
     words = [w for w in str(text).split() if w[:1].isalnum()]
     return "".join(w[0] for w in words[:2]).upper() or "♪"
+
+
+@register.filter
+def ago(moment) -> str:
+    """'just now' within a minute (timesince says '0 minutes'), else '3 minutes ago', '2 days, 4 hours ago'."""
+    if not moment:
+        return ""
+    if timezone.now() - moment < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(moment)} ago"

@@ -1,5 +1,8 @@
+from datetime import timedelta
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from catalog.models import ImportJob, Track
 from project.celery import app as celery_app
@@ -96,3 +99,20 @@ def test_api_starts_an_import_for_staff_and_refuses_others(client, staff, alice,
     response = client.post("/api/library/imports", {"path": "nope"}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {staff_token}")
     assert response.status_code == 400
     assert "No such folder" in response.json()["message"]
+
+
+def test_a_job_started_seconds_ago_says_just_now(staff_client, library_dir):
+    job = ImportJob.objects.create(path=str(library_dir), status=ImportJob.Status.DONE, finished_at=timezone.now())
+    page = staff_client.get("/library/import/").content.decode()
+    assert "0\xa0minutes" not in page
+    assert page.count("just now") == 2  # the row's status line and the Started column
+    detail = staff_client.get(f"/library/import/{job.pk}/").content.decode()
+    assert "Finished just now." in detail
+
+
+def test_an_older_job_says_how_long_ago(staff_client, library_dir):
+    job = ImportJob.objects.create(path=str(library_dir), status=ImportJob.Status.DONE,
+                                   finished_at=timezone.now() - timedelta(minutes=5))
+    ImportJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=7))
+    assert "7\xa0minutes ago" in staff_client.get("/library/import/").content.decode()
+    assert "Finished 5\xa0minutes ago." in staff_client.get(f"/library/import/{job.pk}/").content.decode()

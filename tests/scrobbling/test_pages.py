@@ -254,8 +254,18 @@ def test_services_page_shows_unlinked_services(alice_client, settings):
 def test_services_page_says_when_lastfm_is_not_set_up(alice_client, settings):
     settings.LASTFM_API_KEY = ""
     lastfm = card(body(alice_client.get("/scrobbles/services/")), "lastfm")
-    assert "Last.fm is not set up on this server" in lastfm
+    assert "Last.fm is not configured on this server" in lastfm
+    assert '<span class="badge">Not configured</span>' in lastfm
+    assert "Not linked" not in lastfm  # it cannot be linked at all here
     assert "Connect Last.fm" not in lastfm
+
+
+def test_services_page_warns_when_a_linked_lastfm_is_no_longer_configured(alice_client, alice, settings):
+    ScrobblerLink.objects.create(user=alice, service="lastfm", account_name="rj", secret="sk")
+    settings.LASTFM_API_KEY = ""
+    lastfm = card(body(alice_client.get("/scrobbles/services/status")), "lastfm")
+    assert "Linked as <strong>rj</strong>" in lastfm
+    assert "Last.fm is not configured on this server any more: plays wait here" in lastfm
 
 
 def test_services_page_shows_a_linked_service_and_its_queue(alice_client, alice, song):

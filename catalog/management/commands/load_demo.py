@@ -1,3 +1,4 @@
+import os
 import secrets
 from pathlib import Path
 
@@ -39,8 +40,9 @@ class Command(BaseCommand):
         path = Path(settings.BASE_DIR) / "var" / "demo-password.txt"
         if path.exists():
             return path.read_text().strip()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         password = "-".join(secrets.token_urlsafe(4) for _ in range(3))
-        path.write_text(password + "\n")
-        path.chmod(0o600)
+        # Created owner-only, never readable by others even for a moment.
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(password + "\n")
         return password
