@@ -13,11 +13,11 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_safe
 
-from catalog import selectors, services, streaming
+from catalog import playlists, selectors, services, streaming
 from catalog.forms import ImportForm, UploadForm
 from catalog.models import Album, Artist, ImportJob, Track
 from catalog.transcode_slots import TranscodeBusy
-from project.accounts.auth import arequest_user
+from project.accounts.auth import STREAM_AUTH_CHALLENGE, STREAM_AUTH_HELP, astream_user, stream_user
 from project.metrics import stream_requests
 
 PAGE_SIZE = 50
@@ -101,10 +101,16 @@ async def track_stream(request, track_id: int):
     return response
 
 
+def _not_authenticated() -> JsonResponse:
+    response = _error(401, "not_authenticated", STREAM_AUTH_HELP)
+    response["WWW-Authenticate"] = STREAM_AUTH_CHALLENGE  # players retry with a URL's user:token@
+    return response
+
+
 async def _track_stream(request, track_id: int):
-    user = await arequest_user(request)
+    user = await astream_user(request)
     if user is None:
-        return _error(401, "not_authenticated", "Log in, or send Authorization: Bearer <token>.")
+        return _not_authenticated()
     try:
         transcode = streaming.parse_transcode(request.GET)
     except streaming.StreamRequestError as exc:
@@ -129,6 +135,33 @@ async def _track_stream(request, track_id: int):
         except streaming.TranscodeFailed:
             return _error(500, "transcode_failed", f"The server could not convert “{track.title}” to {fmt.name}; staff have been told.")
     return streaming.file_response(request, path, stat, mime_type=track.mime_type, checksum=track.checksum)
+
+
+def _playlist(request, *, tracks, title: str):
+    user = stream_user(request)
+    if user is None:
+        return _not_authenticated()
+    try:
+        return playlists.playlist_response(request, user=user, tracks=tracks, title=title)
+    except streaming.StreamRequestError as exc:
+        return _error(400, "invalid", str(exc))
+
+
+@require_safe
+def album_playlist(request, album_id: int):
+    """The album's tracks as an M3U playlist for a media player."""
+    album = Album.objects.select_related("artist").filter(pk=album_id).first()
+    if album is None:
+        return _error(404, "not_found", f"No album with id {album_id}.")
+    return _playlist(request, tracks=selectors.album_tracks(album=album), title=f"{album.artist.name} - {album.title}")
+
+
+@require_safe
+def track_search_playlist(request):
+    """The tracks of a search (`?q=`, every track without one) as an M3U playlist."""
+    query = request.GET.get("q", "").strip()[:200]
+    tracks = selectors.track_search(query=query)[: playlists.MAX_TRACKS]
+    return _playlist(request, tracks=tracks, title=f"Chorus - {query}" if query else "Chorus library")
 
 
 @staff_member_required

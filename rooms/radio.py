@@ -12,19 +12,18 @@ the listeners' byte stream simply continues.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from pathlib import Path
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_safe
 
-from project.accounts.auth import arequest_user
-from project.accounts.services import token_authenticate
+from catalog import playlists
+from catalog.streaming import StreamRequestError
+from project.accounts.auth import STREAM_AUTH_CHALLENGE, STREAM_AUTH_HELP, astream_user, stream_user
 from rooms import events, presence, runtime, selectors
 from rooms.services import RoomError
 
@@ -189,33 +188,33 @@ async def listen(room_id: int):
             await station.stop()
 
 
-async def _radio_user(request):
-    """Session, bearer token, `?token=` or HTTP basic auth (any name, the token as password),
-    so that players which cannot set headers can listen."""
-    user = await arequest_user(request)
-    if user is not None:
-        return user
-    raw = request.GET.get("token")
-    if not raw:
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "basic":
-            try:
-                raw = base64.b64decode(credentials).decode().partition(":")[2]
-            except (ValueError, UnicodeDecodeError):
-                raw = None
-    return await sync_to_async(token_authenticate)(raw) if raw else None
+def _not_authenticated() -> JsonResponse:
+    response = JsonResponse({"error": "not_authenticated", "message": STREAM_AUTH_HELP}, status=401)
+    response["WWW-Authenticate"] = STREAM_AUTH_CHALLENGE
+    return response
+
+
+@require_safe
+def room_playlist(request, slug: str):
+    """The room's queue, from the track playing now, as an M3U playlist for a media player."""
+    user = stream_user(request)
+    if user is None:
+        return _not_authenticated()
+    try:
+        room, _ = selectors.room_visible(slug=slug, user=user)
+    except RoomError as exc:
+        return JsonResponse({"error": exc.code, "message": exc.message}, status=exc.http_status)
+    try:
+        return playlists.playlist_response(request, user=user, tracks=selectors.room_queue_tracks(room=room), title=room.name)
+    except StreamRequestError as exc:
+        return JsonResponse({"error": "invalid", "message": str(exc)}, status=400)
 
 
 @require_safe
 async def radio_stream(request, slug: str):
-    user = await _radio_user(request)
+    user = await astream_user(request)
     if user is None:
-        response = JsonResponse(
-            {"error": "not_authenticated", "message": "Add ?token=<API token> to the URL, or use basic auth with the token as password."},
-            status=401,
-        )
-        response["WWW-Authenticate"] = 'Basic realm="Chorus radio"'
-        return response
+        return _not_authenticated()
     try:
         room, _ = await database_sync_to_async(selectors.room_visible)(slug=slug, user=user)
     except RoomError as exc:

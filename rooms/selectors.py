@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, Q, QuerySet
 
 from rooms import presence
-from rooms.models import Membership, Room
+from rooms.models import Membership, PlaybackState, QueueEntry, Room
 from rooms.services import RoomError, room_join
 
 
@@ -50,3 +50,12 @@ def room_list(*, user) -> list[Room]:
         room.is_member = room.pk in mine
     result.sort(key=lambda r: (-r.online_count, -r.created_at.timestamp()))
     return result
+
+
+def room_queue_tracks(*, room: Room) -> list:
+    """The tracks of the room's queue in order, from the one playing now (all of them when
+    nothing is)."""
+    entries = list(QueueEntry.objects.filter(room=room).select_related("track__artist").order_by("position", "id"))
+    current_id = PlaybackState.objects.filter(room=room).values_list("entry_id", flat=True).first()
+    start = next((index for index, entry in enumerate(entries) if entry.pk == current_id), 0)
+    return [entry.track for entry in entries[start:]]

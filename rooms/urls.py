@@ -14,4 +14,5 @@ urlpatterns = [
     path("<slug:slug>/queue/search", views.queue_search, name="queue-search"),
     path("<slug:slug>/queue", views.queue_edit, name="queue"),
     path("<slug:slug>/radio", radio.radio_stream, name="radio"),
+    path("<slug:slug>/playlist.m3u", radio.room_playlist, name="playlist"),
 ]

@@ -4,6 +4,7 @@ revocation of open connections when a token or a user stops being valid."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from datetime import timedelta
@@ -15,6 +16,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from project.accounts import revocation
 from project.accounts.models import ApiToken, Invite
@@ -55,8 +57,11 @@ def token_revoke(*, user: AbstractBaseUser, token_id: int) -> ApiToken:
     return token
 
 
-def token_authenticate(raw: str | None) -> AbstractBaseUser | None:
+def token_authenticate(raw: str | None, *, streams: bool = False) -> AbstractBaseUser | None:
     """The active user owning `raw`, or None for an unknown, revoked or malformed token.
+
+    A stream token (stream_token_get) opens audio streams and playlists only: it counts
+    only where the caller says `streams=True`.
 
     The user carries `auth_token_id`, the token's id, so that a connection opened with it
     can be closed when that token (and not another of the user's) is revoked."""
@@ -67,7 +72,7 @@ def token_authenticate(raw: str | None) -> AbstractBaseUser | None:
         .filter(digest=_digest(raw), revoked_at__isnull=True, user__is_active=True)
         .first()
     )
-    if token is None:
+    if token is None or (not streams and _is_stream_token(token)):
         return None
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
@@ -75,6 +80,38 @@ def token_authenticate(raw: str | None) -> AbstractBaseUser | None:
     user = token.user
     user.auth_token_id = token.id
     return user
+
+
+# --- the stream token ------------------------------------------------------------------
+# Playlists (M3U) carry a token in each track URL, for players that cannot log in. It is a
+# row like any API token (listed and revocable on the settings page), but it opens only
+# streams, and its value is derived from the row's id with SECRET_KEY (an HMAC), so the
+# server can put it in every playlist it makes without storing it: revoking it breaks every
+# playlist made with it, and the next playlist gets a new one.
+
+STREAM_TOKEN_NAME = "Playlists and players (streams only)"  # noqa: S105 - a label
+
+
+def _stream_raw(token: ApiToken) -> str:
+    mac = salted_hmac("chorus.accounts.stream-token", f"{token.user_id}:{token.pk}", algorithm="sha256")
+    return TOKEN_PREFIX + base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
+
+
+def _is_stream_token(token: ApiToken) -> bool:
+    return token.name == STREAM_TOKEN_NAME and constant_time_compare(token.digest, _digest(_stream_raw(token)))
+
+
+def stream_token_get(*, user: AbstractBaseUser) -> str:
+    """The user's stream token (made on first use): only for audio streams and playlists."""
+    for token in ApiToken.objects.filter(user=user, name=STREAM_TOKEN_NAME, revoked_at__isnull=True).order_by("-id"):
+        if _is_stream_token(token):
+            return _stream_raw(token)
+    with transaction.atomic():
+        token = ApiToken.objects.create(user=user, name=STREAM_TOKEN_NAME, prefix="", digest=secrets.token_hex(32))
+        raw = _stream_raw(token)
+        token.prefix, token.digest = raw[: len(TOKEN_PREFIX) + 5], _digest(raw)
+        token.save(update_fields=["prefix", "digest"])
+    return raw
 
 
 def bearer_from_header(value: str | None) -> str | None:

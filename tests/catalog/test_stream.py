@@ -10,6 +10,7 @@ test's transaction.
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import json
 import os
@@ -422,6 +423,37 @@ def test_revoked_bearer_token_is_401(alice, track):
     token, raw = token_create(user=alice, name="phone")
     token_revoke(user=alice, token_id=token.pk)
     response, _ = fetch(AsyncClient(), track.get_stream_url(), authorization=f"Bearer {raw}")
+    assert_error(response, 401, "not_authenticated")
+
+
+@pytest.mark.parametrize("how", ["query", "basic"])
+def test_a_player_can_stream_with_the_token_in_the_url_or_as_basic_auth(alice, track, how):
+    """What mpv and VLC can send: ?token=, or the token as basic auth's password."""
+    _, raw = token_create(user=alice, name="mpv")
+    url, headers = track.get_stream_url(), {}
+    if how == "query":
+        url += f"?token={raw}"
+    else:
+        headers["authorization"] = "Basic " + base64.b64encode(f"anyone:{raw}".encode()).decode()
+    response, body = fetch(AsyncClient(), url, range="bytes=0-9", **headers)
+    assert response.status_code == 206
+    assert body == file_bytes(track)[:10]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Basic !!!not-base64", "Basic " + base64.b64encode(b"no-colon").decode(), "Basic " + base64.b64encode(b"x:chorus_wrong").decode()],
+)
+def test_bad_basic_auth_is_401_with_a_challenge(track, authorization):
+    response, _ = fetch(AsyncClient(), track.get_stream_url(), authorization=authorization)
+    assert "?token=" in assert_error(response, 401, "not_authenticated")
+    assert response["WWW-Authenticate"] == 'Basic realm="Chorus", charset="UTF-8"'
+
+
+def test_revoked_token_in_the_url_is_401(alice, track):
+    token, raw = token_create(user=alice, name="mpv")
+    token_revoke(user=alice, token_id=token.pk)
+    response, _ = fetch(AsyncClient(), f"{track.get_stream_url()}?token={raw}")
     assert_error(response, 401, "not_authenticated")
 
 

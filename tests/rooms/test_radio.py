@@ -99,5 +99,5 @@ def test_radio_needs_a_token_or_session(asgi_server, room):
     connection.request("GET", f"/rooms/{room.slug}/radio")
     response = connection.getresponse()
     assert response.status == 401
-    assert response.getheader("WWW-Authenticate") == 'Basic realm="Chorus radio"'
+    assert response.getheader("WWW-Authenticate") == 'Basic realm="Chorus", charset="UTF-8"'
     assert "token" in json.loads(response.read())["message"]
