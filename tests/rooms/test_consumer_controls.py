@@ -147,9 +147,13 @@ def test_concurrent_controls_never_lose_an_update(room, people):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(change, range(8)))
     assert all(isinstance(r, int) or r == "conflict" for r in results)
-    versions = [r for r in results if isinstance(r, int)]
-    assert len(versions) == len(set(versions))
-    assert PlaybackState.objects.get(room=room).version == len(versions)
+    whose = {version: index for index, version in enumerate(results) if isinstance(version, int)}
+    versions = sorted(r for r in results if isinstance(r, int))
+    assert versions, "every change was refused as a conflict: nobody could change the room"
+    assert versions == list(range(1, len(versions) + 1))  # exactly one change per version, none skipped
+    state = PlaybackState.objects.get(room=room)
+    assert state.version == versions[-1]
+    assert state.volume == whose[versions[-1]] / 10  # the room has the last accepted change
 
 
 def test_two_nexts_at_the_same_version_advance_once(room, people):

@@ -3,6 +3,7 @@ processes watch the room, and show the room's track as the members' now playing.
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -27,6 +28,21 @@ def long_room(people):
     return room
 
 
+async def clock_turns(*sockets, version: int, since_ms: int = 0) -> None:
+    """Wait for two ticks of `version` sent after `since_ms` on each socket. A process's room
+    clock checks whether the play is due to be scrobbled (and waits for that) just before it
+    sends its ticks, and a socket gets the ticks of its own process; the first such tick may
+    come from a turn that checked earlier, the second cannot."""
+
+    async def two_ticks(socket):
+        seen = 0
+        while seen < 2:
+            tick = await next_event(socket, "room.state", reason="tick", version=version)
+            seen += tick["server_ms"] > since_ms
+
+    await asyncio.gather(*(two_ticks(socket) for socket in sockets))
+
+
 def test_each_listening_member_scrobbles_a_play_once_with_two_processes(asgi_server_factory, long_room, tokens, people):
     first, second = asgi_server_factory(2, env={"ROOMS_TICK_S": "0.5"})
 
@@ -43,20 +59,23 @@ def test_each_listening_member_scrobbles_a_play_once_with_two_processes(asgi_ser
             await host.send(json.dumps({"type": "control", "action": "seek", "position_s": 40,
                                         "version": playing["version"]}))
             seeked = await next_event(listener, "room.state", reason="change", version=playing["version"] + 1)
-            await asyncio.sleep(1.0)
+            # Both processes' clocks have looked at the seeked play (each socket gets ticks
+            # from its own process), and neither scrobbled it.
+            await clock_turns(host, listener, version=seeked["version"])
             assert not await asyncio.to_thread(Play.objects.exists)
             assert seeked["heard_s"] < 5
             # As if the room had played 30 s of it: the next change carries heard_s, and about
             # a second of listening later both processes see the threshold pass.
             await asyncio.to_thread(PlaybackState.objects.filter(room=long_room).update, heard_s=30.0)
             await host.send(json.dumps({"type": "control", "action": "volume", "volume": 0.5}))
-            await next_event(listener, "room.state", reason="change", version=playing["version"] + 2)
-            # Both processes' clocks see the threshold pass; give them time to both ask.
-            for _ in range(30):
-                await asyncio.sleep(0.2)
-                if await asyncio.to_thread(Play.objects.count) >= 2:
-                    break
-            await asyncio.sleep(1.0)
+            louder = await next_event(listener, "room.state", reason="change", version=playing["version"] + 2)
+            deadline = time.monotonic() + 10
+            while await asyncio.to_thread(Play.objects.count) < 2:
+                assert time.monotonic() < deadline, "the play was never scrobbled"
+                await asyncio.sleep(0.1)
+            # The threshold has passed, so each process's clock, at its next turns, scrobbles
+            # too (if it has not yet): after those turns no second play per member may appear.
+            await clock_turns(host, listener, version=louder["version"], since_ms=presence.now_ms())
         finally:
             await host.close()
             await listener.close()
