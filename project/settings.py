@@ -234,6 +234,12 @@ LASTFM_AUTH_URL = config.get_url("LASTFM_AUTH_URL", "https://www.last.fm/api/aut
 LISTENBRAINZ_API_ROOT = config.get_url(
     "LISTENBRAINZ_API_ROOT", "https://api.listenbrainz.org", schemes={"http", "https"}
 )
+
+# Outgoing requests to addresses users chose (a ListenBrainz-compatible server, ...) never go
+# to loopback, private, link-local or other non-public addresses, except inside these
+# networks (comma-separated, e.g. 192.168.1.0/24 for a Maloja on the LAN). See project/outbound.py.
+OUTBOUND_ALLOW_PRIVATE = config.get_networks("OUTBOUND_ALLOW_PRIVATE", [])
+
 # Plays per request: Last.fm takes at most 50, ListenBrainz 1000 (1 = one play per request).
 SCROBBLING_LASTFM_BATCH = min(config.get_int("SCROBBLING_LASTFM_BATCH", 50, minimum=1), 50)
 SCROBBLING_LISTENBRAINZ_BATCH = min(config.get_int("SCROBBLING_LISTENBRAINZ_BATCH", 1000, minimum=1), 1000)
