@@ -136,6 +136,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await database_sync_to_async(services.save_report)(
                 room=self.room, user=self.user, offset_ms=message.get("offset_ms"),
                 rtt_ms=message.get("rtt_ms"), drift_ms=message.get("drift_ms"),
+                sound_blocked=message.get("sound_blocked", False),
             )
         else:
             raise RoomError("invalid", "type must be time.ping, control, ready, buffering or report.")

@@ -83,6 +83,8 @@ def members_payload(room: Room) -> list[dict]:
     for user_id, username, role in rows:
         is_online = user_id in online
         report = reports.get(user_id, {}) if is_online else {}
+        # A player whose browser blocked its sound plays nothing: it has no drift to show.
+        sound_blocked = bool(report.get("sound_blocked"))
         members.append({
             "user": username,
             "user_id": user_id,
@@ -90,7 +92,8 @@ def members_payload(room: Room) -> list[dict]:
             "online": is_online,
             "offset_ms": report.get("offset_ms"),
             "rtt_ms": report.get("rtt_ms"),
-            "drift_ms": report.get("drift_ms"),
+            "drift_ms": None if sound_blocked else report.get("drift_ms"),
+            "sound_blocked": sound_blocked,
         })
     members.sort(key=lambda m: (not m["online"], m["role"] != "host", m["user"].lower()))
     return members
@@ -118,4 +121,5 @@ def members_signature(members: list[dict]) -> str:
     def rounded(value):
         return None if value is None else round(value)
 
-    return json.dumps([(m["user"], m["role"], m["online"], rounded(m["offset_ms"]), rounded(m["drift_ms"])) for m in members])
+    return json.dumps([(m["user"], m["role"], m["online"], rounded(m["offset_ms"]), rounded(m["drift_ms"]),
+                        m["sound_blocked"]) for m in members])

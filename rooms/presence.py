@@ -46,12 +46,17 @@ def online_user_ids(room_id: int) -> set[int]:
     return {int(member.decode().split(":", 1)[0]) for member in members}
 
 
-def save_report(room_id: int, user_id: int, *, offset_ms: float, rtt_ms: float, drift_ms: float) -> None:
-    report = {"offset_ms": offset_ms, "rtt_ms": rtt_ms, "drift_ms": drift_ms, "at_ms": now_ms()}
+def save_report(room_id: int, user_id: int, *, offset_ms: float, rtt_ms: float, drift_ms: float,
+                sound_blocked: bool = False) -> dict | None:
+    """Keep a member's latest sync report; returns the one it replaces (None: the first)."""
+    report = {"offset_ms": offset_ms, "rtt_ms": rtt_ms, "drift_ms": drift_ms, "sound_blocked": sound_blocked,
+              "at_ms": now_ms()}
     pipe = sync_redis().pipeline(transaction=False)
+    pipe.hget(_key(room_id, "reports"), str(user_id))
     pipe.hset(_key(room_id, "reports"), str(user_id), json.dumps(report))
     pipe.expire(_key(room_id, "reports"), 3600)
-    pipe.execute()
+    before, _, _ = pipe.execute()
+    return json.loads(before) if before else None
 
 
 def reports(room_id: int) -> dict[int, dict]:

@@ -558,13 +558,18 @@ def _wait_timed_out(state: PlaybackState, now: int) -> bool:
             and now - state.waiting_since_ms >= settings.ROOMS_WAIT_TIMEOUT_S * 1000)
 
 
-def save_report(*, room: Room, user, offset_ms, rtt_ms, drift_ms) -> None:
+def save_report(*, room: Room, user, offset_ms, rtt_ms, drift_ms, sound_blocked=False) -> None:
     for name, value in (("offset_ms", offset_ms), ("rtt_ms", rtt_ms), ("drift_ms", drift_ms)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 3_600_000:
             raise RoomError("invalid", f"report needs {name} as a number of milliseconds.")
     if rtt_ms < 0:
         raise RoomError("invalid", "rtt_ms cannot be negative.")
-    presence.save_report(room.pk, user.pk, offset_ms=float(offset_ms), rtt_ms=float(rtt_ms), drift_ms=float(drift_ms))
+    if not isinstance(sound_blocked, bool):
+        raise RoomError("invalid", "sound_blocked must be true or false.")
+    before = presence.save_report(room.pk, user.pk, offset_ms=float(offset_ms), rtt_ms=float(rtt_ms),
+                                  drift_ms=float(drift_ms), sound_blocked=sound_blocked)
+    if sound_blocked != bool((before or {}).get("sound_blocked")):
+        presence.mark_members_dirty(room.pk)  # everyone sees it within a moment, not at the next tick
 
 
 def member_disconnected(*, room: Room, user) -> None:

@@ -97,6 +97,13 @@
     get paused() { return !this.source; }
   }
 
+  // The audio element's play() was refused until the user interacts with the page.
+  let elementBlocked = false;
+  function blocked(err) {
+    if (err && err.name === "NotAllowedError") { elementBlocked = true; checkAutoplay(); }
+  }
+  function played() { if (elementBlocked) { elementBlocked = false; checkAutoplay(); } }
+
   class ElementEngine {
     constructor(audio) { this.kind = "element"; this.audio = audio; this.timer = null; }
     load(url) {
@@ -117,10 +124,10 @@
       audio.playbackRate = 1;
       if (delay > 0) {
         audio.pause(); audio.currentTime = offsetS;
-        this.timer = setTimeout(() => audio.play().catch(blocked), delay);
+        this.timer = setTimeout(() => audio.play().then(played, blocked), delay);
       } else {
         audio.currentTime = offsetS - delay / 1000;
-        audio.play().catch(blocked);
+        audio.play().then(played, blocked);
       }
     }
     stop() { clearTimeout(this.timer); this.audio.pause(); }
@@ -147,7 +154,7 @@
 
   // --- room state -----------------------------------------------------------------
   const room = { state: null, queue: [], members: [], settings: {}, loadedEntry: null, loading: null,
-                 appliedVersion: null, lastDrift: 0, localVolume: 1 };
+                 appliedVersion: null, lastDrift: 0, localVolume: 1, soundBlocked: false };
 
   function expectedPosition(state, serverMs) {
     if (!state || state.status !== "playing") return state ? state.position_s : 0;
@@ -251,7 +258,7 @@
   function report() {
     if (!clock.synced) return;
     send({ type: "report", offset_ms: Math.round(clock.offset * 10) / 10, rtt_ms: Math.round(clock.rtt * 10) / 10,
-           drift_ms: Math.round(room.lastDrift * 10000) / 10 });
+           drift_ms: Math.round(room.lastDrift * 10000) / 10, sound_blocked: room.soundBlocked });
   }
 
   function handle(msg) {
@@ -355,6 +362,7 @@
   }
 
   function syncClass(member) {
+    if (member.online && member.sound_blocked) return "blocked";
     if (!member.online || member.drift_ms === null || member.drift_ms === undefined) return "unknown";
     const drift = Math.abs(member.drift_ms);
     return drift < 30 ? "good" : drift < 100 ? "fair" : "poor";
@@ -370,10 +378,12 @@
       const quality = syncClass(m);
       li.innerHTML = '<span class="dot"></span><span class="m-name"></span><span class="badge"></span><span class="sync"></span>';
       li.querySelector(".m-name").textContent = m.user;
+      li.querySelector(".m-name").title = m.user;
       li.querySelector(".badge").textContent = m.role;
       const sync = li.querySelector(".sync");
       sync.classList.add(quality);
       sync.textContent = !m.online ? "offline"
+        : m.sound_blocked ? "sound blocked: click to listen"
         : m.drift_ms === null || m.drift_ms === undefined ? "syncing…"
         : `drift ${Math.round(m.drift_ms)} ms · rtt ${Math.round(m.rtt_ms || 0)} ms`;
       sync.title = m.offset_ms === null || m.offset_ms === undefined ? "" : `clock offset ${Math.round(m.offset_ms)} ms`;
@@ -420,8 +430,8 @@
     }
     const add = event.target.closest("[data-add-track]");
     if (add) queueEdit({ op: "add", track_id: add.dataset.addTrack, play_next: add.dataset.playNext || "0" });
-    const unlock = event.target.closest("#unlock-audio");
-    if (unlock) { audioContext() && ctx.resume(); unlock.hidden = true; if (room.state) apply(room.state); }
+    // Any click lets the browser play sound: the "click to listen" button, or anything else.
+    if (room.soundBlocked || event.target.closest("#unlock-audio")) unlockAudio();
   });
   const progress = $("#progress");
   if (progress && cfg.canControl) {
@@ -456,10 +466,21 @@
   audioElement.addEventListener("waiting", () => {
     if (engine.kind === "element" && room.state && room.state.status === "playing") send({ type: "buffering" });
   });
+  function unlockAudio() {
+    const unlock = $("#unlock-audio");
+    if (unlock) unlock.hidden = true;
+    Promise.resolve(audioContext() && ctx.resume()).then(checkAutoplay, checkAutoplay);
+    if (room.state && room.loading === null) apply(room.state);  // the element engine plays again here
+  }
+
+  // Sound blocked (autoplay policy): this member hears nothing, so the others see that
+  // instead of a drift; told at once when it starts or ends, not at the next report.
   function checkAutoplay() {
     const c = audioContext();
+    const isBlocked = engine.kind === "webaudio" ? !!(c && c.state === "suspended") : elementBlocked;
     const unlock = $("#unlock-audio");
-    if (unlock) unlock.hidden = !(c && c.state === "suspended");
+    if (unlock) unlock.hidden = !isBlocked;
+    if (isBlocked !== room.soundBlocked) { room.soundBlocked = isBlocked; report(); }
   }
 
   setInterval(correctDrift, 500);
