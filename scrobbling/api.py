@@ -18,6 +18,7 @@ router = Router(tags=["scrobbling"])
 class ErrorOut(Schema):
     error: str
     message: str
+    field: str | None = None
     rejected: list[dict] | None = None
 
 

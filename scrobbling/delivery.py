@@ -9,7 +9,10 @@ ListenBrainz 1000 per request):
 3. on acceptance delete exactly the leased rows (matched by token); what the service ignored
    goes to DeadLetter with its answer. A "try later" answer releases the lease and backs the
    link off (5 s doubling to 4 min, with jitter, or what Retry-After says); an expired
-   session pauses the link and keeps the plays; any other refusal dead-letters the batch.
+   session, or a server address the outbound guard refuses, pauses the link and keeps the
+   plays; any other refusal dead-letters the batch. A ListenBrainz-compatible server that
+   refuses a whole batch (4xx) gets its listens again one per request, so only the listens
+   it refuses are dead-lettered (409 to one listen: it has it already, so it counts as sent).
 
 A worker killed at any instant leaves either rows that were never sent, or leased rows whose
 lease expires, after which the next drain sends them again (at most one repeated batch).
@@ -32,7 +35,7 @@ from django.utils import timezone
 from project import metrics
 from project.realtime import sync_redis
 from scrobbling import services
-from scrobbling.clients import AuthExpired, GiveUp, ItemResult, Listen, RetryLater
+from scrobbling.clients import ACCEPTED, AuthExpired, ClientError, GiveUp, ItemResult, Listen, NotAllowed, RetryLater
 from scrobbling.clients.lastfm import DAILY_LIMIT_CODE, DAILY_LIMIT_RETRY_S
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink, Service
 
@@ -175,44 +178,22 @@ def _send(link: ScrobblerLink, client, token: str, entries: list[BufferEntry], r
     """Send one leased batch; True to go on with the next one."""
     service = link.service
     listens = [listen_of(e.play) for e in entries]
-    result.requests += 1
-    metrics.scrobble_requests.labels(service=service, kind="scrobble").inc()
-    try:
-        if not link.secret:
-            raise AuthExpired("The stored credentials cannot be read (the encryption key changed).")
-        if service == Service.LASTFM:
-            outcomes = client.scrobble(link.secret, listens)
-        else:
-            client.submit(link.secret, listens)
-            outcomes = [ItemResult(accepted=True)] * len(listens)
-    except RetryLater as exc:
-        _release(token)
-        link.failures += 1
-        delay = min(exc.retry_after_s, RETRY_AFTER_MAX_S) if exc.retry_after_s else backoff_s(link.failures)
-        ScrobblerLink.objects.filter(pk=link.pk).update(
-            failures=link.failures, retry_at=timezone.now() + timedelta(seconds=delay), last_error=str(exc)[:500]
-        )
-        metrics.scrobbles_retried.labels(service=service).inc(len(entries))
-        logger.info("scrobbles put off", extra={"service": service, "user_id": link.user_id, "retry_in_s": delay})
-        result.retry_in_s = delay
-        return False
-    except AuthExpired as exc:
-        _release(token)
-        services.link_pause(link=link, reason=str(exc) or "The service no longer accepts the saved login.")
-        logger.warning("scrobbler link paused", extra={"service": service, "user_id": link.user_id})
-        result.paused = True
-        return False
-    except GiveUp as exc:
-        outcomes = [ItemResult(accepted=False, code=exc.code, message=str(exc))] * len(listens)
-        _settle(link, token, entries, listens, outcomes, result, status=exc.status, answer=exc.answer)
-        return True
-    limited = [e.pk for e, o in zip(entries, outcomes, strict=True) if o.code == DAILY_LIMIT_CODE]
+    outcomes, stop = _deliver(link, client, listens, result)
+    # The listens settled (all of them, unless the service said to stop part way through a
+    # batch sent one by one) are settled now; the rest wait.
+    done = len(outcomes)
+    limited = [e.pk for e, o in zip(entries, outcomes, strict=False) if o.code == DAILY_LIMIT_CODE]
     if limited:
         # Over Last.fm's daily limit: these plays wait an hour; the rest of the batch is settled.
         BufferEntry.objects.filter(lease_token=token, id__in=limited).update(lease_until=None, lease_token="")
-        keep = [i for i, e in enumerate(entries) if e.pk not in set(limited)]
-        entries, listens, outcomes = ([seq[i] for i in keep] for seq in (entries, listens, outcomes))
-    _settle(link, token, entries, listens, outcomes, result)
+    keep = [i for i in range(done) if entries[i].pk not in set(limited)]
+    if keep:
+        _settle(link, token, [entries[i] for i in keep], [listens[i] for i in keep], [outcomes[i] for i in keep],
+                result)
+    if stop is not None:
+        _release(token)
+        _put_off(link, stop, waiting=len(entries) - done, result=result)
+        return False
     if limited:
         ScrobblerLink.objects.filter(pk=link.pk).update(
             retry_at=timezone.now() + timedelta(seconds=DAILY_LIMIT_RETRY_S), last_error="Last.fm daily scrobble limit"
@@ -223,18 +204,86 @@ def _send(link: ScrobblerLink, client, token: str, entries: list[BufferEntry], r
     return True
 
 
+def _deliver(link: ScrobblerLink, client, listens: list[Listen],
+             result: DrainResult) -> tuple[list[ItemResult], ClientError | None]:
+    """Send a batch: the outcome of each listen settled, in order, and the error that
+    stopped the sending (then the listens after the outcomes wait for a later drain)."""
+    try:
+        return _request(link, client, listens, result), None
+    except (RetryLater, AuthExpired, NotAllowed) as exc:
+        return [], exc
+    except GiveUp as exc:
+        if link.service == Service.LASTFM or not _refused_as_a_whole(exc):
+            return [ItemResult.refused(exc)] * len(listens), None
+        if len(listens) == 1:
+            return [ACCEPTED if exc.status == 409 else ItemResult.refused(exc)], None
+    # A ListenBrainz-compatible server refused the whole batch for some of its listens
+    # (Maloja answers 409 to an import with two listens in the same second, after keeping
+    # the first): send them again one per request, so that only the listens it really
+    # refuses are dead-lettered. Not by halves: Maloja answers 200 to a request whose first
+    # listen it already has and ignores the rest of it, so a half could be lost silently.
+    outcomes: list[ItemResult] = []
+    for listen in listens:
+        try:
+            _request(link, client, [listen], result)
+            outcomes.append(ACCEPTED)
+        except GiveUp as exc:
+            # 409 to a single listen: the service has a listen at that time already.
+            outcomes.append(ACCEPTED if exc.status == 409 else ItemResult.refused(exc))
+        except (RetryLater, AuthExpired, NotAllowed) as exc:
+            return outcomes, exc
+    return outcomes, None
+
+
+def _refused_as_a_whole(exc: GiveUp) -> bool:
+    """A ListenBrainz answer that refuses a request for what is in it (400, 409, 413, ...)."""
+    return exc.status is not None and 400 <= exc.status < 500
+
+
+def _request(link: ScrobblerLink, client, listens: list[Listen], result: DrainResult) -> list[ItemResult]:
+    """One request to the service: what became of each listen."""
+    result.requests += 1
+    metrics.scrobble_requests.labels(service=link.service, kind="scrobble").inc()
+    if not link.secret:
+        raise AuthExpired("The stored credentials cannot be read (the encryption key changed).")
+    if link.service == Service.LASTFM:
+        return client.scrobble(link.secret, listens)
+    client.submit(link.secret, listens)
+    return [ACCEPTED] * len(listens)
+
+
+def _put_off(link: ScrobblerLink, exc: ClientError, *, waiting: int, result: DrainResult) -> None:
+    """The service said to wait (back off), or that the user must act (pause the link)."""
+    service = link.service
+    if isinstance(exc, RetryLater):
+        link.failures += 1
+        delay = min(exc.retry_after_s, RETRY_AFTER_MAX_S) if exc.retry_after_s else backoff_s(link.failures)
+        ScrobblerLink.objects.filter(pk=link.pk).update(
+            failures=link.failures, retry_at=timezone.now() + timedelta(seconds=delay), last_error=str(exc)[:500]
+        )
+        metrics.scrobbles_retried.labels(service=service).inc(waiting)
+        logger.info("scrobbles put off", extra={"service": service, "user_id": link.user_id, "retry_in_s": delay})
+        result.retry_in_s = delay
+        return
+    # An expired login, or a server address this server no longer calls: the plays are
+    # kept until the user links again (a banner says why).
+    services.link_pause(link=link, reason=str(exc) or "The service no longer accepts the saved login.")
+    logger.warning("scrobbler link paused", extra={"service": service, "user_id": link.user_id})
+    result.paused = True
+
+
 def _release(token: str) -> None:
     BufferEntry.objects.filter(lease_token=token).update(lease_until=None, lease_token="")
 
 
-def _settle(link, token, entries, listens, outcomes, result, *, status=None, answer="") -> None:
+def _settle(link, token, entries, listens, outcomes, result) -> None:
     """Delete the batch's rows (still ours by token); refused ones become dead letters."""
     refused = [(e, listen, o) for e, listen, o in zip(entries, listens, outcomes, strict=True) if not o.accepted]
     with transaction.atomic():
         DeadLetter.objects.bulk_create(
             [DeadLetter(user_id=link.user_id, service=link.service, play_id=e.play_id, payload=_payload(listen),
-                        http_status=status, error_code=o.code, reason=(o.message or "Refused by the service")[:500],
-                        answer=answer or o.message)
+                        http_status=o.status, error_code=o.code, reason=(o.message or "Refused by the service")[:500],
+                        answer=o.answer or o.message)
              for e, listen, o in refused],
             ignore_conflicts=True,
         )
@@ -289,15 +338,23 @@ def sweep() -> list[tuple[int, str]]:
     return sorted(wanted & set(due.values_list("user_id", "service")))
 
 
-def send_now_playing(*, user_id: int, track_id: int) -> int:
-    """Tell each active linked service what the user just started; best effort, never
-    retried (a late "now playing" is wrong). Returns how many services took it."""
+def send_now_playing(*, user_id: int, track_id: int | None, listen: dict | None = None) -> int:
+    """Tell each active linked service what the user just started (a library track, or the
+    `listen` an outside player described); best effort, never retried (a late "now
+    playing" is wrong). Returns how many services took it."""
     from catalog.models import Track
 
-    track = Track.objects.select_related("artist", "album").filter(pk=track_id).first()
-    if track is None:
+    if track_id is not None:
+        track = Track.objects.select_related("artist", "album").filter(pk=track_id).first()
+        if track is None:
+            return 0
+        listen = listen_of(services.PlayInput.of_track(track, played_at=timezone.now(), source="api"))
+    elif listen is not None:
+        listen = Listen(artist=listen["artist"], title=listen["title"], played_at=timezone.now(),
+                        album=listen.get("album") or "", duration_s=listen.get("duration_s"),
+                        mbid=listen.get("mbid") or "")
+    else:
         return 0
-    listen = listen_of(services.PlayInput.of_track(track, played_at=timezone.now(), source="api"))
     sent = 0
     for link in ScrobblerLink.objects.filter(user_id=user_id, status=ScrobblerLink.Status.ACTIVE):
         client = None
@@ -311,7 +368,7 @@ def send_now_playing(*, user_id: int, track_id: int) -> int:
             else:
                 client.playing_now(link.secret, listen)
             sent += 1
-        except AuthExpired as exc:
+        except (AuthExpired, NotAllowed) as exc:
             services.link_pause(link=link, reason=str(exc) or "The service no longer accepts the saved login.")
         except Exception as exc:  # best effort by design: logged, never retried
             logger.info("now playing not sent", extra={"service": link.service, "error": str(exc)[:200]})

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,19 +23,21 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import UNKNOWN_ARTIST, Album, Artist, Track, fold, match_key
-from project import metrics
+from project import metrics, outbound
 from project.realtime import sync_redis
-from scrobbling.clients import AuthExpired, ClientError
+from scrobbling.clients import AuthExpired, ClientError, NotAllowed
 from scrobbling.models import BufferEntry, Play, ScrobblerLink, Service
 
 logger = logging.getLogger(__name__)
 
 MAX_PLAYS_PER_REQUEST = 1000
+MAX_ID = 2**53 - 1  # ids a JSON number carries exactly; a larger one names no row
 MIN_TRACK_S = 30.0  # tracks this short or shorter are never scrobbled
 PLAYED_ENOUGH_S = 240.0  # or half the track, whichever comes first
 EARLIEST_PLAY = datetime(2002, 10, 1, tzinfo=UTC)  # the first scrobble ever
 FUTURE_SLACK = timedelta(hours=1)
 NOW_PLAYING_PAUSED_TTL_S = 30 * 60
+UNKNOWN_LENGTH_NOW_PLAYING_TTL_S = 10 * 60
 NOW_PLAYING_KEY = "chorus:nowplaying"
 
 
@@ -43,11 +47,12 @@ class ScrobbleError(Exception):
     HTTP_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "duplicate": 409, "not_linked": 404,
                    "too_many": 413, "service": 502}
 
-    def __init__(self, code: str, message: str, *, rejected: list[dict] | None = None):
+    def __init__(self, code: str, message: str, *, rejected: list[dict] | None = None, field: str = ""):
         super().__init__(message)
         self.code = code
         self.message = message
         self.rejected = rejected or []
+        self.field = field  # the request field at fault, when there is one
 
     @property
     def http_status(self) -> int:
@@ -55,6 +60,8 @@ class ScrobbleError(Exception):
 
     def as_dict(self) -> dict:
         body = {"error": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
         if self.rejected:
             body["rejected"] = self.rejected
         return body
@@ -114,31 +121,33 @@ def play_counts(*, duration_s: float, played_s: float | None) -> bool:
     return played_s is None or played_s >= min(duration_s / 2, PLAYED_ENOUGH_S)
 
 
-def parse_played_at(value, *, now: datetime | None = None) -> datetime:
-    """ISO 8601 with a time zone, or Unix seconds; within the scrobbling era, at most 1 h ahead."""
+def parse_played_at(value, *, now: datetime | None = None, field: str = "played_at") -> datetime:
+    """ISO 8601 with a time zone, or Unix seconds; within the scrobbling era, at most 1 h
+    ahead. `field` is the name the client gave the value, for the error message."""
     now = now or timezone.now()
     if isinstance(value, bool) or value is None or value == "":
-        raise ItemError("invalid", "played_at is required: ISO 8601 with a time zone, or Unix seconds.")
+        raise ItemError("invalid", f"{field} is required: ISO 8601 with a time zone, or Unix seconds.")
     if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
         value = float(value)
     if isinstance(value, (int, float)):
         try:
             played_at = datetime.fromtimestamp(float(value), tz=UTC)
         except (OverflowError, OSError, ValueError):
-            raise ItemError("invalid", f"played_at {value} is not a valid Unix time.") from None
+            raise ItemError("invalid", f"{field} {str(value)[:30]} is not a valid Unix time.") from None
     elif isinstance(value, str):
         try:
             played_at = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ItemError("invalid", f"played_at {value!r} is not ISO 8601 (e.g. 2026-11-23T13:05:00Z).") from None
+            raise ItemError("invalid", f"{field} {value[:40]!r} is not ISO 8601 (e.g. 2026-11-23T13:05:00Z).") \
+                from None
         if played_at.tzinfo is None:
-            raise ItemError("invalid", f"played_at {value!r} needs a time zone (e.g. a trailing Z for UTC).")
+            raise ItemError("invalid", f"{field} {value[:40]!r} needs a time zone (e.g. a trailing Z for UTC).")
     else:
-        raise ItemError("invalid", "played_at must be an ISO 8601 string or Unix seconds.")
+        raise ItemError("invalid", f"{field} must be an ISO 8601 string or Unix seconds.")
     if played_at < EARLIEST_PLAY:
-        raise ItemError("invalid", "played_at is before 2002-10-01, older than scrobbling itself.")
+        raise ItemError("invalid", f"{field} is before 2002-10-01, older than scrobbling itself.")
     if played_at > now + FUTURE_SLACK:
-        raise ItemError("invalid", "played_at is more than an hour in the future.")
+        raise ItemError("invalid", f"{field} is more than an hour in the future.")
     return played_at
 
 
@@ -168,7 +177,7 @@ def scrobbles_submit(*, user, items: list[dict] | dict, source: str = Play.Sourc
 
 def _validate_items(items: list, *, source: str) -> tuple[list[PlayInput], list[dict]]:
     ids = {item.get("track_id") for item in items if isinstance(item, dict)}
-    ids = {i for i in ids if isinstance(i, int) and not isinstance(i, bool)}
+    ids = {i for i in ids if isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID}
     tracks = Track.objects.select_related("artist", "album").in_bulk(ids) if ids else {}
     now = timezone.now()
     plays: list[PlayInput] = []
@@ -194,13 +203,16 @@ def _validate_item(item, *, tracks: dict[int, Track], source: str, now: datetime
         raise ItemError("invalid", "track_id is required.")
     if not isinstance(track_id, int) or isinstance(track_id, bool):
         raise ItemError("invalid", "track_id must be a whole number.")
+    if not 0 < track_id <= MAX_ID:
+        raise ItemError("not_found", f"No track with id {str(track_id)[:30]}.")
     track = tracks.get(track_id)
     if track is None:
         raise ItemError("not_found", f"No track with id {track_id}.")
     played_at = parse_played_at(item.get("played_at"), now=now)
     played_s = item.get("played_s")
-    if played_s is not None and (isinstance(played_s, bool) or not isinstance(played_s, (int, float)) or played_s < 0):
-        raise ItemError("invalid", "played_s must be a number of seconds from 0.")
+    if played_s is not None and (isinstance(played_s, bool) or not isinstance(played_s, (int, float))
+                                 or not 0 <= played_s <= MAX_DURATION_S or not math.isfinite(played_s)):
+        raise ItemError("invalid", f"played_s must be a number of seconds from 0 to {MAX_DURATION_S}.")
     if track.duration_s <= MIN_TRACK_S:
         raise ItemError("invalid", f"Track {track_id} lasts {track.duration_s:.0f} s: tracks of 30 s or less are not scrobbled.")
     if not play_counts(duration_s=track.duration_s, played_s=played_s):
@@ -430,6 +442,8 @@ def listens_submit(*, user, listen_type, payload) -> RecordResult | None:
         play = listens[0]
         if play.track is not None:
             now_playing_set(user=user, track=play.track, source=Play.Source.EXTERNAL)
+        else:
+            now_playing_listen(user=user, play=play)
         return None
     seen: set[tuple] = set()
     unique = [p for p in listens if not (p.key() in seen or seen.add(p.key()))]
@@ -446,14 +460,16 @@ def _parse_listen(listen, *, timed: bool) -> PlayInput:
     info = meta.get("additional_info") if isinstance(meta.get("additional_info"), dict) else {}
     played_at = timezone.now()
     if timed:
-        if "listened_at" not in listen or isinstance(listen["listened_at"], (bool, str)):
-            raise ItemError("invalid", "listened_at (Unix seconds) is required.")
-        played_at = parse_played_at(listen["listened_at"])
-    duration_s = info.get("duration_ms", None)
-    duration_s = duration_s / 1000 if isinstance(duration_s, (int, float)) and not isinstance(duration_s, bool) \
-        else info.get("duration")
-    if not isinstance(duration_s, (int, float)) or isinstance(duration_s, bool) or duration_s <= 0:
-        duration_s = None
+        listened_at = listen.get("listened_at")
+        if listened_at is None:
+            raise ItemError("invalid", "listened_at is required: the Unix time (seconds) the listen started.")
+        if isinstance(listened_at, bool) or not isinstance(listened_at, (int, float)):
+            raise ItemError("invalid", f"listened_at must be a whole number of Unix seconds, not "
+                                       f"{_json_type(listened_at)}.")
+        played_at = parse_played_at(listened_at, field="listened_at")
+    duration_s = _seconds(info.get("duration_ms"), scale=1000)
+    if duration_s is None:
+        duration_s = _seconds(info.get("duration"))
     release = meta.get("release_name")
     mbid = info.get("recording_mbid")
     client = info.get("submission_client") or info.get("media_player") or ""
@@ -462,6 +478,24 @@ def _parse_listen(listen, *, timed: bool) -> PlayInput:
                      recording_mbid=mbid.strip()[:36] if isinstance(mbid, str) else "",
                      duration_s=float(duration_s) if duration_s else None, source=Play.Source.EXTERNAL,
                      client=client if isinstance(client, str) else "")
+
+
+MAX_DURATION_S = 7 * 24 * 3600  # a longer "track" is a mistake, and is ignored
+
+
+def _seconds(value, *, scale: float = 1) -> float | None:
+    """A positive, finite length in seconds from a JSON number (anything else: unknown)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        seconds = float(value) / scale
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) and 0 < seconds <= MAX_DURATION_S else None
+
+
+def _json_type(value) -> str:
+    return {str: "a string", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _match_tracks(plays: list[PlayInput]) -> None:
@@ -488,8 +522,9 @@ def now_playing_set(*, user, track: Track, position_s: float = 0.0, rate: float 
                     source: str = Play.Source.API, room=None) -> dict:
     """Remember what `user` is playing (TTL: the time left, + 5 s; 30 min while paused) and,
     at the start of a track, send it on to the user's services once."""
-    if isinstance(position_s, bool) or not isinstance(position_s, (int, float)) or position_s < 0:
-        raise ScrobbleError("invalid", "position_s must be a number of seconds from 0.")
+    if isinstance(position_s, bool) or not isinstance(position_s, (int, float)) \
+            or not 0 <= position_s <= MAX_DURATION_S:
+        raise ScrobbleError("invalid", "position_s must be a number of seconds from 0.", field="position_s")
     return now_playing_set_many(users=[user], track=track, position_s=float(position_s), rate=rate, paused=paused,
                                 source=source, room=room)[0]
 
@@ -529,11 +564,38 @@ def now_playing_set_many(*, users: list, track: Track, position_s: float, rate: 
     return entries
 
 
+def now_playing_listen(*, user, play: PlayInput) -> dict:
+    """Now playing from an outside player for a track that is not in the library: shown
+    like the others (without a link to a track) for its duration, or 10 minutes when the
+    player did not say, and sent on to the user's services at its start."""
+    now_ms = int(timezone.now().timestamp() * 1000)
+    entry = {"track_id": None, "title": play.track_title, "artist": play.artist_name, "album": play.album_title,
+             "duration_s": play.duration_s, "position_s": 0.0, "at_ms": now_ms, "paused": False,
+             "source": Play.Source.EXTERNAL, "room": None, "user_id": user.pk, "username": user.get_username()}
+    ttl_s = (play.duration_s or UNKNOWN_LENGTH_NOW_PLAYING_TTL_S) + 5
+    redis = sync_redis()
+    previous = redis.hget(NOW_PLAYING_KEY, str(user.pk))
+    pipe = redis.pipeline(transaction=False)
+    pipe.hset(NOW_PLAYING_KEY, str(user.pk), json.dumps(entry))
+    pipe.zadd(NOW_PLAYING_KEY + ":expires", {str(user.pk): now_ms + int(ttl_s * 1000)})
+    pipe.execute()
+    if play.sendable and _is_new_start(previous, entry) and ScrobblerLink.objects.filter(
+        user=user, status=ScrobblerLink.Status.ACTIVE
+    ).exists():
+        from scrobbling import tasks
+
+        listen = {"artist": play.artist_name, "title": play.track_title, "album": play.album_title,
+                  "duration_s": play.duration_s, "mbid": play.recording_mbid}
+        transaction.on_commit(lambda: tasks.send_now_playing.delay(user.pk, None, listen))
+    return entry
+
+
 def _is_new_start(previous: bytes | None, entry: dict) -> bool:
     if previous is None:
         return True
     before = json.loads(previous)
-    if before["track_id"] != entry["track_id"]:
+    if (before["track_id"], before.get("title"), before.get("artist")) != (entry["track_id"], entry["title"],
+                                                                           entry["artist"]):
         return True
     elapsed_s = 0 if before["paused"] else (entry["at_ms"] - before["at_ms"]) / 1000
     expected_s = before["position_s"] + elapsed_s
@@ -561,7 +623,8 @@ def now_playing_list() -> list[dict]:
     entries = [json.loads(value) for value in redis.hvals(NOW_PLAYING_KEY)]
     for entry in entries:
         if not entry["paused"]:
-            entry["position_s"] = min(entry["duration_s"], entry["position_s"] + (now_ms - entry["at_ms"]) / 1000)
+            position_s = entry["position_s"] + (now_ms - entry["at_ms"]) / 1000
+            entry["position_s"] = min(entry["duration_s"], position_s) if entry["duration_s"] else position_s
     return sorted(entries, key=lambda e: (e["paused"], e["username"]))
 
 
@@ -646,10 +709,12 @@ def lastfm_client():
 
 
 def listenbrainz_client(api_root: str = ""):
+    """The client for a user's own server (`api_root`, called only through the outbound
+    guard) or for LISTENBRAINZ_API_ROOT, which the operator chose."""
     from scrobbling.clients.listenbrainz import ListenBrainzClient
 
     return ListenBrainzClient(api_root=api_root or settings.LISTENBRAINZ_API_ROOT,
-                              timeout_s=settings.SCROBBLING_HTTP_TIMEOUT_S)
+                              timeout_s=settings.SCROBBLING_HTTP_TIMEOUT_S, user_chosen=bool(api_root))
 
 
 def lastfm_connect_url(*, callback_url: str) -> str:
@@ -670,14 +735,29 @@ def lastfm_link(*, user, token: str | None = None, session_key: str | None = Non
     return _link_save(user=user, service=Service.LASTFM, account_name=name, secret=session_key)
 
 
+TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII: what fits in an Authorization header
+TOKEN_MAX_CHARS = 200
+API_ROOT_MAX_CHARS = 300  # ScrobblerLink.api_root
+
+
 def listenbrainz_link(*, user, token: str, api_root: str = "") -> ScrobblerLink:
     """Link a ListenBrainz (or compatible) account; the token is checked with validate-token."""
     token = (token or "").strip()
     api_root = (api_root or "").strip().rstrip("/")
     if not token:
-        raise ScrobbleError("invalid", "Paste your ListenBrainz user token (listenbrainz.org/settings).")
-    if api_root and not api_root.startswith(("http://", "https://")):
-        raise ScrobbleError("invalid", "The server address must start with http:// or https://.")
+        raise ScrobbleError("invalid", "Paste your ListenBrainz user token (listenbrainz.org/settings).", field="token")
+    if len(token) > TOKEN_MAX_CHARS or not TOKEN_CHARS.fullmatch(token):
+        raise ScrobbleError("invalid", "That is not a user token: a token is letters, digits and punctuation "
+                                       f"(no spaces or accented letters), at most {TOKEN_MAX_CHARS} characters.",
+                            field="token")
+    if api_root:
+        if len(api_root) > API_ROOT_MAX_CHARS:
+            raise ScrobbleError("invalid", f"The server address is longer than {API_ROOT_MAX_CHARS} characters.",
+                                field="api_root")
+        try:
+            outbound.check_url(api_root)
+        except outbound.URLRefused as exc:
+            raise ScrobbleError("invalid", str(exc), field="api_root") from None
     with _checking(listenbrainz_client(api_root), refused="ListenBrainz says this token is not valid.") as client:
         name = client.validate_token(token)
     return _link_save(user=user, service=Service.LISTENBRAINZ, account_name=name, secret=token, api_root=api_root)
@@ -691,7 +771,9 @@ def _checking(client, *, refused: str):
     try:
         yield client
     except AuthExpired:
-        raise ScrobbleError("forbidden", refused) from None
+        raise ScrobbleError("forbidden", refused, field="token") from None
+    except NotAllowed as exc:
+        raise ScrobbleError("invalid", str(exc), field="api_root") from None
     except ClientError as exc:
         raise ScrobbleError("service", f"{service} could not be reached to check the link ({exc}); try again.") \
             from None

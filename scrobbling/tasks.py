@@ -16,9 +16,10 @@ def drain_link(user_id: int, service: str) -> None:
 
 
 @shared_task(ignore_result=True)
-def send_now_playing(user_id: int, track_id: int) -> None:
-    """Best effort and never retried: a late "now playing" would be wrong."""
-    delivery.send_now_playing(user_id=user_id, track_id=track_id)
+def send_now_playing(user_id: int, track_id: int | None, listen: dict | None = None) -> None:
+    """Best effort and never retried: a late "now playing" would be wrong. A library track
+    by id, or `listen` (artist, title, album, duration_s, mbid) for one that is not."""
+    delivery.send_now_playing(user_id=user_id, track_id=track_id, listen=listen)
 
 
 @shared_task(ignore_result=True)

@@ -125,7 +125,7 @@ def listenbrainz_link(request):
             link = services.listenbrainz_link(user=request.user, token=form.cleaned_data["token"],
                                               api_root=form.cleaned_data["api_root"])
         except ScrobbleError as exc:
-            form.add_error("token" if exc.code == "forbidden" else None, exc.message)
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             messages.success(request, f"ListenBrainz linked as {link.account_name}.")
             return redirect("scrobbling:services")

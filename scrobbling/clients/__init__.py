@@ -1,8 +1,9 @@
 """Clients for the scrobbling services, one module per protocol, and the types they share.
 
-Every failure is one of three classes: `RetryLater` (try the same thing again later),
-`AuthExpired` (the user must connect the account again) and `GiveUp` (the request itself is
-wrong; retrying cannot help). `answer` holds the service's raw answer for the dead-letter
+Every failure is one of four classes: `RetryLater` (try the same thing again later),
+`AuthExpired` (the user must connect the account again), `NotAllowed` (the server address
+the user gave is one this server does not call: project/outbound.py) and `GiveUp` (the
+request itself is wrong; retrying cannot help). `answer` holds the service's raw answer for the dead-letter
 table; messages and answers never contain the API secret, a session key or a token.
 """
 
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
+
+from project import outbound
 
 ANSWER_MAX_CHARS = 2000
 
@@ -41,6 +44,11 @@ class AuthExpired(ClientError):
         self.status = status
         self.code = code
         self.answer = answer
+
+
+class NotAllowed(ClientError):
+    """The address the user chose resolves to one this server does not connect to
+    (loopback, private, ...; see OUTBOUND_ALLOW_PRIVATE). Nothing was sent."""
 
 
 class GiveUp(ClientError):
@@ -71,17 +79,30 @@ class ItemResult:
     accepted: bool
     code: int | None = None  # Last.fm ignoredMessage code
     message: str = ""
+    status: int | None = None  # HTTP status of a refusal
+    answer: str = ""  # the service's answer to a refusal, for the dead-letter table
+
+    @classmethod
+    def refused(cls, exc: GiveUp) -> ItemResult:
+        return cls(accepted=False, code=exc.code, message=str(exc), status=exc.status, answer=exc.answer)
+
+
+ACCEPTED = ItemResult(accepted=True)
 
 
 class HttpClient:
     """What every client shares: its API root, a timeout on every call, and an httpx client
-    (its own, closed by close(), or one passed in and left open)."""
+    (its own, closed by close(), or one passed in and left open). `user_chosen`: the API
+    root came from a user, so the client's sockets go through the outbound guard."""
 
-    def __init__(self, *, api_root: str, timeout_s: float = 10.0, http: httpx.Client | None = None):
+    def __init__(self, *, api_root: str, timeout_s: float = 10.0, http: httpx.Client | None = None,
+                 user_chosen: bool = False):
         self.api_root = api_root
         self.timeout_s = timeout_s
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(timeout=timeout_s)
+        if http is None:
+            http = outbound.http_client(timeout_s=timeout_s) if user_chosen else httpx.Client(timeout=timeout_s)
+        self._http = http
 
     def __repr__(self) -> str:  # never the secrets a subclass holds
         return f"{type(self).__name__}(api_root={self.api_root!r})"

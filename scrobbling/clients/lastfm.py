@@ -152,10 +152,18 @@ def _scrobble_results(body: dict[str, Any], count: int) -> list[ItemResult]:
     if isinstance(items, dict):  # one scrobble comes back as an object, several as a list
         items = [items]
     results = [_item_result(item) for item in items] if isinstance(items, list) else []
-    if len(results) != count or None in results:
-        raise GiveUp(f"Last.fm track.scrobble: answer does not list {count} scrobbles", status=200,
-                     answer=json.dumps(body)[:ANSWER_MAX_CHARS])
-    return results
+    if len(results) == count and None not in results:
+        return results
+    attr = scrobbles.get("@attr") if isinstance(scrobbles, dict) else None
+    accepted = _int(attr.get("accepted")) if isinstance(attr, dict) else None
+    ignored = _int(attr.get("ignored", 0)) if isinstance(attr, dict) else None
+    if accepted == count and ignored == 0:
+        # Every scrobble accepted, but not listed one by one: trust the counts (refusing
+        # them here would dead-letter plays Last.fm has, and a resend would count them twice).
+        return [ItemResult(accepted=True)] * count
+    detail = f"accepted {accepted} of {count} without saying which" if accepted is not None \
+        else f"does not list {count} scrobbles"
+    raise GiveUp(f"Last.fm track.scrobble: answer {detail}", status=200, answer=json.dumps(body)[:ANSWER_MAX_CHARS])
 
 
 def _item_result(item: Any) -> ItemResult | None:

@@ -10,11 +10,13 @@ from typing import Any
 
 import httpx
 
+from project import outbound
 from scrobbling.clients import (
     AuthExpired,
     GiveUp,
     HttpClient,
     Listen,
+    NotAllowed,
     RetryLater,
     answer_text,
     retry_after_s,
@@ -29,8 +31,9 @@ SUBMISSION_CLIENT_VERSION = "1"
 class ListenBrainzClient(HttpClient):
     """The ListenBrainz API; the user's token is passed per call."""
 
-    def __init__(self, *, api_root: str, timeout_s: float = 10.0, http: httpx.Client | None = None):
-        super().__init__(api_root=api_root.rstrip("/"), timeout_s=timeout_s, http=http)
+    def __init__(self, *, api_root: str, timeout_s: float = 10.0, http: httpx.Client | None = None,
+                 user_chosen: bool = False):
+        super().__init__(api_root=api_root.rstrip("/"), timeout_s=timeout_s, http=http, user_chosen=user_chosen)
 
     def validate_token(self, token: str) -> str:
         """The user name the token belongs to; AuthExpired when ListenBrainz says it is not valid."""
@@ -64,6 +67,13 @@ class ListenBrainzClient(HttpClient):
         headers = {"Authorization": f"Token {token.strip()}"}
         try:
             response = self._http.request(method, url, headers=headers, json=document, timeout=self.timeout_s)
+        except outbound.AddressRefused as exc:
+            raise NotAllowed(str(exc)) from exc
+        except UnicodeEncodeError as exc:  # a token saved before tokens were checked
+            raise AuthExpired(f"ListenBrainz {endpoint}: the saved token has characters a token cannot have") \
+                from exc
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise NotAllowed(f"The server address {self.api_root[:100]} is not valid ({exc}).") from exc
         except httpx.TimeoutException as exc:
             raise RetryLater(f"ListenBrainz {endpoint}: no answer within {self.timeout_s}s") from exc
         except httpx.RequestError as exc:
@@ -76,8 +86,10 @@ def _listen_json(listen: Listen, *, timed: bool) -> dict[str, Any]:
         "submission_client": SUBMISSION_CLIENT,
         "submission_client_version": SUBMISSION_CLIENT_VERSION,
     }
-    if listen.duration_s is not None and listen.duration_s > 0:
-        info["duration_ms"] = round(listen.duration_s * 1000)
+    if listen.duration_s is not None and listen.duration_s >= 0.5:
+        # Whole seconds as `duration`: ListenBrainz takes it (and refuses a listen carrying
+        # both duration and duration_ms), Maloja reads only this one.
+        info["duration"] = round(listen.duration_s)
     if listen.mbid:
         info["recording_mbid"] = listen.mbid
     if listen.track_number is not None and listen.track_number > 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from scrobbling import services
@@ -30,6 +32,13 @@ def fake_listenbrainz(settings):
     settings.LISTENBRAINZ_API_ROOT = fake.url
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def allow_loopback(settings):
+    """Users may link servers on this machine (the fakes listen on 127.0.0.1): what an
+    operator does with OUTBOUND_ALLOW_PRIVATE for a Maloja next to Chorus."""
+    settings.OUTBOUND_ALLOW_PRIVATE = [ipaddress.ip_network("127.0.0.0/8")]
 
 
 @pytest.fixture(autouse=True)

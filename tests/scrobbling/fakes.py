@@ -8,7 +8,9 @@ Each fake is a `ThreadingHTTPServer` on 127.0.0.1 (a free port) in a daemon thre
 
 Every request is recorded in `fake.requests` (method, path, params, json, headers, body, and the
 status answered). Scripting: `fake.fail_next(n, status=..., error_code=..., headers=..., body=...)`
-makes the next n API requests answer with that instead, and `fake.delay_s` delays every answer.
+makes the next n API requests answer with that instead, `fake.delay_s` delays every answer, and
+`fake.redirect_to = "http://..."` answers every request with a 307 to that origin (same path).
+`host` picks the loopback address the fake listens on (127.0.0.2 is another "server").
 State (`tokens`, `sessions`, `scrobbles`, `listens`, ...) is plain dicts; touch it under `fake.lock`
 while a client may be calling.
 """
@@ -112,9 +114,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # benchmarks open many connections at once
 
-    def __init__(self, fake: FakeServer):
+    def __init__(self, fake: FakeServer, host: str = "127.0.0.1"):
         self.fake = fake
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__((host, 0), _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that gave up (timeout tests) is not an error of the fake."""
@@ -128,18 +130,20 @@ class FakeServer:
 
     api_prefix = "/"  # fail_next applies to requests under this path
 
-    def __init__(self) -> None:
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.lock = threading.RLock()
         self.requests: list[RecordedRequest] = []
         self.delay_s = 0.0
-        self._failures: deque[Failure] = deque()
+        self.redirect_to: str | None = None
+        self._failures: deque[Failure | None] = deque()
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> Self:
         self._stopping.clear()
-        self._httpd = _Server(self)
+        self._httpd = _Server(self, self.host)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=type(self).__name__, daemon=True)
         self._thread.start()
@@ -168,9 +172,11 @@ class FakeServer:
         return f"http://{host}:{port}"
 
     def fail_next(self, n: int = 1, *, status: int | None = None, error_code: int | None = None,
-                  headers: dict[str, str] | None = None, body: Any = None) -> None:
-        """Answer the next n API requests with this failure (body: str/bytes as is, else JSON)."""
+                  headers: dict[str, str] | None = None, body: Any = None, after: int = 0) -> None:
+        """Answer the next n API requests (after `after` answered normally) with this failure
+        (body: str/bytes as is, else JSON)."""
         with self.lock:
+            self._failures.extend([None] * after)
             self._failures.extend(Failure(status, error_code, dict(headers or {}), body) for _ in range(n))
 
     def handle(self, request: RecordedRequest) -> Reply:
@@ -182,7 +188,12 @@ class FakeServer:
             self._stopping.wait(self.delay_s)
         try:
             with self.lock:
-                reply = self.failure_reply(failure) if failure is not None else self.route(request)
+                if self.redirect_to is not None:
+                    reply = Reply(307, b"", {"Location": self.redirect_to.rstrip("/") + request.path})
+                elif failure is not None:
+                    reply = self.failure_reply(failure)
+                else:
+                    reply = self.route(request)
         except Exception:
             logger.exception("%s failed on %s %s", type(self).__name__, request.method, request.path)
             reply = text_reply(500, "fake server error")
@@ -444,15 +455,18 @@ class FakeListenBrainz(FakeServer):
 
     tokens: token -> user name. listens: user name -> accepted listens, in order (exact resubmits
     of listened_at + track_name + artist_name are dropped). playing_now: user name -> listen.
+    refuse_titles: a submission with a listen of one of these track names is refused as a
+    whole with 400 (as ListenBrainz refuses a document for one bad listen).
     """
 
     api_prefix = "/1/"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        super().__init__(host=host)
         self.tokens: dict[str, str] = {}
         self.listens: dict[str, list[dict[str, Any]]] = {}
         self.playing_now: dict[str, dict[str, Any]] = {}
+        self.refuse_titles: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -466,10 +480,10 @@ class FakeListenBrainz(FakeServer):
         return token
 
     def fail_next(self, n: int = 1, *, status: int | None = None, error_code: int | None = None,
-                  headers: dict[str, str] | None = None, body: Any = None) -> None:
+                  headers: dict[str, str] | None = None, body: Any = None, after: int = 0) -> None:
         if error_code is not None:
             raise ValueError("ListenBrainz errors have no codes of their own; script a status")
-        super().fail_next(n, status=status, headers=headers, body=body)
+        super().fail_next(n, status=status, headers=headers, body=body, after=after)
 
     def failure_reply(self, failure: Failure) -> Reply:
         status = failure.status or 503
@@ -507,6 +521,9 @@ class FakeListenBrainz(FakeServer):
         except ValueError as exc:
             return lb_error(400, f"Cannot parse JSON document: {exc}")
         problem = submission_problem(document)
+        if not problem and any(listen["track_metadata"]["track_name"] in self.refuse_titles
+                               for listen in document["payload"]):
+            problem = "Scripted refusal of a listen."
         if problem:
             return lb_error(400, problem)
         if document["listen_type"] == "playing_now":
@@ -586,6 +603,11 @@ def metadata_problem(metadata: Any) -> str:
     info = metadata.get("additional_info", {})
     if not isinstance(info, dict):
         return "additional_info must be an object."
+    if "duration" in info and "duration_ms" in info:
+        return "JSON document should not contain both duration and duration_ms."
+    for key in ("duration", "duration_ms"):
+        if key in info and (not isinstance(info[key], int) or isinstance(info[key], bool) or info[key] <= 0):
+            return f"Value for {key} is invalid, should be a positive integer."
     for key in ("recording_mbid", "release_mbid", "release_group_mbid", "track_mbid"):
         if key in info and not _is_uuid(info[key]):
             return f"{key} MBID format invalid."
@@ -598,3 +620,54 @@ def _is_uuid(value: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+# --- Maloja (its ListenBrainz-compatible API) -----------------------------------------------
+
+
+class FakeMaloja(FakeListenBrainz):
+    """Maloja's ListenBrainz API (maloja/apis/listenbrainz.py) at `url` (the root; endpoints
+    under /1/). Maloja keeps one scrobble per second and goes through a submission in order,
+    keeping each listen as it goes:
+
+    - a listen it already has (same second, same track) ends the request with 200 ok, and
+      the rest of the request is ignored;
+    - a listen in a second it already has for another track ends it with 409
+      (`{"error": "Scrobble with the same timestamp already exists."}`), the listens before
+      it kept;
+    - playing_now is answered ok and forgotten; the length is read from
+      additional_info.duration (seconds) only.
+    """
+
+    def _submit_listens(self, request: RecordedRequest) -> Reply:
+        token = _auth_token(request)
+        if not token:
+            return lb_error(401, "You need to provide an Authorization header.")
+        user_name = self.tokens.get(token)
+        if user_name is None:
+            return lb_error(401, "Incorrect Authorization")
+        try:
+            document = json.loads(request.body.decode("utf-8"))
+            listen_type, payload = document["listen_type"], document["payload"]
+        except (ValueError, KeyError, TypeError):
+            return lb_error(400, "Invalid JSON document submitted.")
+        if listen_type == "playing_now":
+            return json_reply(200, {"status": "ok"})
+        stored = self.listens.setdefault(user_name, [])
+        by_second = {listen["listened_at"]: listen for listen in stored}
+        for listen in payload:
+            metadata = listen["track_metadata"]
+            second = int(listen["listened_at"])
+            kept = by_second.get(second)
+            if kept is not None:
+                same = (kept["track_name"], kept["artist_name"]) == (metadata["track_name"], metadata["artist_name"])
+                if same:
+                    return json_reply(200, {"status": "ok"})
+                return json_reply(409, {"error": "Scrobble with the same timestamp already exists."})
+            info = metadata.get("additional_info") or {}
+            scrobble = {"listened_at": second, "track_name": metadata["track_name"],
+                        "artist_name": metadata["artist_name"], "album": metadata.get("release_name"),
+                        "length_s": info.get("duration")}
+            stored.append(scrobble)
+            by_second[second] = scrobble
+        return json_reply(200, {"status": "ok"})

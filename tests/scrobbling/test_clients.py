@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from scrobbling.clients import AuthExpired, GiveUp, ItemResult, Listen, RetryLater
+from scrobbling.clients import AuthExpired, GiveUp, ItemResult, Listen, NotAllowed, RetryLater
 from scrobbling.clients.lastfm import LastfmClient
 from scrobbling.clients.listenbrainz import ListenBrainzClient
 from tests.scrobbling.fakes import lastfm_signature
@@ -297,6 +297,18 @@ def test_fake_lastfm_refuses_scrobbles_by_get_and_without_timestamp(fake_lastfm,
     assert fake_lastfm.scrobbles == {}
 
 
+def test_scrobble_counts_without_a_list_are_trusted_when_all_were_accepted(lastfm, fake_lastfm, session_key):
+    fake_lastfm.fail_next(1, status=200, body={"scrobbles": {"@attr": {"accepted": "2", "ignored": "0"}}})
+    results = lastfm.scrobble(session_key, [make_listen(0), make_listen(1)])
+    assert results == [ItemResult(accepted=True)] * 2
+
+
+def test_scrobble_counts_that_do_not_say_which_were_ignored_are_give_up(lastfm, fake_lastfm, session_key):
+    fake_lastfm.fail_next(1, status=200, body={"scrobbles": {"@attr": {"accepted": 1, "ignored": 1}}})
+    with pytest.raises(GiveUp, match="accepted 1 of 2 without saying which"):
+        lastfm.scrobble(session_key, [make_listen(0), make_listen(1)])
+
+
 # --- ListenBrainz -------------------------------------------------------------------------
 
 
@@ -322,7 +334,7 @@ def test_one_listen_is_single_and_carries_full_metadata(listenbrainz, fake_liste
         "listened_at": int(listen.played_at.timestamp()),
         "track_metadata": {
             "artist_name": "Ärtist", "track_name": "Sóng", "release_name": "Albüm",
-            "additional_info": {"duration_ms": 214600, "recording_mbid": MBID, "tracknumber": 3,
+            "additional_info": {"duration": 215, "recording_mbid": MBID, "tracknumber": 3,
                                 "submission_client": "Chorus", "submission_client_version": "1"},
         },
     }]
@@ -337,7 +349,7 @@ def test_several_listens_are_an_import_in_order(listenbrainz, fake_listenbrainz,
     assert [(item["listened_at"], item["track_metadata"]["track_name"]) for item in stored] == [
         (int(listen.played_at.timestamp()), listen.title) for listen in listens]
     assert "release_name" not in stored[0]["track_metadata"]
-    assert "duration_ms" not in stored[0]["track_metadata"]["additional_info"]
+    assert "duration" not in stored[0]["track_metadata"]["additional_info"]
 
 
 def test_playing_now_has_no_listened_at(listenbrainz, fake_listenbrainz, lb_token):
@@ -421,6 +433,28 @@ def test_listenbrainz_connection_refused_is_retry_later(closed_url):
     client.close()
 
 
+def test_a_user_chosen_server_on_this_machine_is_not_allowed(fake_listenbrainz, lb_token, settings):
+    settings.OUTBOUND_ALLOW_PRIVATE = []
+    client = ListenBrainzClient(api_root=fake_listenbrainz.url, timeout_s=2, user_chosen=True)
+    with pytest.raises(NotAllowed, match="private address"):
+        client.submit(lb_token, [make_listen()])
+    client.close()
+    assert fake_listenbrainz.requests == []
+
+
+def test_a_malformed_stored_server_address_is_not_allowed_rather_than_a_crash():
+    client = ListenBrainzClient(api_root="http://[::1", timeout_s=2, user_chosen=True)
+    with pytest.raises(NotAllowed, match="not valid"):
+        client.validate_token("token")
+    client.close()
+
+
+def test_a_saved_token_that_cannot_be_sent_is_auth_expired(listenbrainz, fake_listenbrainz):
+    with pytest.raises(AuthExpired, match="characters a token cannot have"):
+        listenbrainz.submit("jeton-été", [make_listen()])
+    assert fake_listenbrainz.requests == []
+
+
 def _lb_listen(**overrides) -> dict:
     listen = {"listened_at": int(time.time()) - 60, "track_metadata": {"artist_name": "A", "track_name": "T"}}
     return {**listen, **overrides}
@@ -436,6 +470,9 @@ def _lb_listen(**overrides) -> dict:
      "listened_at"),
     ({"listen_type": "single", "payload": [_lb_listen(track_metadata={"artist_name": "A"})]}, "track_name"),
     ({"listen_type": "playing_now", "payload": [_lb_listen()]}, "must not contain listened_at"),
+    ({"listen_type": "single", "payload": [_lb_listen(track_metadata={
+        "artist_name": "A", "track_name": "T", "additional_info": {"duration": 200, "duration_ms": 200000}})]},
+     "both duration and duration_ms"),
 ])
 def test_fake_listenbrainz_refuses_what_the_real_one_refuses(fake_listenbrainz, lb_token, document, error):
     content = document if isinstance(document, bytes) else json.dumps(document).encode()

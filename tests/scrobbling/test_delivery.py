@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY
 from scrobbling import delivery, services, tasks
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
 from tests.factories import UserFactory, make_track
-from tests.scrobbling.fakes import FakeListenBrainz, lastfm_signature
+from tests.scrobbling.fakes import FakeListenBrainz, FakeMaloja, lastfm_signature
 
 LASTFM = "lastfm"
 LISTENBRAINZ = "listenbrainz"
@@ -511,6 +511,91 @@ def test_listenbrainz_429_waits_as_long_as_x_ratelimit_reset_in_says(alice, song
     assert stored_listens(fake_listenbrainz, "alice_lb") == unix(times)
 
 
+# --- a batch refused as a whole: one listen per request ---------------------------------------
+
+
+@pytest.fixture
+def maloja(allow_loopback):
+    """The user's own Maloja (its ListenBrainz API), on this machine."""
+    fake = FakeMaloja().start()
+    yield fake
+    fake.stop()
+
+
+def test_maloja_refusing_an_import_for_two_listens_in_one_second_loses_no_play(alice, song, maloja):
+    other = make_track("Army of Me", "Björk", "Post", duration_s=234.0)
+    link(alice, LISTENBRAINZ, maloja.add_user("alice"), account="alice", api_root=maloja.url)
+    t0, t1, t2 = play_times(3)
+    record(alice, song, [t0, t1, t2])
+    record(alice, other, [t1])  # the same second as song's second play
+
+    result = delivery.drain(user_id=alice.pk, service=LISTENBRAINZ)
+
+    # Maloja kept t0 and t1 of the import, then refused it with 409; one per request, it
+    # answers ok to what it has, 409 to the other track in t1's second, and keeps t2.
+    assert [r.status for r in maloja.requests if r.path == "/1/submit-listens"] == [409, 200, 200, 409, 200]
+    assert [r.json["listen_type"] for r in maloja.requests[1:]] == ["single"] * 4
+    assert (result.sent, result.dead) == (4, 0)
+    assert not DeadLetter.objects.exists()
+    assert buffered(alice, LISTENBRAINZ) == 0
+    assert [(s["listened_at"], s["track_name"]) for s in maloja.listens["alice"]] == [
+        (int(t0.timestamp()), "Jóga"), (int(t1.timestamp()), "Jóga"), (int(t2.timestamp()), "Jóga")]
+    assert {s["length_s"] for s in maloja.listens["alice"]} == {305}  # Maloja reads `duration` (s)
+
+
+def test_a_listenbrainz_batch_refused_for_one_listen_dead_letters_only_that_one(alice, song, fake_listenbrainz):
+    link_listenbrainz(alice, fake_listenbrainz)
+    bad = make_track("Refused Song", "Björk", "Post", duration_s=200.0)
+    t0, t1, t2 = play_times(3)
+    record(alice, song, [t0, t2])
+    [refused] = record(alice, bad, [t1])
+    fake_listenbrainz.refuse_titles = {"Refused Song"}
+
+    result = delivery.drain(user_id=alice.pk, service=LISTENBRAINZ)
+
+    assert (result.sent, result.dead) == (2, 1)
+    assert [d["listen_type"] for d in submissions(fake_listenbrainz)] == ["import", "single", "single", "single"]
+    assert stored_listens(fake_listenbrainz, "alice_lb") == unix([t0, t2])
+    [letter] = DeadLetter.objects.filter(user=alice)
+    assert (letter.play_id, letter.http_status) == (refused.pk, 400)
+    assert "Scripted refusal of a listen." in letter.answer
+    assert buffered(alice, LISTENBRAINZ) == 0
+
+
+def test_a_try_later_answer_part_way_through_keeps_the_plays_not_yet_sent(alice, song, fake_listenbrainz):
+    link_listenbrainz(alice, fake_listenbrainz)
+    bad = make_track("Refused Song", "Björk", "Post", duration_s=200.0)
+    times = play_times(4)
+    record(alice, song, [times[0], times[2], times[3]])
+    record(alice, bad, [times[1]])
+    fake_listenbrainz.refuse_titles = {"Refused Song"}
+    # the import (400), the first single (ok), the refused one (400), then 503
+    fake_listenbrainz.fail_next(1, status=503, after=3)
+
+    result = delivery.drain(user_id=alice.pk, service=LISTENBRAINZ)
+
+    assert (result.sent, result.dead) == (1, 1)
+    assert result.retry_in_s is not None
+    assert stored_listens(fake_listenbrainz, "alice_lb") == unix(times[:1])
+    assert BufferEntry.objects.filter(user=alice, lease_token="").count() == 2
+    assert DeadLetter.objects.count() == 1
+    back_off_over(alice, LISTENBRAINZ)
+    assert delivery.drain(user_id=alice.pk, service=LISTENBRAINZ).sent == 2
+    assert stored_listens(fake_listenbrainz, "alice_lb") == unix([times[0], times[2], times[3]])
+
+
+def test_a_lastfm_answer_with_counts_but_no_list_is_trusted(alice, song, fake_lastfm):
+    link_lastfm(alice, fake_lastfm)
+    record(alice, song, play_times(3))
+    fake_lastfm.fail_next(1, status=200, body={"scrobbles": {"@attr": {"accepted": 3, "ignored": 0}}})
+
+    result = delivery.drain(user_id=alice.pk, service=LASTFM)
+
+    assert (result.sent, result.dead) == (3, 0)
+    assert not DeadLetter.objects.exists()
+    assert buffered(alice, LASTFM) == 0
+
+
 # --- dead letters: requeue by staff -----------------------------------------------------------
 
 
@@ -779,7 +864,7 @@ def test_link_scrobbler_refuses_a_bad_listenbrainz_token(alice, fake_listenbrain
 
 
 def test_link_scrobbler_api_root_sends_that_users_listens_to_their_own_server(
-    alice, bob, song, fake_listenbrainz, own_listenbrainz
+    alice, bob, song, fake_listenbrainz, own_listenbrainz, allow_loopback
 ):
     token = own_listenbrainz.add_user("alice_maloja")
     call_command("link_scrobbler", "alice", "listenbrainz", "--token", token, "--api-root", own_listenbrainz.url + "/",

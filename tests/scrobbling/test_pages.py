@@ -344,7 +344,7 @@ def test_a_good_listenbrainz_token_links_the_account(alice_client, alice, fake_l
     assert "Linked as <strong>lb_alice</strong>" in card(page, "listenbrainz")
 
 
-def test_listenbrainz_on_a_self_hosted_server(alice_client, alice, fake_listenbrainz, settings):
+def test_listenbrainz_on_a_self_hosted_server(alice_client, alice, fake_listenbrainz, settings, allow_loopback):
     settings.LISTENBRAINZ_API_ROOT = "http://127.0.0.1:9"  # nothing there: the form's server is used
     token = fake_listenbrainz.add_user("maloja_me")
     response = alice_client.post("/scrobbles/services/listenbrainz",
