@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 # How often a running import writes its counters (seconds), so progress bars move.
 PROGRESS_INTERVAL_S = 0.5
+MAX_IMPORT_PATH_CHARS = 1024  # as the import form and ImportJob.path allow
 UPLOAD_SUFFIXES = {".mp3", ".flac", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".wav", ".aif", ".aiff", ".wma", ".wv"}
 
 
@@ -156,20 +157,32 @@ def track_mark_missing(*, track: Track) -> None:
 
 
 def validate_import_path(path: str, *, restrict_to_library: bool) -> Path:
-    if not path or not path.strip():
+    if not isinstance(path, str) or not path.strip():
         raise ValidationError("Give the folder to import.")
-    folder = Path(path.strip()).expanduser()
-    if not folder.is_absolute():
-        folder = Path(settings.LIBRARY_DIR) / folder
-    folder = folder.resolve()
-    if restrict_to_library:
-        library = Path(settings.LIBRARY_DIR).resolve()
-        if folder != library and library not in folder.parents:
-            raise ValidationError(f"Only folders inside the library folder ({library}) can be imported from the web.")
-    if not folder.exists():
-        raise ValidationError(f"No such folder: {folder}")
-    if not folder.is_dir() and not folder.is_file():
-        raise ValidationError(f"Not a folder or file: {folder}")
+    if len(path) > MAX_IMPORT_PATH_CHARS:
+        raise ValidationError(f"The path is too long: at most {MAX_IMPORT_PATH_CHARS} characters.")
+    if "\x00" in path:
+        raise ValidationError("The path contains a NUL character.")
+    try:
+        folder = Path(path.strip()).expanduser()
+        if not folder.is_absolute():
+            folder = Path(settings.LIBRARY_DIR) / folder
+        folder = folder.resolve()
+        if len(str(folder)) > MAX_IMPORT_PATH_CHARS:
+            raise ValidationError(f"The path is too long: at most {MAX_IMPORT_PATH_CHARS} characters.")
+        if restrict_to_library:
+            library = Path(settings.LIBRARY_DIR).resolve()
+            if folder != library and library not in folder.parents:
+                raise ValidationError(
+                    f"Only folders inside the library folder ({library}) can be imported from the web."
+                )
+        if not folder.exists():
+            raise ValidationError(f"No such folder: {folder}")
+        if not folder.is_dir() and not folder.is_file():
+            raise ValidationError(f"Not a folder or file: {folder}")
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a lone surrogate, ...
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable path"
+        raise ValidationError(f"Cannot use that path: {reason}.") from None
     return folder
 
 

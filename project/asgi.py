@@ -20,6 +20,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from project.accounts.ws import OriginCheck, TokenAuthMiddleware
 from project.flow import flow_control
 from project.routing import websocket_urlpatterns
+from project.wsclose import allow_rfc_close_codes
+
+allow_rfc_close_codes()  # so that a message over 64 KiB really closes with 1009, not 1011
 
 # Move everything loaded so far (Django, the apps) out of the collector's sight and collect
 # less often: with 1,000 sockets open, full collections of ~300k long-lived objects took

@@ -1,5 +1,7 @@
 """Middleware of the project itself (request ids and access logs are in project/logs.py)."""
 
+from django.http import HttpResponseBadRequest, JsonResponse
+
 
 class SyncChain:
     """The innermost middleware, synchronous only. Under ASGI, Django runs a chain of
@@ -17,3 +19,29 @@ class SyncChain:
 
     def __call__(self, request):
         return self.get_response(request)
+
+
+class RefuseNulInUrl:
+    """A NUL character in the path or query string (`%00`) is refused with 400 before any
+    view sees it: no page or endpoint has a use for one, and PostgreSQL text cannot hold it,
+    so a lookup by such a slug or search would fail with a 500 instead."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or any("\x00" in key or "\x00" in value for key, value in _query_items(request)):
+            message = "The address contains a NUL character (%00)."
+            if request.path.startswith("/api/"):
+                return JsonResponse({"error": "invalid", "message": message}, status=400)
+            return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
+def _query_items(request):
+    for key, values in request.GET.lists():
+        for value in values:
+            yield key, value

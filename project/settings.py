@@ -117,6 +117,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "project.logs.RequestIdMiddleware",
+    "project.middleware.RefuseNulInUrl",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -210,6 +211,7 @@ CELERY_BEAT_SCHEDULE = {
 
 NINJA_PAGINATION_PER_PAGE = 50
 NINJA_PAGINATION_MAX_LIMIT = 500
+NINJA_PAGINATION_CLASS = "project.pagination.LimitOffset"  # offsets bounded too
 
 # Listening rooms (see docs/protocol.md).
 ROOMS_TICK_S = config.get_float("ROOMS_TICK_S", 5.0, minimum=0.1)

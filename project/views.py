@@ -60,5 +60,10 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
+    request_id = getattr(request, "id", "")
+    if request.path.startswith("/api/"):  # API clients get JSON, even from outside the API's own handlers
+        return JsonResponse({"error": "server_error", "request_id": request_id,
+                             "message": f"The server failed to answer; quote request id {request_id} when reporting it."},
+                            status=500)
     # No context processors that touch the database: the error may be the database.
     return HttpResponseServerError(get_template("500.html").render({"request_id": getattr(request, "id", "")}))

@@ -14,6 +14,7 @@ router = Router(tags=["rooms"])
 class ErrorOut(Schema):
     error: str
     message: str
+    field: str | None = None
     state: dict | None = None
 
 
@@ -43,6 +44,8 @@ class ControlIn(Schema):
 
 def _error(exc: RoomError):
     body = {"error": exc.code, "message": exc.message}
+    if exc.field is not None:
+        body["field"] = exc.field
     if exc.state is not None:
         body["state"] = events.current_state_event(exc.state.room_id, reason="change")
     return Status(exc.http_status, body)

@@ -3,7 +3,7 @@ services, broadcasts via the realtime hub (see rooms.runtime)."""
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 import uuid
 from collections import deque
@@ -12,11 +12,16 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from project import inputs
 from project.realtime import encode
 from rooms import events, presence, runtime, selectors, services
 from rooms.services import RoomError
 
-MAX_MESSAGE_BYTES = 64 * 1024
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024  # UTF-8 bytes of one text frame; larger ones close the socket with 1009
+MAX_REQUEST_ID_CHARS = 200
+MAX_CLOCK_MS = 1e15  # |t0| of a time.ping: any clock in ms (epoch or performance.now())
 CLOSE_CODES = {"not_authenticated": 4401, "forbidden": 4403, "not_found": 4404}
 
 
@@ -90,31 +95,42 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if bytes_data is not None or text_data is None:
             await self._error("invalid", "Send JSON text frames.")
             return
-        if len(text_data) > MAX_MESSAGE_BYTES:
+        if inputs.is_larger_than(text_data, MAX_MESSAGE_BYTES):
             await self.close(code=1009)
             return
         try:
-            message = json.loads(text_data)
-        except ValueError:
-            await self._error("invalid", "That is not valid JSON.")
+            message = inputs.json_loads(text_data)
+        except inputs.InputError as exc:
+            await self._error("invalid", exc.message, field=exc.field)
             return
         if not isinstance(message, dict):
             await self._error("invalid", "Send a JSON object with a type.")
             return
         request_id = message.get("request_id")
-        if request_id is not None and not isinstance(request_id, (str, int)):
+        if isinstance(request_id, bool) or not isinstance(request_id, str | int) or (
+            isinstance(request_id, str) and len(request_id) > MAX_REQUEST_ID_CHARS
+        ):
             request_id = None
         try:
             await self._dispatch(message, received_ms, request_id)
         except RoomError as exc:
-            await self._error(exc.code, exc.message, request_id, state=exc.state)
+            await self._error(exc.code, exc.message, request_id, state=exc.state, field=exc.field)
+        except Exception:
+            # A bug, not the client's fault: say so and keep the socket (and the room) going.
+            logger.exception("room message failed", extra={"room_id": self.room.pk, "type": str(message.get("type"))[:40]})
+            await self._error("server_error", "The server could not handle that message; it has been logged.",
+                              request_id)
 
     async def _dispatch(self, message: dict, received_ms: float, request_id) -> None:
         kind = message.get("type")
         if kind == "time.ping":
             t0 = message.get("t0")
-            if isinstance(t0, bool) or not isinstance(t0, (int, float)):
-                raise RoomError("invalid", "time.ping needs t0, the client's clock in ms.")
+            if isinstance(t0, bool) or not isinstance(t0, int | float):
+                raise RoomError("invalid", "time.ping needs t0, the client's clock in ms.", field="t0")
+            try:
+                inputs.number(t0, field="t0", minimum=-MAX_CLOCK_MS, maximum=MAX_CLOCK_MS)
+            except inputs.InputError as exc:
+                raise RoomError.from_input(exc) from None
             await self.send(text_data=encode(
                 {"type": "time.pong", "t0": t0, "t1": received_ms, "t2": time.time() * 1000}
             ))
@@ -139,7 +155,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 sound_blocked=message.get("sound_blocked", False),
             )
         else:
-            raise RoomError("invalid", "type must be time.ping, control, ready, buffering or report.")
+            raise RoomError("invalid", "type must be time.ping, control, ready, buffering or report.", field="type")
 
     def _rate_limit(self) -> None:
         now = time.monotonic()
@@ -149,8 +165,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             raise RoomError("rate_limited", f"At most {settings.ROOMS_CONTROLS_PER_SECOND} controls a second; slow down.")
         self.control_times.append(now)
 
-    async def _error(self, code: str, message: str, request_id=None, *, state=None) -> None:
+    async def _error(self, code: str, message: str, request_id=None, *, state=None, field=None) -> None:
         event = {"type": "error", "code": code, "message": message}
+        if field is not None:
+            event["field"] = field
         if request_id is not None:
             event["request_id"] = request_id
         if state is not None:

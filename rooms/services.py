@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from catalog.models import Track
+from project import inputs
 from project.realtime import broadcast_on_commit
 from rooms import events, presence
 from rooms.models import Membership, PlaybackState, QueueEntry, Room
@@ -32,6 +33,10 @@ ACTIONS = {"play", "pause", "stop", "seek", "next", "previous", "select", "volum
 # "previous" within this many seconds of a track's start goes to the previous track;
 # later, it restarts the current one (as every player does).
 PREVIOUS_RESTART_S = 3.0
+# Bounds of the numbers members send (every one finite: see project/inputs.py).
+MAX_POSITION_S = 7 * 24 * 3600.0  # a seek beyond any track; the track's length is checked after
+MAX_REPORT_MS = 3_600_000  # clock offset, round trip and drift in a sync report
+MAX_ID = 2**63 - 1  # ids and versions are bigints
 
 
 class RoomError(Exception):
@@ -39,11 +44,16 @@ class RoomError(Exception):
 
     HTTP_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409, "rate_limited": 429}
 
-    def __init__(self, code: str, message: str, *, state: PlaybackState | None = None):
+    def __init__(self, code: str, message: str, *, state: PlaybackState | None = None, field: str | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.state = state
+        self.field = field
+
+    @classmethod
+    def from_input(cls, exc: inputs.InputError) -> RoomError:
+        return cls("invalid", exc.message, field=exc.field)
 
     @property
     def http_status(self) -> int:
@@ -52,6 +62,20 @@ class RoomError(Exception):
 
 def topic(room_id: int) -> str:
     return f"room.{room_id}"
+
+
+def _number(value, *, field: str, minimum: float | None = None, maximum: float | None = None) -> float:
+    try:
+        return inputs.number(value, field=field, minimum=minimum, maximum=maximum)
+    except inputs.InputError as exc:
+        raise RoomError.from_input(exc) from None
+
+
+def _whole(value, *, field: str, minimum: int = 1, maximum: int = MAX_ID) -> int:
+    try:
+        return inputs.whole_number(value, field=field, minimum=minimum, maximum=maximum)
+    except inputs.InputError as exc:
+        raise RoomError.from_input(exc) from None
 
 
 # --- rooms and members --------------------------------------------------------------
@@ -160,7 +184,8 @@ def room_update(*, room: Room, actor, name: str | None = None, visibility: str |
 def member_set_role(*, room: Room, actor, user_id: int, role: str) -> Membership:
     _require_host(room, actor)
     if role not in (Membership.Role.DJ, Membership.Role.LISTENER, Membership.Role.HOST):
-        raise RoomError("invalid", "role must be host, dj or listener.")
+        raise RoomError("invalid", "role must be host, dj or listener.", field="role")
+    user_id = _whole(user_id, field="user_id")
     membership = Membership.objects.filter(room=room, user_id=user_id).first()
     if membership is None:
         raise RoomError("not_found", "That person is not a member of this room.")
@@ -179,8 +204,7 @@ def member_set_role(*, room: Room, actor, user_id: int, role: str) -> Membership
 
 def queue_add(*, room: Room, actor, track_id, play_next: bool = False) -> QueueEntry:
     _require_control(room, actor)
-    if not isinstance(track_id, int) or isinstance(track_id, bool):
-        raise RoomError("invalid", "track_id must be a whole number.")
+    track_id = _whole(track_id, field="track_id")
     track = Track.objects.filter(pk=track_id).first()
     if track is None:
         raise RoomError("not_found", f"No track with id {track_id}.")
@@ -213,8 +237,7 @@ def queue_remove(*, room: Room, actor, entry_id) -> None:
 def queue_move(*, room: Room, actor, entry_id, to_index) -> None:
     """Move an entry to `to_index` (0-based) in the queue."""
     _require_control(room, actor)
-    if not isinstance(to_index, int) or isinstance(to_index, bool) or to_index < 0:
-        raise RoomError("invalid", "to_index must be a whole number from 0.")
+    to_index = _whole(to_index, field="to_index", minimum=0)
     with transaction.atomic():
         Room.objects.select_for_update().filter(pk=room.pk).first()
         entry = _entry_of_room(room, entry_id)
@@ -227,8 +250,7 @@ def queue_move(*, room: Room, actor, entry_id, to_index) -> None:
 
 
 def _entry_of_room(room: Room, entry_id) -> QueueEntry:
-    if not isinstance(entry_id, int) or isinstance(entry_id, bool):
-        raise RoomError("invalid", "entry_id must be a whole number.")
+    entry_id = _whole(entry_id, field="entry_id")
     entry = QueueEntry.objects.filter(pk=entry_id).select_related("track").first()
     if entry is None or entry.room_id != room.pk:
         raise RoomError("not_found", f"Entry {entry_id} is not in this room's queue.")
@@ -250,28 +272,24 @@ class Control:
 def parse_control(data: dict) -> Control:
     """Validate a control message (websocket or HTTP) or raise RoomError('invalid')."""
     action = data.get("action")
-    if action not in ACTIONS:
-        raise RoomError("invalid", f"action must be one of {', '.join(sorted(ACTIONS))}.")
+    if not isinstance(action, str) or action not in ACTIONS:
+        raise RoomError("invalid", f"action must be one of {', '.join(sorted(ACTIONS))}.", field="action")
+    # Every number finite and bounded: NaN passes every comparison below unnoticed.
     values = {}
-    for field in ("position_s", "volume"):
+    for field, maximum in (("position_s", MAX_POSITION_S), ("volume", None)):
         value = data.get(field)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise RoomError("invalid", f"{field} must be a number.")
-        values[field] = None if value is None else float(value)
+        values[field] = None if value is None else _number(value, field=field, minimum=0.0, maximum=maximum)
     for field in ("entry_id", "version"):
         value = data.get(field)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise RoomError("invalid", f"{field} must be a whole number.")
-        values[field] = value
+        values[field] = None if value is None else _whole(value, field=field, minimum=0)
     if action == "seek" and values["position_s"] is None:
-        raise RoomError("invalid", "seek needs position_s.")
+        raise RoomError("invalid", "seek needs position_s.", field="position_s")
     if action == "select" and values["entry_id"] is None:
-        raise RoomError("invalid", "select needs entry_id.")
-    if action == "volume":
-        if values["volume"] is None:
-            raise RoomError("invalid", "volume needs volume (0 to 1).")
-        if not 0 <= values["volume"] <= 1:
-            raise RoomError("invalid", "volume must be between 0 and 1.")
+        raise RoomError("invalid", "select needs entry_id.", field="entry_id")
+    if values["volume"] is not None and values["volume"] > 1:
+        raise RoomError("invalid", "volume must be between 0 and 1.", field="volume")
+    if action == "volume" and values["volume"] is None:
+        raise RoomError("invalid", "volume needs volume (0 to 1).", field="volume")
     return Control(action=action, **values)
 
 
@@ -438,8 +456,9 @@ def scrobble_if_due(*, room_id: int) -> int:
 def member_ready(*, room: Room, user, entry_id) -> PlaybackState | None:
     """A member has `entry_id` loaded at the waiting position; start when everyone has."""
     membership_for(room=room, user=user)
-    if not isinstance(entry_id, int) or isinstance(entry_id, bool):
-        raise RoomError("invalid", "ready needs entry_id.")
+    if entry_id is None:
+        raise RoomError("invalid", "ready needs entry_id.", field="entry_id")
+    entry_id = _whole(entry_id, field="entry_id")
     presence.mark_ready(room.pk, entry_id, user.pk)
     return start_if_ready(room_id=room.pk)
 
@@ -559,15 +578,17 @@ def _wait_timed_out(state: PlaybackState, now: int) -> bool:
 
 
 def save_report(*, room: Room, user, offset_ms, rtt_ms, drift_ms, sound_blocked=False) -> None:
-    for name, value in (("offset_ms", offset_ms), ("rtt_ms", rtt_ms), ("drift_ms", drift_ms)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 3_600_000:
-            raise RoomError("invalid", f"report needs {name} as a number of milliseconds.")
-    if rtt_ms < 0:
-        raise RoomError("invalid", "rtt_ms cannot be negative.")
+    """A member's sync figures, shown to the others; the round trips also set how far ahead
+    a start is scheduled (lead_ms), so each is checked finite and in range before it is kept."""
+    figures = {}
+    for name, value, minimum in (("offset_ms", offset_ms, -MAX_REPORT_MS), ("rtt_ms", rtt_ms, 0),
+                                 ("drift_ms", drift_ms, -MAX_REPORT_MS)):
+        if value is None:
+            raise RoomError("invalid", f"report needs {name} as a number of milliseconds.", field=name)
+        figures[name] = _number(value, field=name, minimum=minimum, maximum=MAX_REPORT_MS)
     if not isinstance(sound_blocked, bool):
-        raise RoomError("invalid", "sound_blocked must be true or false.")
-    before = presence.save_report(room.pk, user.pk, offset_ms=float(offset_ms), rtt_ms=float(rtt_ms),
-                                  drift_ms=float(drift_ms), sound_blocked=sound_blocked)
+        raise RoomError("invalid", "sound_blocked must be true or false.", field="sound_blocked")
+    before = presence.save_report(room.pk, user.pk, sound_blocked=sound_blocked, **figures)
     if sound_blocked != bool((before or {}).get("sound_blocked")):
         presence.mark_members_dirty(room.pk)  # everyone sees it within a moment, not at the next tick
 

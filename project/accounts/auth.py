@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 from asgiref.sync import sync_to_async
-from ninja.security import HttpBearer, django_auth
+from ninja.security import HttpBearer, SessionAuth
 
 from project.accounts.services import bearer_from_header, token_authenticate
 
@@ -20,8 +20,19 @@ class BearerToken(HttpBearer):
         return user
 
 
+class SessionWithCsrf(SessionAuth):
+    """The browser session, whose unsafe requests need the CSRF token. A request without a
+    logged-in session is simply not authenticated by it (401), rather than refused as a CSRF
+    failure (403): the CSRF check only matters when there is a session to forge."""
+
+    def __call__(self, request):
+        if not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
+
+
 # The API accepts a bearer token, or the browser session (with CSRF) for the web UI.
-api_auth = [BearerToken(), django_auth]
+api_auth = [BearerToken(), SessionWithCsrf()]
 
 
 async def arequest_user(request):

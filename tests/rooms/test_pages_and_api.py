@@ -125,7 +125,8 @@ def test_http_api_applies_the_same_rules(client, room, tokens, tracks):
     assert response.status_code == 403
     response = client.post(f"/api/rooms/{room.slug}/control", {"action": "seek"}, content_type="application/json", **bearer(tokens["hana"]))
     assert response.status_code == 400
-    assert response.json() == {"error": "invalid", "message": "seek needs position_s.", "state": None}
+    assert response.json() == {"error": "invalid", "message": "seek needs position_s.", "field": "position_s",
+                               "state": None}
     response = client.post(f"/api/rooms/{room.slug}/control", {"action": "pause", "version": 99}, content_type="application/json", **bearer(tokens["hana"]))
     assert response.status_code == 409
     assert response.json()["state"]["version"] == 0
