@@ -7,6 +7,12 @@ For every room with local sockets (or radio listeners) the process keeps the las
 - asks the services to auto-advance at the end of a track or to stop waiting after the
   timeout; both are compare-and-set on the state version, so when several processes ask
   at once exactly one change happens.
+
+When Redis goes away the clock keeps going: ticks still reach the local sockets, and each
+step that needs Redis fails alone and is tried again at its next turn. Once the hub has
+subscribed again (`resync`), the runtime reads the room from the database and sends every
+local socket its state, queue and settings (whatever was published meanwhile never came),
+and puts its members back in the presence set (a restarted Redis may have lost it).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import redis
 from channels.db import database_sync_to_async
 from django.conf import settings
 
@@ -55,6 +62,7 @@ class RoomRuntime:
         self._last_members_check = 0.0
         self._asked_version: int | None = None
         self._scrobble_version: int | None = None
+        self._redis_away = False
 
     # -- state cache -----------------------------------------------------------------
     def on_frame(self, topic: str, frame: str) -> None:
@@ -81,22 +89,30 @@ class RoomRuntime:
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.sleep(CHECK_INTERVAL_S)
-                await self._check_clock()
-                # Big rooms announce less often: the list itself grows with the room.
-                members_interval_s = MEMBERS_INTERVAL_S + len(self.members) / 250
-                if time.monotonic() - self._last_members_check >= members_interval_s:
-                    self._last_members_check = time.monotonic()
-                    await database_sync_to_async(self._announce_if_dirty)()
-                if time.monotonic() - self._last_tick >= settings.ROOMS_TICK_S:
-                    self._last_tick = time.monotonic()
-                    await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("room runtime step failed", extra={"room_id": self.room_id})
-                await asyncio.sleep(1)
+            await asyncio.sleep(CHECK_INTERVAL_S)
+            await self._step(self._check_clock)
+            # Big rooms announce less often: the list itself grows with the room.
+            members_interval_s = MEMBERS_INTERVAL_S + len(self.members) / 250
+            if time.monotonic() - self._last_members_check >= members_interval_s:
+                self._last_members_check = time.monotonic()
+                await self._step(database_sync_to_async(self._announce_if_dirty))
+            if time.monotonic() - self._last_tick >= settings.ROOMS_TICK_S:
+                self._last_tick = time.monotonic()
+                await self._step(self.tick)
+
+    async def _step(self, step: Callable[[], Awaitable[object]]) -> None:
+        """Run one step of the clock; a failure ends that step only, never the loop."""
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except (redis.RedisError, OSError) as exc:
+            if not self._redis_away:  # once per outage, not five times a second
+                self._redis_away = True
+                logger.warning("room clock without Redis (%s); ticks go on", exc, extra={"room_id": self.room_id})
+        except Exception:
+            logger.exception("room runtime step failed", extra={"room_id": self.room_id})
+            await asyncio.sleep(1)
 
     async def _check_clock(self) -> None:
         state = self.state
@@ -109,18 +125,28 @@ class RoomRuntime:
             heard_s = events.heard_at(state, now)
             if state["version"] != self._scrobble_version and play_counts(duration_s=duration_s, played_s=heard_s):
                 self._scrobble_version = state["version"]
-                await database_sync_to_async(services.scrobble_if_due)(room_id=self.room_id)
+                try:  # idempotent (the play's start time): a failed attempt is made again
+                    await database_sync_to_async(services.scrobble_if_due)(room_id=self.room_id)
+                except Exception:
+                    self._scrobble_version = None
+                    raise
             if position_s >= duration_s:
-                self._asked_version = state["version"]
-                await database_sync_to_async(services.advance_if_ended)(room_id=self.room_id, version=state["version"])
+                await self._ask(services.advance_if_ended, state, version=state["version"])
         elif state["status"] == "waiting" and now - state["anchor_ms"] >= settings.ROOMS_WAIT_TIMEOUT_S * 1000:
-            self._asked_version = state["version"]
-            await database_sync_to_async(services.start_if_ready)(room_id=self.room_id)
+            await self._ask(services.start_if_ready, state)
+
+    async def _ask(self, service: Callable, state: dict, **kwargs) -> None:
+        """Ask once per state version; a compare-and-set that failed is asked again."""
+        self._asked_version = state["version"]
+        try:
+            await database_sync_to_async(service)(room_id=self.room_id, **kwargs)
+        except Exception:
+            self._asked_version = None
+            raise
 
     async def tick(self) -> None:
-        """Refresh presence, announce member changes, and send every local socket a tick."""
-        connections = [(m.user_id, m.conn_id) for m in self.members.values() if m.user_id is not None]
-        await database_sync_to_async(self._refresh_members)(connections)
+        """Send every local socket a tick, then refresh presence and announce member changes
+        (the tick first: it needs no Redis, so it goes out while Redis is away)."""
         if self.state is not None and self.members:
             frame = encode(dict(self.state, reason="tick", server_ms=presence.now_ms()))
             for member in [m for m in self.members.values() if m.user_id is not None]:
@@ -128,6 +154,37 @@ class RoomRuntime:
                     await member.send(frame)
                 except Exception:
                     logger.debug("tick to a closing socket failed", exc_info=True)
+        await database_sync_to_async(self._refresh_members)(self._connections())
+        self._redis_away = False  # presence was written: Redis answers
+
+    def _connections(self) -> list[tuple[int, str]]:
+        return [(m.user_id, m.conn_id) for m in self.members.values() if m.user_id is not None]
+
+    async def resync(self, topic: str) -> None:
+        """The hub subscribed again after losing Redis: send every local socket the room as
+        the database has it now (reason "resync"), and put the members back online."""
+        state, queue, room_settings = await database_sync_to_async(self._current_events)()
+        self.remember(state)  # unless a newer change arrived first
+        frames = [encode(dict(self.state, reason="resync", server_ms=presence.now_ms())), encode(queue),
+                  encode(room_settings)]
+        for member in list(self.members.values()):
+            for frame in frames:
+                try:
+                    await member.send(frame)
+                except Exception:
+                    logger.debug("resync to a closing socket failed", exc_info=True)
+                    break
+        self._last_tick = time.monotonic()
+        await self._step(database_sync_to_async(self._rejoin_presence))
+
+    def _current_events(self) -> tuple[dict, dict, dict]:
+        room = Room.objects.get(pk=self.room_id)
+        return (events.current_state_event(self.room_id, reason="resync"), events.queue_event(room),
+                events.room_event(room))
+
+    def _rejoin_presence(self) -> None:
+        presence.touch(self.room_id, self._connections())
+        presence.mark_members_dirty(self.room_id)  # the next check announces the list
 
     def _announce_if_dirty(self) -> None:
         if presence.take_members_dirty(self.room_id):
@@ -155,6 +212,7 @@ async def attach(room_id: int, member: Member) -> RoomRuntime:
     if runtime is None:
         runtime = _runtimes[_key(room_id)] = RoomRuntime(room_id)
         get_hub().add_listener(runtime.topic, runtime.on_frame)
+        get_hub().add_resubscribe_hook(runtime.topic, runtime.resync)
     runtime.members[member.conn_id] = member
     await get_hub().subscribe(runtime.topic, hash(member.conn_id), member.send)
     runtime.start()
@@ -171,4 +229,5 @@ async def detach(room_id: int, member: Member) -> None:
     if not runtime.members and not runtime.extra_listeners:
         _runtimes.pop(_key(room_id), None)
         get_hub().remove_listener(runtime.topic, runtime.on_frame)
+        get_hub().remove_resubscribe_hook(runtime.topic, runtime.resync)
         await runtime.stop()

@@ -38,6 +38,7 @@ class PrivateRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or _free_port()
         self.process: subprocess.Popen | None = None
+        self.answered_at = 0.0
         self.log_path = self.directory / f"redis-{self.port}.log"
 
     def url(self, db: int = 0) -> str:
@@ -56,8 +57,9 @@ class PrivateRedis:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}: {self.log()[-2000:]}")
             if self.answers():
+                self.answered_at = time.monotonic()  # (time.monotonic) when PING was first answered
                 return self
-            time.sleep(0.02)
+            time.sleep(0.005)
         self.kill()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {START_TIMEOUT_S} s")
 
