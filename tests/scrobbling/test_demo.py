@@ -27,8 +27,3 @@ def test_the_demo_history_is_exactly_what_the_90_day_chart_counts(demo_tracks, s
     assert sum(count for _, count in chart) == recorded == Play.objects.filter(user=user).count()
     assert not Play.objects.filter(user=user, played_at__gt=timezone.now()).exists()
 
-
-def test_the_demo_history_is_made_once(demo_tracks):
-    user = UserFactory()
-    assert demo.history_create(user=user) > 0
-    assert demo.history_create(user=user) == 0
