@@ -26,6 +26,12 @@ urlpatterns = [
     # The same at the root, for clients that drop the path of their base URL (liblistenbrainz).
     path("1/submit-listens", listenbrainz_compat.submit_listens),
     path("1/validate-token", listenbrainz_compat.validate_token),
+    # With a trailing slash too; anything else under the ListenBrainz root: a JSON 404.
+    path("apis/listenbrainz/1/submit-listens/", listenbrainz_compat.submit_listens),
+    path("apis/listenbrainz/1/validate-token/", listenbrainz_compat.validate_token),
+    path("1/submit-listens/", listenbrainz_compat.submit_listens),
+    path("1/validate-token/", listenbrainz_compat.validate_token),
+    path("apis/listenbrainz/<path:rest>", listenbrainz_compat.unknown_endpoint),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_safe
 from redis import RedisError
 
 from catalog import selectors as catalog_selectors
-from scrobbling import services as scrobbling_services
+from scrobbling import selectors as scrobbling_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def listening_now(request):
 def _listening_now() -> list[dict] | None:
     """Who plays what, with how far along (None when Redis cannot be asked: the page still works)."""
     try:
-        entries = scrobbling_services.now_playing_list()
+        entries = scrobbling_selectors.listening_now()
     except RedisError:
         logger.warning("listening now: Redis is not answering", exc_info=True)
         return None

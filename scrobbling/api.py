@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 
 from catalog.models import Track
+from project import inputs
 from scrobbling import selectors, services
 from scrobbling.models import Play, Service
 from scrobbling.services import ScrobbleError
@@ -26,8 +25,8 @@ ERRORS = {400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: Error
 
 
 class NowPlayingIn(Schema):
-    track_id: int
-    position_s: float = 0.0
+    track_id: int = Field(ge=1, le=inputs.MAX_SAFE_INTEGER)
+    position_s: float = Field(0.0, allow_inf_nan=False)  # the range is the service's
     paused: bool = False
 
 
@@ -62,7 +61,7 @@ def now_playing_stop(request):
 
 @router.get("/now-playing", response=list[dict], summary="Who is listening to what right now")
 def now_playing_list(request):
-    return services.now_playing_list()
+    return selectors.listening_now()
 
 
 class PlayIn(Schema):
@@ -87,9 +86,9 @@ SCROBBLES_DOC = {
              summary="Record plays: one object, or a list of up to 1000 (offline plays)")
 def scrobbles_submit(request):
     try:
-        body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return _error(ScrobbleError("invalid", "The body is not JSON."))
+        body = inputs.json_loads(request.body or b"null")
+    except inputs.InputError as exc:
+        return _error(ScrobbleError("invalid", exc.message, field=exc.field or "body"))
     try:
         result = services.scrobbles_submit(user=request.auth, items=body, source=_source(request))
     except ScrobbleError as exc:
@@ -109,9 +108,9 @@ def scrobbles_list(request, filters: Query[HistoryFilter]):
     if not 1 <= filters.limit <= 500:
         return _error(ScrobbleError("invalid", "limit is from 1 to 500."))
     try:
-        before = services.parse_played_at(filters.before) if filters.before else None
+        before = services.parse_played_at(filters.before, field="before") if filters.before else None
     except services.ItemError as exc:
-        return _error(ScrobbleError("invalid", exc.message.replace("played_at", "before")))
+        return _error(ScrobbleError("invalid", exc.message, field="before"))
     plays = selectors.history(user=request.auth, limit=filters.limit, before=before)
     return {"plays": [play_out(p) for p in plays],
             "next_before": plays[-1].played_at.isoformat() if len(plays) == filters.limit else None}

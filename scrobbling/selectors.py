@@ -8,6 +8,7 @@ from django.db.models import Count, IntegerField, Max, Min, OuterRef, QuerySet, 
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from scrobbling import services
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink, Service
 
 PERIODS = {"week": 7, "month": 30, "year": 365, "all": None}
@@ -115,6 +116,18 @@ def link_statuses(*, user) -> list[dict]:
             "last_sent_at": link.last_sent_at if link else None,
         })
     return statuses
+
+
+def listening_now() -> list[dict]:
+    """Who is listening to what right now, as anyone signed in may see it (the home page and
+    GET /api/scrobbling/now-playing): a private room is only "a private room", without its
+    name, address or id."""
+    entries = services.now_playing_list()
+    for entry in entries:
+        room = entry.get("room")
+        if room and room.get("private"):
+            entry["room"] = {"id": None, "name": None, "slug": None, "private": True}
+    return entries
 
 
 def paused_links_with_waiting(*, user) -> list[ScrobblerLink]:

@@ -8,6 +8,7 @@ database); requests the library would never send are made with the Django test c
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,7 @@ from liblistenbrainz.errors import InvalidAuthTokenException
 from catalog.models import Track
 from project.accounts.services import token_create, token_revoke
 from scrobbling import services
-from scrobbling.models import Play
+from scrobbling.models import Play, ScrobblerLink
 from tests.factories import make_track
 
 PREFIX = "/apis/listenbrainz"
@@ -224,3 +225,132 @@ def test_validate_token_without_a_token_is_a_400(client):
     response = client.get(VALIDATE_URL)
     assert response.status_code == 400
     assert response.json()["code"] == 400
+
+
+# --- big bodies, wrong types, wrong methods (ListenBrainz-style JSON answers throughout) --------
+
+
+def rich_listen(index: int) -> dict:
+    """A listen as a rich client sends it (MusicBrainz ids, tags, player details): ~3 kB."""
+    info = {"recording_mbid": MBID, "release_mbid": MBID, "artist_mbids": [MBID] * 3, "tracknumber": index % 12 + 1,
+            "tags": [f"tag-{index}-{n}" for n in range(40)], "media_player": "mpv", "submission_client": "rich",
+            "spotify_id": "https://open.spotify.com/track/" + "x" * 22, "duration_ms": 305000,
+            "comment": "é" * 1500}
+    return {"listened_at": ago(days=5) + 300 * index,
+            "track_metadata": {"artist_name": "Björk", "track_name": f"Song {index}", "release_name": "Homogenic",
+                               "additional_info": info}}
+
+
+def test_a_1000_listen_import_over_djangos_upload_limit_is_accepted(asgi_server, alice, alice_token, settings):
+    document = json.dumps({"listen_type": "import", "payload": [rich_listen(i) for i in range(1000)]}).encode()
+    assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE < len(document) < 10_240_000  # about 3 MB
+
+    answer = requests.post(asgi_server.url + SUBMIT_URL, data=document, timeout=60,
+                           headers={"Authorization": f"Token {alice_token}", "Content-Type": "application/json"})
+
+    assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
+    assert Play.objects.filter(user=alice).count() == 1000
+
+
+def test_a_body_over_what_listenbrainz_accepts_is_a_json_413(client, alice_token, caplog):
+    document = json.dumps({"listen_type": "import", "payload": [listen()], "padding": "x" * 10_240_000})
+    status, answer = submit(client, document, alice_token)
+    assert (status, answer["code"]) == (413, 413)
+    assert "10240000 bytes" in answer["error"]
+    assert not Play.objects.exists()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_big_import_through_the_test_client_logs_no_error(client, alice, alice_token, caplog):
+    document = json.dumps({"listen_type": "import", "payload": [rich_listen(i) for i in range(1000)]})
+    assert submit(client, document, alice_token) == (200, {"status": "ok"})
+    assert Play.objects.filter(user=alice).count() == 1000
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize(("value", "needle"), [
+    ("1700000000", "listened_at must be a whole number of Unix seconds, not a string"),
+    ([1700000000], "listened_at must be a whole number of Unix seconds, not a list"),
+    (None, "listened_at is required"),
+    (1_000_000_000, "listened_at is before 2002-10-01"),
+    (4_000_000_000, "listened_at is more than an hour in the future"),
+])
+def test_listened_at_errors_name_listened_at_and_say_what_is_wrong(client, alice_token, value, needle):
+    status, answer = submit(client, {"listen_type": "single", "payload": [listen(listened_at=value)]}, alice_token)
+    assert (status, answer["code"]) == (400, 400)
+    assert needle in answer["error"]
+    assert "played_at" not in answer["error"]
+    assert not Play.objects.exists()
+
+
+@pytest.mark.parametrize("body", [
+    '{"listen_type": "single", "payload": [{"listened_at": NaN, "track_metadata": {}}]}',
+    '{"listen_type": "single", "payload": [{"listened_at": 1e400, "track_metadata": {}}]}',
+    '{"listen_type": "single", "payload": [{"listened_at": ' + "9" * 400 + ', "track_metadata": {}}]}',
+    "[" * 20000,
+    '{"listen_type": "single", "payload": ' + "[" * 5000 + "]" * 5000 + "}",
+], ids=["nan", "infinity", "huge_integer", "deeply_nested", "nested_payload"])
+def test_hostile_json_is_a_400_not_a_500(client, alice_token, body, caplog):
+    status, answer = submit(client, body, alice_token)
+    assert (status, answer["code"]) == (400, 400)
+    assert answer["error"].startswith("Cannot parse JSON document")
+    assert not Play.objects.exists()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_wrong_methods_trailing_slashes_and_unknown_paths_get_listenbrainz_json(client, alice_token):
+    response = client.get(SUBMIT_URL, headers={"Authorization": f"Token {alice_token}"})
+    assert (response.status_code, response.json()["code"], response["Allow"]) == (405, 405, "POST")
+    response = client.post(VALIDATE_URL, headers={"Authorization": f"Token {alice_token}"})
+    assert (response.status_code, response.json()["code"]) == (405, 405)
+
+    for path in (SUBMIT_URL + "/", "/1/submit-listens/"):
+        response = client.post(path, data=json.dumps({"listen_type": "single", "payload": [listen()]}),
+                               content_type="application/json", headers={"Authorization": f"Token {alice_token}"})
+        assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert client.get(VALIDATE_URL + "/", headers={"Authorization": f"Token {alice_token}"}).json()["valid"] is True
+
+    response = client.get(f"{PREFIX}/1/user/alice/listens")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == 404
+    assert Play.objects.count() == 1
+
+
+# --- playing_now for a track that is not in the library ---------------------------------------
+
+
+@pytest.fixture
+def eager_celery():
+    from project.celery import app
+
+    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield app
+    app.conf.task_always_eager, app.conf.task_eager_propagates = before
+
+
+def test_playing_now_for_a_track_not_in_the_library_is_shown_and_sent_on(
+    eager_celery, client, alice, alice_token, fake_listenbrainz, django_capture_on_commit_callbacks
+):
+    ScrobblerLink.objects.create(user=alice, service="listenbrainz", account_name="alice_lb",
+                                 secret=fake_listenbrainz.add_user("alice_lb"))
+    playing = {"track_metadata": {"artist_name": "Sigur Rós", "track_name": "Hoppípolla", "release_name": "Takk...",
+                                  "additional_info": {"duration_ms": 268000}}}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert submit(client, {"listen_type": "playing_now", "payload": [playing]}, alice_token) == (
+            200, {"status": "ok"})
+
+    [entry] = services.now_playing_list()
+    assert (entry["username"], entry["track_id"], entry["title"], entry["artist"], entry["duration_s"]) == (
+        "alice", None, "Hoppípolla", "Sigur Rós", 268.0)
+    forwarded = fake_listenbrainz.playing_now["alice_lb"]["track_metadata"]
+    assert (forwarded["track_name"], forwarded["artist_name"], forwarded["release_name"]) == (
+        "Hoppípolla", "Sigur Rós", "Takk...")
+    assert forwarded["additional_info"]["duration"] == 268
+    client.force_login(alice)
+    home = client.get("/listening-now")
+    assert home.status_code == 200
+    assert "Hoppípolla" in home.content.decode()
+    assert not Play.objects.exists()
