@@ -26,8 +26,9 @@ import redis
 
 from project.run import BASE_DIR, Supervisor
 
-COPIED = ["Makefile", "Procfile", "manage.py", "pyproject.toml", "project", "catalog", "rooms", "scrobbling",
-          "livefeed", "templates", "requirements"]
+# Everything at the top of the checkout but these (so that a new app is copied too).
+NOT_COPIED = {".git", ".venv", "var", ".env", "tests", "docs", "bench", ".ci", ".ruff_cache", ".pytest_cache", "media",
+              "__pycache__"}
 START_TIMEOUT_S = 180
 WAIT_S = 60
 
@@ -110,8 +111,10 @@ def make_run(tmp_path_factory):
     if shutil.which("make") is None or shutil.which("redis-server") is None:
         pytest.fail("make and redis-server are needed (make test installs redis-server)")
     root = tmp_path_factory.mktemp("chorus-copy")
-    for name in COPIED:
-        source = BASE_DIR / name
+    for source in BASE_DIR.iterdir():
+        name = source.name
+        if name in NOT_COPIED:
+            continue
         if source.is_dir():
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
