@@ -298,6 +298,7 @@
     const track = state.track;
     setText("#now-title", track ? track.title : "Nothing playing");
     setText("#now-artist", track ? [track.artist, track.album].filter(Boolean).join(" · ") : "Add tracks to the queue, then press play.");
+    for (const sel of ["#now-title", "#now-artist"]) { const node = $(sel); if (node) node.title = node.textContent; }
     setText("#now-status", { playing: "Playing", paused: "Paused", stopped: "Stopped", waiting: "Getting everyone ready…" }[state.status]);
     $("#room").dataset.status = state.status;
     const playButton = $("#btn-play");
@@ -338,6 +339,7 @@
       title.innerHTML = `<strong></strong><span class="muted"></span>`;
       title.querySelector("strong").textContent = entry.track.title;
       title.querySelector("span").textContent = ` ${entry.track.artist} · ${fmt(entry.track.duration_s)}`;
+      title.title = `${entry.track.title} · ${entry.track.artist}`;
       li.appendChild(title);
       if (cfg.canControl) {
         const tools = document.createElement("span");
