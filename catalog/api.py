@@ -75,6 +75,7 @@ class ImportOut(Schema):
 class ErrorOut(Schema):
     error: str
     message: str
+    field: str | None = None
 
 
 @router.get("/tracks", response=list[TrackOut], summary="Tracks, searched by title, artist or album")
@@ -107,7 +108,7 @@ def create_import(request, payload: ImportIn):
     except PermissionDenied as exc:
         return Status(403, {"error": "forbidden", "message": str(exc)})
     except ValidationError as exc:
-        return Status(400, {"error": "invalid", "message": " ".join(exc.messages)})
+        return Status(400, {"error": "invalid", "message": " ".join(exc.messages), "field": "path"})
     return Status(202, job)
 
 

@@ -107,8 +107,9 @@ def check_json_value(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
         item, path, depth = stack.pop()
         if isinstance(item, dict | list):
             if depth > max_depth:
-                raise InputError(f"The JSON is nested too deeply: at most {max_depth} levels.",
-                                 field=field_name(path) or None)
+                top = _outermost(path)
+                raise InputError(f"{top or 'The document'} is nested too deeply: at most {max_depth} levels.",
+                                 field=top or None)
             if isinstance(item, dict):
                 for key, child in item.items():
                     _check_string(key, (path, key))
@@ -141,6 +142,14 @@ def _check_string(text: str, path: tuple) -> None:
                              field=field_name(path) or None) from None
 
 
+def _outermost(path: tuple) -> str:
+    """What a depth error names: the path up to the last object key, i.e. the field whose
+    value is nested too deeply (`payload[0].listened_at`, not forty more `[0]`)."""
+    while path and not isinstance(path[1], str):
+        path = path[0]
+    return field_name(path)
+
+
 def field_name(path: tuple) -> str:
     """(((), "items"), 3), "played_s") -> "items[3].played_s"."""
     parts = []
@@ -155,7 +164,7 @@ def field_name(path: tuple) -> str:
             # A key may itself be the bad text: keep the name printable and encodable.
             text = "".join(c if c.isprintable() else "?" for c in str(part)[:50])
             name += f".{text}" if name else text
-    return name
+    return name if len(name) <= 120 else name[:119] + "…"
 
 
 # --- single values -----------------------------------------------------------------------

@@ -33,15 +33,20 @@ class RefuseNulInUrl:
         self.get_response = get_response
 
     def __call__(self, request):
-        if "\x00" in request.path or any("\x00" in key or "\x00" in value for key, value in _query_items(request)):
-            message = "The address contains a NUL character (%00)."
+        field = _field_with_nul(request)
+        if field is not None:
+            message = f"{field or 'The address'} contains a NUL character (%00)."
             if request.path.startswith("/api/"):
-                return JsonResponse({"error": "invalid", "message": message}, status=400)
+                return JsonResponse({"error": "invalid", "message": message, "field": field or None}, status=400)
             return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
 
 
-def _query_items(request):
+def _field_with_nul(request) -> str | None:
+    """"" for the path, the parameter's name for the query string, None when there is none."""
+    if "\x00" in request.path:
+        return ""
     for key, values in request.GET.lists():
-        for value in values:
-            yield key, value
+        if "\x00" in key or any("\x00" in value for value in values):
+            return key.replace("\x00", "?")[:50] or "query"
+    return None
