@@ -5,8 +5,9 @@ The room is set up over the HTTP API as a program would (POST /api/rooms, /queue
 /control play: with nobody connected the room starts at once, without waiting); then
 listeners GET /rooms/<slug>/radio?token=... on loopback. For each listener count: WARMUP
 seconds, then WINDOW seconds of CPU (utime+stime from /proc of the server and of its
-children, reaped or alive) and of bytes. The floor: a minimal asyncio server running the
-very ffmpeg command of the station and writing each chunk to every listener. Run by hand
+children, reaped or alive) and of bytes. The floor: a minimal asyncio server running one
+ffmpeg that decodes the track and encodes it as the station does (paced by -re) and writing
+each chunk to every listener. Run by hand
 (about 2 minutes):
 
     .venv/bin/python bench/radio_cpu.py
@@ -170,7 +171,12 @@ def table(results: dict) -> str:
 
 def setup() -> tuple[str, list[int], list[str]]:
     h.django_setup()
-    from rooms.radio import track_command
+    from rooms import radio
+
+    def floor_command(path: str) -> list[str]:
+        """One ffmpeg that decodes the track and encodes it as the station does, paced by -re."""
+        encoder = radio.encoder_command()
+        return [*encoder[: encoder.index("-f")], "-re", "-i", path, *encoder[encoder.index("-c:a"):]]
 
     people = h.create_users(1, prefix="radio")
     tracks = [h.import_track(h.make_audio(h.SCRATCH / "audio" / f"tone-60s-{hz}.mp3", seconds=60, frequency_hz=hz))
@@ -178,7 +184,7 @@ def setup() -> tuple[str, list[int], list[str]]:
     from django.db import connections
 
     connections.close_all()
-    return people[0][1], [t.pk for t in tracks], track_command(tracks[0].file_path, 0.0)
+    return people[0][1], [t.pk for t in tracks], floor_command(tracks[0].file_path)
 
 
 def main() -> None:

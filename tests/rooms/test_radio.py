@@ -6,6 +6,7 @@ import itertools
 import json
 import subprocess
 import threading
+import time
 from array import array
 from urllib.parse import urlsplit
 
@@ -68,7 +69,9 @@ def test_radio_streams_the_room_across_a_track_change(asgi_server_factory, peopl
 
     result: list = []
     ready = threading.Event()
-    listener = threading.Thread(target=record, args=(f"{server.url}/rooms/{room.slug}/radio?token={token}", 9, result, ready))
+    # 12 s: the burst of what the station played before (silence: the room is stopped), then
+    # about 4 s of the first track and 3 s of the second.
+    listener = threading.Thread(target=record, args=(f"{server.url}/rooms/{room.slug}/radio?token={token}", 12, result, ready))
     listener.start()
     assert ready.wait(15)
     services.playback_control(room=room, actor=people["hana"], control=services.Control(action="play"))
@@ -101,3 +104,142 @@ def test_radio_needs_a_token_or_session(asgi_server, room):
     assert response.status == 401
     assert response.getheader("WWW-Authenticate") == 'Basic realm="Chorus", charset="UTF-8"'
     assert "token" in json.loads(response.read())["message"]
+
+
+# --- continuity: a player's buffer never runs dry ------------------------------------------
+
+BYTES_PER_S = 128_000 / 8
+
+
+class TimedRecording(threading.Thread):
+    """Reads the radio like a player, noting when each piece arrived (monotonic s, bytes)."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = url
+        self.arrivals: list[tuple[float, int]] = []
+        self.data = bytearray()
+        self.connected = threading.Event()
+        self.status = None
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        parts = urlsplit(self.url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
+        connection.request("GET", f"{parts.path}?{parts.query}")
+        response = connection.getresponse()
+        self.status = response.status
+        self.started = time.monotonic()
+        self.connected.set()
+        while not self.stopping.is_set():
+            chunk = response.read1(65536)
+            if not chunk:
+                break
+            self.arrivals.append((time.monotonic(), len(chunk)))
+            self.data.extend(chunk)
+        connection.close()
+
+    def bytes_within(self, seconds: float) -> int:
+        return sum(size for at, size in self.arrivals if at - self.started <= seconds)
+
+    def worst_deficit_s(self, after_s: float) -> float:
+        """How far, at worst, what arrived fell behind real time, counted from `after_s` after
+        connecting: a player that had started then would have run dry by this much (<= 0: never)."""
+        total = 0
+        ref_time = ref_bytes = None
+        worst = -1e9
+        for at, size in self.arrivals:
+            if ref_time is None and at - self.started >= after_s:
+                ref_time, ref_bytes = at, total
+            if ref_time is not None:
+                worst = max(worst, (at - ref_time) - (total - ref_bytes) / BYTES_PER_S)
+            total += size
+        return worst
+
+
+@pytest.fixture
+def long_tracks(tracks, library_dir):
+    """Two 30 s tracks with their own tones: 330 Hz and 550 Hz."""
+    from catalog import services as catalog_services
+    from catalog.models import Track
+    from tests.conftest import make_audio
+
+    folder = library_dir / "long"
+    folder.mkdir()
+    for name, frequency in (("Tone A", 330), ("Tone B", 550)):
+        make_audio(folder / f"{name}.mp3", 30, ["-c:a", "libmp3lame", "-b:a", "128k"], {"title": name, "artist": "Radio"}, frequency)
+    catalog_services.import_job_run(job_id=catalog_services.import_job_create(path=str(folder), enqueue=False).pk)
+    return {name: Track.objects.get(title=name) for name in ("Tone A", "Tone B")}
+
+
+def test_radio_keeps_real_time_across_a_skip_and_a_pause_and_resume(asgi_server_factory, people, long_tracks):
+    """The stream never falls behind real time at a transition (mpv, with its ~1 s buffer,
+    used to run dry at every skip and resume), and its audio follows the room."""
+    server = asgi_server_factory(1, env={"ROOMS_TICK_S": "1", "RADIO_BURST_S": "3"})[0]
+    room = services.room_create(owner=people["hana"], name="Steady Radio", control_policy=Room.ControlPolicy.HOST_ONLY)
+    for title in ("Tone A", "Tone B"):
+        services.queue_add(room=room, actor=people["hana"], track_id=long_tracks[title].pk)
+    _, token = token_create(user=people["lis"], name="player")
+    host = people["hana"]
+
+    services.playback_control(room=room, actor=host, control=services.Control(action="play"))
+    player = TimedRecording(f"{server.url}/rooms/{room.slug}/radio?token={token}")
+    player.start()
+    assert player.connected.wait(15)
+    assert player.status == 200
+    time.sleep(3)
+    services.playback_control(room=room, actor=host, control=services.Control(action="next"))  # a skip
+    time.sleep(3)
+    services.playback_control(room=room, actor=host, control=services.Control(action="pause"))
+    time.sleep(2)
+    services.playback_control(room=room, actor=host, control=services.Control(action="play"))  # a resume
+    time.sleep(4)
+    player.stopping.set()
+    player.join(20)
+
+    # A newly connected player got the burst at once...
+    assert player.bytes_within(1.0) >= 0.9 * 3 * BYTES_PER_S, player.arrivals[:10]
+    # ...and from then on audio kept arriving at least as fast as it plays.
+    deficit = player.worst_deficit_s(after_s=1.0)
+    assert deficit < 0.5, f"the stream fell {deficit:.2f} s behind real time"
+
+    # What a listener heard: A, B after the skip, silence while paused, B again.
+    frequencies = dominant_frequencies(bytes(player.data), window_s=0.25)
+    assert segments(frequencies, {"A": 330, "B": 550}) == ["A", "B", "-", "B"], frequencies
+
+
+def segments(frequencies: list[int], tones: dict[str, int]) -> list[str]:
+    """The tones heard in order ("-" for silence), each at least half a second long; the
+    windows that straddle a change, and the silence before the first tone, left out."""
+    labels = []
+    for f in frequencies:
+        name = "-" if f == 0 else next((n for n, hz in tones.items() if abs(f - hz) <= hz * 0.05), "?")
+        labels.append(name)
+    runs = [(name, len(list(group))) for name, group in itertools.groupby(labels)]
+    kept = [name for name, length in runs if name != "?" and length >= 2]
+    collapsed = [name for name, _ in itertools.groupby(kept)]
+    return collapsed[1:] if collapsed[:1] == ["-"] else collapsed
+
+
+def test_a_player_joining_a_playing_station_gets_the_burst_within_a_second(asgi_server_factory, people, long_tracks):
+    server = asgi_server_factory(1, env={"RADIO_BURST_S": "3"})[0]
+    room = services.room_create(owner=people["hana"], name="Burst Radio", control_policy=Room.ControlPolicy.HOST_ONLY)
+    services.queue_add(room=room, actor=people["hana"], track_id=long_tracks["Tone A"].pk)
+    services.playback_control(room=room, actor=people["hana"], control=services.Control(action="play"))
+    _, token = token_create(user=people["lis"], name="player")
+    url = f"{server.url}/rooms/{room.slug}/radio?token={token}"
+    first = TimedRecording(url)
+    first.start()
+    assert first.connected.wait(15)
+    time.sleep(4)  # the station has been playing for a while
+    second = TimedRecording(url)
+    second.start()
+    assert second.connected.wait(15)
+    time.sleep(1.5)
+    for player in (first, second):
+        player.stopping.set()
+    second.join(20)
+    first.join(20)
+    assert second.bytes_within(1.0) >= 0.9 * 3 * BYTES_PER_S, second.arrivals[:10]
+    frequencies = dominant_frequencies(bytes(second.data))
+    assert sum(1 for f in frequencies if abs(f - 330) <= 15) >= 8, frequencies  # the burst is the room's audio
