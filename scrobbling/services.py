@@ -176,8 +176,8 @@ def scrobbles_submit(*, user, items: list[dict] | dict, source: str = Play.Sourc
 
 
 def _validate_items(items: list, *, source: str) -> tuple[list[PlayInput], list[dict]]:
-    ids = {item.get("track_id") for item in items if isinstance(item, dict)}
-    ids = {i for i in ids if isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID}
+    ids = {i for i in (item.get("track_id") for item in items if isinstance(item, dict))
+           if isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID}
     tracks = Track.objects.select_related("artist", "album").in_bulk(ids) if ids else {}
     now = timezone.now()
     plays: list[PlayInput] = []
@@ -423,7 +423,7 @@ LISTEN_TYPES = {"single", "import", "playing_now"}
 def listens_submit(*, user, listen_type, payload) -> RecordResult | None:
     """Listens in ListenBrainz's format. Matched to library tracks by recording MBID, else
     by artist and title (case- and accent-insensitive); unmatched listens are kept too."""
-    if listen_type not in LISTEN_TYPES:
+    if not isinstance(listen_type, str) or listen_type not in LISTEN_TYPES:
         raise ScrobbleError("invalid", "listen_type must be one of single, import, playing_now.")
     if not isinstance(payload, list) or not payload:
         raise ScrobbleError("invalid", "payload must be a non-empty list of listens.")

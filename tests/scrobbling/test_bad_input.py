@@ -68,6 +68,14 @@ def test_played_s_out_of_range_is_refused(post, song, played_s, needle):
     assert not Play.objects.exists()
 
 
+@pytest.mark.parametrize("track_id", [{"id": 1}, [1], "1", 1.5, True])
+def test_a_track_id_of_the_wrong_type_is_refused(post, song, track_id):
+    status, answer = post("/api/scrobbling/scrobbles", [{"track_id": track_id, "played_at": 1_700_000_000}])
+    assert status == 400
+    assert answer["rejected"][0]["message"] == "track_id must be a whole number."
+    assert not Play.objects.exists()
+
+
 def test_an_id_no_row_can_have_is_not_found(post, song):
     status, answer = post("/api/scrobbling/scrobbles", [{"track_id": 2**53 - 1, "played_at": 1_700_000_000},
                                                         {"track_id": -5, "played_at": 1_700_000_000}])

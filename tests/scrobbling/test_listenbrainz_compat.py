@@ -193,6 +193,8 @@ def test_a_revoked_token_is_refused(client, alice):
         (b"\xff\xfe", "Cannot parse JSON"),
         ([{"listen_type": "single"}], "Invalid JSON document"),
         ({"listen_type": "scrobble", "payload": [listen()]}, "listen_type"),
+        ({"listen_type": {"single": 1}, "payload": [listen()]}, "listen_type"),
+        ({"listen_type": ["single"], "payload": [listen()]}, "listen_type"),
         ({"listen_type": "single", "payload": []}, "non-empty list"),
         ({"listen_type": "single", "payload": [listen(), listen(listened_at=ago(hours=3))]}, "exactly one listen"),
         ({"listen_type": "playing_now", "payload": [listen(), listen()]}, "exactly one listen"),
@@ -204,7 +206,8 @@ def test_a_revoked_token_is_refused(client, alice):
         ({"listen_type": "import", "payload": [listen(listened_at=1_700_000_000 + i) for i in range(1001)]},
          "at most 1000"),
     ],
-    ids=["bad_json", "not_utf8", "not_an_object", "unknown_listen_type", "empty_payload", "single_with_two",
+    ids=["bad_json", "not_utf8", "not_an_object", "unknown_listen_type", "listen_type_an_object",
+         "listen_type_a_list", "empty_payload", "single_with_two",
          "playing_now_with_two", "listened_at_missing", "listened_at_a_string", "one_bad_listen_of_an_import",
          "over_1000_listens"],
 )
