@@ -50,3 +50,34 @@ def _field_with_nul(request) -> str | None:
         if "\x00" in key or any("\x00" in value for value in values):
             return key.replace("\x00", "?")[:50] or "query"
     return None
+
+
+class ApiErrorsAsJson:
+    """Under /api/, an error answer that is not JSON (405 from the router, a 400 from Django
+    itself) becomes the API's JSON error, so clients only ever parse one format there."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and request.path.startswith("/api/")
+            and not response.streaming
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            code = {400: "invalid", 401: "not_authenticated", 403: "forbidden", 404: "not_found",
+                    405: "method_not_allowed", 413: "too_large"}.get(response.status_code, "error")
+            message = f"{response.status_code} {response.reason_phrase}"
+            if response.status_code == 405:
+                message = f"Use {response.get('Allow', 'another method')} here."
+            replacement = JsonResponse({"error": code, "message": message}, status=response.status_code)
+            for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+                if header in response:
+                    replacement[header] = response[header]
+            return replacement
+        return response

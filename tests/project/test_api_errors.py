@@ -111,3 +111,10 @@ def test_an_unknown_api_address_is_json(alice_client):
     response = alice_client.get("/api/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+def test_a_method_an_endpoint_does_not_take_is_a_json_405(alice_client):
+    response = alice_client.put("/api/rooms", {}, content_type="application/json")
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert "POST" in response["Allow"]
