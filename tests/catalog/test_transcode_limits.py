@@ -214,3 +214,18 @@ async def test_without_redis_each_process_counts_its_own_slots(settings, alice):
     await slot.release()
     await slot.release()  # twice is harmless
     await (await transcode_slots.acquire(user_id=alice.pk)).release()
+
+
+def test_a_transcode_that_fails_gives_its_slot_back(settings, alice, track):
+    from django.test import AsyncClient
+
+    from tests.catalog.test_stream import fetch
+
+    settings.TRANSCODE_MAX_PER_USER = 1
+    Path(track.file_path).write_bytes(b"this is not audio\n" * 100)
+    client = AsyncClient()
+    client.force_login(alice)
+    for _ in range(2):  # the second is not refused as over the cap: the first freed its slot
+        response, _ = fetch(client, f"{track.get_stream_url()}?format=opus")
+        assert response.status_code == 500
+        assert json.loads(response.content)["error"] == "transcode_failed"
