@@ -8,6 +8,7 @@ the first bytes and then nothing.
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import json
 import os
@@ -101,22 +102,25 @@ def test_past_the_users_cap_is_429_and_past_the_servers_cap_is_503_across_proces
         assert ffmpeg_children_once_gone(server.process.pid) == []
 
 
-def test_many_slow_readers_with_one_token_start_only_the_users_cap_of_ffmpegs(alice, long_track, asgi_server):
+def test_many_slow_readers_at_once_with_one_token_start_only_the_users_cap_of_ffmpegs(alice, long_track, asgi_server_factory):
+    servers = asgi_server_factory(2)
     _, token = token_create(user=alice, name="player")
-    streams = []
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:  # all at once, over two processes
+        streams = list(pool.map(lambda i: Stream(servers[i % 2], long_track, token), range(12)))
     try:
-        for _ in range(12):
-            streams.append(Stream(asgi_server, long_track, token))
         statuses = [s.status for s in streams]
         assert statuses.count(200) == 3, statuses  # TRANSCODE_MAX_PER_USER's default
         assert statuses.count(429) == 9, statuses
-        assert len(ffmpeg_children(asgi_server.process.pid)) == 3
+        assert sum(len(ffmpeg_children(server.process.pid)) for server in servers) == 3
     finally:
         for stream in streams:
             stream.close()
-    assert ffmpeg_children_once_gone(asgi_server.process.pid) == []
+    for server in servers:
+        assert ffmpeg_children_once_gone(server.process.pid) == []
     # All three slots came back.
-    assert wait_for(lambda: (s := Stream(asgi_server, long_track, token)).status == 200 and (s.close() or True), "a slot")
+    again = [wait_for(lambda: (s := Stream(servers[0], long_track, token)).status == 200 and s, "a slot") for _ in range(3)]
+    for stream in again:
+        stream.close()
 
 
 def wchan(pid: int) -> str:
