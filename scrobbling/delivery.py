@@ -11,8 +11,9 @@ ListenBrainz 1000 per request):
    link off (5 s doubling to 4 min, with jitter, or what Retry-After says); an expired
    session, or a server address the outbound guard refuses, pauses the link and keeps the
    plays; any other refusal dead-letters the batch. A ListenBrainz-compatible server that
-   refuses a whole batch (4xx) gets its listens again one per request, so only the listens
-   it refuses are dead-lettered (409 to one listen: it has it already, so it counts as sent).
+   refuses a whole batch (4xx, or a 5xx other than 503) gets its listens again one per
+   request, so only the listens it refuses are dead-lettered (409 to one listen: it has it
+   already, so it counts as sent; a 5xx to one listen while it takes others: refused).
 
 A worker killed at any instant leaves either rows that were never sent, or leased rows whose
 lease expires, after which the next drain sends them again (at most one repeated batch).
@@ -210,19 +211,33 @@ def _deliver(link: ScrobblerLink, client, listens: list[Listen],
     stopped the sending (then the listens after the outcomes wait for a later drain)."""
     try:
         return _request(link, client, listens, result), None
-    except (RetryLater, AuthExpired, NotAllowed) as exc:
+    except (AuthExpired, NotAllowed) as exc:
         return [], exc
+    except RetryLater as exc:
+        if link.service == Service.LASTFM or len(listens) == 1 or not _server_error(exc):
+            return [], exc
     except GiveUp as exc:
         if link.service == Service.LASTFM or not _refused_as_a_whole(exc):
             return [ItemResult.refused(exc)] * len(listens), None
         if len(listens) == 1:
             return [ACCEPTED if exc.status == 409 else ItemResult.refused(exc)], None
     # A ListenBrainz-compatible server refused the whole batch for some of its listens
-    # (Maloja answers 409 to an import with two listens in the same second, after keeping
-    # the first): send them again one per request, so that only the listens it really
-    # refuses are dead-lettered. Not by halves: Maloja answers 200 to a request whose first
-    # listen it already has and ignores the rest of it, so a half could be lost silently.
+    # (Maloja 3.2.4+ answers 409 to an import with two listens in the same second, 3.2.3
+    # answers 500, both after keeping the listens before): send them again one per
+    # request, so that only the listens it really refuses are dead-lettered. Not by halves:
+    # Maloja answers 200 to a request whose first listen it already has and ignores the
+    # rest of it, so a half could be lost silently.
+    return _one_by_one(link, client, listens, result)
+
+
+MAX_DOUBTFUL = 3  # listens answered 5xx in a row, with none taken, before the server counts as down
+
+
+def _one_by_one(link: ScrobblerLink, client, listens: list[Listen],
+                result: DrainResult) -> tuple[list[ItemResult], ClientError | None]:
     outcomes: list[ItemResult] = []
+    answered = False  # the server took or refused some listen: it is up
+    doubtful = 0  # 5xx answers in a row
     for listen in listens:
         try:
             _request(link, client, [listen], result)
@@ -230,9 +245,29 @@ def _deliver(link: ScrobblerLink, client, listens: list[Listen],
         except GiveUp as exc:
             # 409 to a single listen: the service has a listen at that time already.
             outcomes.append(ACCEPTED if exc.status == 409 else ItemResult.refused(exc))
-        except (RetryLater, AuthExpired, NotAllowed) as exc:
-            return outcomes, exc
+        except RetryLater as exc:
+            if not _server_error(exc):
+                return (outcomes if answered else []), exc
+            # A 5xx for one listen: its fault if the server takes others; if it takes
+            # none, the server is in trouble and every listen waits.
+            doubtful += 1
+            if not answered and doubtful >= MAX_DOUBTFUL:
+                return [], exc
+            outcomes.append(ItemResult(accepted=False, message=f"{exc} (for this listen alone, while the server "
+                                                               "took others)", status=exc.status, answer=exc.answer))
+            continue
+        except (AuthExpired, NotAllowed) as exc:
+            return (outcomes if answered else []), exc
+        answered, doubtful = True, 0
+    if not answered:
+        return [], RetryLater("ListenBrainz submit-listens: server errors for every listen",
+                              status=outcomes[-1].status, answer=outcomes[-1].answer)
     return outcomes, None
+
+
+def _server_error(exc: RetryLater) -> bool:
+    """A 5xx that may be about the request rather than the server (not 503 Unavailable)."""
+    return exc.status is not None and exc.status >= 500 and exc.status != 503
 
 
 def _refused_as_a_whole(exc: GiveUp) -> bool:

@@ -634,10 +634,15 @@ class FakeMaloja(FakeListenBrainz):
       the rest of the request is ignored;
     - a listen in a second it already has for another track ends it with 409
       (`{"error": "Scrobble with the same timestamp already exists."}`), the listens before
-      it kept;
+      it kept; Maloja 3.2.3 (what pip installs today) answers that with 500 instead:
+      `FakeMaloja(duplicate_timestamp_status=500)`;
     - playing_now is answered ok and forgotten; the length is read from
       additional_info.duration (seconds) only.
     """
+
+    def __init__(self, *, host: str = "127.0.0.1", duplicate_timestamp_status: int = 409) -> None:
+        super().__init__(host=host)
+        self.duplicate_timestamp_status = duplicate_timestamp_status
 
     def _submit_listens(self, request: RecordedRequest) -> Reply:
         token = _auth_token(request)
@@ -663,6 +668,8 @@ class FakeMaloja(FakeListenBrainz):
                 same = (kept["track_name"], kept["artist_name"]) == (metadata["track_name"], metadata["artist_name"])
                 if same:
                     return json_reply(200, {"status": "ok"})
+                if self.duplicate_timestamp_status == 500:
+                    return lb_error(500, "Unspecified server error.")
                 return json_reply(409, {"error": "Scrobble with the same timestamp already exists."})
             info = metadata.get("additional_info") or {}
             scrobble = {"listened_at": second, "track_name": metadata["track_name"],

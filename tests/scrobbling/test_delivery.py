@@ -543,6 +543,55 @@ def test_maloja_refusing_an_import_for_two_listens_in_one_second_loses_no_play(a
     assert {s["length_s"] for s in maloja.listens["alice"]} == {305}  # Maloja reads `duration` (s)
 
 
+def test_maloja_3_2_3s_server_error_for_one_listen_dead_letters_only_that_one(alice, song, allow_loopback):
+    """Maloja 3.2.3 answers 500 where later versions answer 409: the import is sent again
+    one listen per request, and the one listen it fails on its own, while it takes the
+    others, is dead-lettered instead of holding up the buffer for ever."""
+    other = make_track("Army of Me", "Björk", "Post", duration_s=234.0)
+    maloja = FakeMaloja(duplicate_timestamp_status=500).start()
+    try:
+        link(alice, LISTENBRAINZ, maloja.add_user("alice"), account="alice", api_root=maloja.url)
+        t0, t1, t2 = play_times(3)
+        record(alice, song, [t0, t1, t2])
+        [clash] = record(alice, other, [t1])
+
+        result = delivery.drain(user_id=alice.pk, service=LISTENBRAINZ)
+
+        assert [r.status for r in maloja.requests if r.path == "/1/submit-listens"] == [500, 200, 200, 500, 200]
+        assert (result.sent, result.dead, result.retry_in_s) == (3, 1, None)
+        [letter] = DeadLetter.objects.filter(user=alice)
+        assert (letter.play_id, letter.http_status) == (clash.pk, 500)
+        assert "while the server took others" in letter.reason
+        assert buffered(alice, LISTENBRAINZ) == 0
+        assert [s["listened_at"] for s in maloja.listens["alice"]] == unix([t0, t1, t2])
+    finally:
+        maloja.stop()
+
+
+def test_a_server_that_fails_every_listen_is_backed_off_not_dead_lettered(alice, song, fake_listenbrainz):
+    link_listenbrainz(alice, fake_listenbrainz)
+    record(alice, song, play_times(5))
+    fake_listenbrainz.fail_next(10, status=500)
+
+    result = delivery.drain(user_id=alice.pk, service=LISTENBRAINZ)
+
+    # the import, then single listens until three 5xx in a row with none taken
+    assert [r.status for r in fake_listenbrainz.requests] == [500, 500, 500, 500]
+    assert (result.sent, result.dead) == (0, 0)
+    assert result.retry_in_s is not None
+    assert BufferEntry.objects.filter(user=alice, lease_token="").count() == 5
+    assert not DeadLetter.objects.exists()
+
+
+def test_503_is_not_tried_one_listen_at_a_time(alice, song, fake_listenbrainz):
+    link_listenbrainz(alice, fake_listenbrainz)
+    record(alice, song, play_times(3))
+    fake_listenbrainz.fail_next(1, status=503)
+    result = delivery.drain(user_id=alice.pk, service=LISTENBRAINZ)
+    assert len(fake_listenbrainz.requests) == 1
+    assert (result.sent, result.dead, buffered(alice, LISTENBRAINZ)) == (0, 0, 3)
+
+
 def test_a_listenbrainz_batch_refused_for_one_listen_dead_letters_only_that_one(alice, song, fake_listenbrainz):
     link_listenbrainz(alice, fake_listenbrainz)
     bad = make_track("Refused Song", "Björk", "Post", duration_s=200.0)
