@@ -11,6 +11,7 @@ class ListenBrainzLinkForm(forms.Form):
     api_root = forms.URLField(
         label="Server (optional)", required=False, max_length=300, assume_scheme="https",
         help_text="Only for a self-hosted ListenBrainz-compatible server (Maloja, Koito…): its API root, "
-                  "e.g. https://maloja.example.org/apis/listenbrainz. Empty: listenbrainz.org.",
+                  "e.g. https://maloja.example.org/apis/listenbrainz. Empty: listenbrainz.org. A server on "
+                  "this machine or a private network works only if this server's operator allows it.",
         widget=forms.URLInput(attrs={"placeholder": "https://api.listenbrainz.org"}),
     )
