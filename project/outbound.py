@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import socket
 import ssl
 import typing
@@ -38,6 +39,8 @@ import certifi
 import httpcore
 import httpx
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 SETTING = "OUTBOUND_ALLOW_PRIVATE"
 SCHEMES = ("http", "https")
@@ -125,6 +128,8 @@ def _check(host: str, infos: list[tuple]) -> list[tuple]:
         else:
             allowed.append(info)
     if not allowed and refused is not None:
+        logger.warning("outbound connection refused",
+                       extra={"host": host[:200], "address": refused[0], "kind": refused[1]})
         raise AddressRefused(refusal_message(host, *refused), host=host, address=refused[0])
     return allowed
 

@@ -101,9 +101,11 @@ def test_check_url_passes_public_addresses(no_private):
     assert outbound.check_url(" https://93.184.215.14/apis/listenbrainz ") == "https://93.184.215.14/apis/listenbrainz"
 
 
-def test_a_request_to_a_loopback_server_is_refused_and_never_arrives(no_private, internal):
+def test_a_request_to_a_loopback_server_is_refused_and_never_arrives(no_private, internal, caplog):
     with outbound.http_client(timeout_s=5) as http, pytest.raises(outbound.AddressRefused) as caught:
         http.get(f"{internal.url}/1/validate-token")
+    [logged] = [r for r in caplog.records if r.name == "project.outbound"]
+    assert (logged.levelname, logged.address, logged.kind) == ("WARNING", "127.0.0.1", "loopback")
     assert "127.0.0.1 is a private address (loopback)" in str(caught.value)
     assert "OUTBOUND_ALLOW_PRIVATE" in str(caught.value)
     assert isinstance(caught.value, httpx.ConnectError)  # clients that know only httpx see a failed connection
