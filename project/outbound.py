@@ -70,12 +70,16 @@ class AddressRefused(httpx.ConnectError):
 # --- which addresses ---------------------------------------------------------------------
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @functools.lru_cache(maxsize=16)
-def _networks(allowed: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def _networks(allowed: tuple[Network | str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(network, strict=False) for network in allowed)
 
 
-def allowed_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def allowed_networks() -> tuple[Network, ...]:
+    """OUTBOUND_ALLOW_PRIVATE: networks (or their text, as tests may set them)."""
     return _networks(tuple(getattr(settings, SETTING, None) or ()))
 
 
