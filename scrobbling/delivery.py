@@ -180,14 +180,14 @@ def _send(link: ScrobblerLink, client, token: str, entries: list[BufferEntry], r
     service = link.service
     listens = [listen_of(e.play) for e in entries]
     outcomes, stop = _deliver(link, client, listens, result)
-    # The listens settled (all of them, unless the service said to stop part way through a
-    # batch sent one by one) are settled now; the rest wait.
+    # Settle what the service answered for (the whole batch, unless it said to stop part way
+    # through a batch sent one listen at a time); the rest wait for a later drain.
     done = len(outcomes)
-    limited = [e.pk for e, o in zip(entries, outcomes, strict=False) if o.code == DAILY_LIMIT_CODE]
+    limited = {e.pk for e, o in zip(entries, outcomes, strict=False) if o.code == DAILY_LIMIT_CODE}
     if limited:
         # Over Last.fm's daily limit: these plays wait an hour; the rest of the batch is settled.
         BufferEntry.objects.filter(lease_token=token, id__in=limited).update(lease_until=None, lease_token="")
-    keep = [i for i in range(done) if entries[i].pk not in set(limited)]
+    keep = [i for i in range(done) if entries[i].pk not in limited]
     if keep:
         _settle(link, token, [entries[i] for i in keep], [listens[i] for i in keep], [outcomes[i] for i in keep],
                 result)
