@@ -2,6 +2,11 @@
 
 Each open socket is a member of a sorted set scored by when it expires; sockets refresh
 their entry every tick, so a socket whose process died drops out within PRESENCE_TTL_MS.
+
+Nothing here must outlive Redis: a restart may lose every key. Each process then writes its
+sockets back as soon as it hears Redis again (rooms.runtime's resync, then every tick); what
+is lost for good is only transient: sync reports (sent again every few seconds), "ready" for
+the track being waited for (the wait ends at its timeout) and stall counts.
 """
 
 from __future__ import annotations
