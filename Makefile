@@ -1,9 +1,12 @@
 # Chorus: the two commands.
 #   make run   install, migrate, load demo content, start web + worker + beat
-#   make test  install dev requirements, run the whole suite on PostgreSQL + Redis, and ruff
+#   make test  install dev requirements, ruff, then the whole suite on PostgreSQL and again on
+#              SQLite (what make run ships; tests marked postgres_only are left out there)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# make test runs the suite once per database (make test TEST_DATABASES=sqlite: one only).
+TEST_DATABASES ?= postgres sqlite
 
 .PHONY: run test install install-dev lint check-python
 
@@ -34,6 +37,9 @@ lint: install-dev
 
 test: install-dev
 	@bash project/scripts/system-deps.sh test
-	@bash project/scripts/test-services.sh
+	@bash project/scripts/test-services.sh $(TEST_DATABASES)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@status=0; for db in $(TEST_DATABASES); do \
+	  echo "chorus: the test suite on $$db" >&2; \
+	  CHORUS_TEST_DB=$$db $(BIN)/python -m pytest $(PYTEST_ARGS) || status=1; \
+	done; exit $$status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -57,6 +58,49 @@ def library_dir(tmp_path, settings, audio_source) -> Path:
     (library / "music" / "notes.txt").write_text("liner notes\n")
     settings.LIBRARY_DIR = library
     return library
+
+
+_postgres_only_left_out = pytest.StashKey[int]()
+
+
+def _on_sqlite() -> bool:
+    return django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+
+
+def pytest_collection_modifyitems(config, items):
+    """On SQLite, leave out (deselect, not skip) the tests marked `postgres_only`; each such
+    mark must say why the test cannot run on SQLite."""
+    unexplained = [item.nodeid for item in items
+                   if (mark := item.get_closest_marker("postgres_only")) and not mark.kwargs.get("reason")]
+    if unexplained:
+        raise pytest.UsageError("postgres_only needs reason=...: " + ", ".join(unexplained))
+    if not _on_sqlite():
+        return
+    kept, left_out = [], []
+    for item in items:
+        (left_out if item.get_closest_marker("postgres_only") else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+        config.stash[_postgres_only_left_out] = len(left_out)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A selection (-k, a file) of PostgreSQL-only tests is not an error on SQLite: the run
+    passes with nothing to do there, instead of pytest's "no tests ran" (exit status 5)."""
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and session.config.stash.get(_postgres_only_left_out, 0):
+        session.exitstatus = pytest.ExitCode.OK
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """On SQLite the test database is a file next to DATABASE_URL's (tests/env.py puts that
+    in a private folder), not Django's default in-memory one: live servers are other
+    processes and must open the same database."""
+    database = django_settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        name = os.environ.get("TEST_DATABASE_NAME") or "test_chorus"
+        database.setdefault("TEST", {})["NAME"] = str(Path(database["NAME"]).with_name(f"{name}.sqlite3"))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL and Redis answer before the test suite runs.
+#   test-services.sh [DATABASE...]   the databases the suite will run on (default: postgres sqlite);
+#                                    SQLite needs no server, so PostgreSQL is skipped without "postgres".
 # DATABASE_URL / REDIS_URL win when set; otherwise the standard local ports,
 # starting the local servers when they are installed but stopped.
 set -uo pipefail
+databases=" ${*:-postgres sqlite} "
 
 wait_for() {  # wait_for NAME COMMAND...
   local name=$1; shift
@@ -11,7 +14,7 @@ wait_for() {  # wait_for NAME COMMAND...
   return 1
 }
 
-if [ -z "${DATABASE_URL:-}" ]; then
+if [ -z "${DATABASE_URL:-}" ] && [[ "$databases" == *" postgres "* ]]; then
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
       version=$(ls /etc/postgresql | sort -V | tail -n 1)

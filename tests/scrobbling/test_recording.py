@@ -17,7 +17,12 @@ from tests.factories import make_track
 URL = "/api/scrobbling/scrobbles"
 
 
-@pytest.fixture(autouse=True, params=["one statement", "orm"])
+ONE_STATEMENT_ONLY_ON_POSTGRESQL = pytest.mark.postgres_only(
+    reason="the single-statement recording is PostgreSQL SQL; on SQLite both params would take the ORM path"
+)
+
+
+@pytest.fixture(autouse=True, params=[pytest.param("one statement", marks=ONE_STATEMENT_ONLY_ON_POSTGRESQL), "orm"])
 def recording_path(request, monkeypatch):
     """Every recording test runs on both paths: PostgreSQL's single statement and the
     portable ORM transaction (what SQLite uses)."""
