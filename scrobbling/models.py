@@ -11,8 +11,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Lower
 
+from catalog.models import match_key
 from project.crypto import EncryptedTextField
 
 
@@ -41,6 +41,10 @@ class Play(models.Model):
     track_title = models.CharField(max_length=500)
     album_title = models.CharField(max_length=300, blank=True, default="")
     recording_mbid = models.CharField(max_length=36, blank=True, default="")
+    match_key = models.CharField(
+        max_length=400, blank=True, default="", editable=False,
+        help_text="Folded artist and title (catalog.models.match_key): an unmatched play is unique by it.",
+    )
     duration_s = models.FloatField(null=True, blank=True)
     played_at = models.DateTimeField(help_text="When the play started.")
     played_s = models.FloatField(null=True, blank=True, help_text="How long it was played, when known.")
@@ -60,14 +64,22 @@ class Play(models.Model):
             models.UniqueConstraint(
                 fields=["user", "track", "played_at"], condition=Q(track__isnull=False), name="play_user_track_time_unique"
             ),
+            # Folded in Python, not Lower(): SQLite's LOWER() folds ASCII letters only, and
+            # the ORM path and PostgreSQL's single statement must agree on what is a duplicate.
             models.UniqueConstraint(
-                "user", Lower("artist_name"), Lower("track_title"), "played_at",
-                condition=Q(track__isnull=True), name="play_user_unmatched_time_unique",
+                fields=["user", "match_key", "played_at"],
+                condition=Q(track__isnull=True), name="play_user_unmatched_key_time_unique",
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.user} played {self.artist_name} – {self.track_title} at {self.played_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        self.match_key = match_key(self.artist_name, self.track_title)
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "match_key"}
+        super().save(*args, **kwargs)
 
     @property
     def is_matched(self) -> bool:

@@ -259,8 +259,8 @@ def _record_retrying(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
         return _record(pairs)
 
 
-PLAY_COLUMNS = ("user_id", "track_id", "artist_name", "track_title", "album_title", "recording_mbid", "duration_s",
-                "played_at", "played_s", "source", "room_id", "client", "sent_on", "created_at")
+PLAY_COLUMNS = ("user_id", "track_id", "artist_name", "track_title", "album_title", "recording_mbid", "match_key",
+                "duration_s", "played_at", "played_s", "source", "room_id", "client", "sent_on", "created_at")
 # Every table and column name below is a constant; values only travel as parameters.
 ONE_STATEMENT_SQL = """
 WITH ins AS (
@@ -346,8 +346,10 @@ def _record(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
 
 
 def _play_row(user_id: int, p: PlayInput, **extra) -> Play:
-    return Play(user_id=user_id, track=p.track, artist_name=p.artist_name[:300], track_title=p.track_title[:500],
-                album_title=p.album_title[:300], recording_mbid=p.recording_mbid[:36], duration_s=p.duration_s,
+    artist_name, track_title = p.artist_name[:300], p.track_title[:500]
+    return Play(user_id=user_id, track=p.track, artist_name=artist_name, track_title=track_title,
+                album_title=p.album_title[:300], recording_mbid=p.recording_mbid[:36],
+                match_key=match_key(artist_name, track_title), duration_s=p.duration_s,
                 played_at=p.played_at, played_s=p.played_s, source=p.source, room_id=p.room_id,
                 client=p.client[:100], sent_on=p.sendable, **extra)
 
