@@ -303,8 +303,10 @@ def lead_ms(room_id: int) -> int:
 
 def playback_control(*, room: Room, actor, control: Control) -> PlaybackState:
     _require_control(room, actor)
+    # Where the room is now: a track that ended with no clock to move the room on (nobody
+    # connected) has moved on first, so a control never applies to a play that is over.
+    state = playback_current(room_id=room.pk)
     with transaction.atomic():
-        state = PlaybackState.objects.select_related("entry__track__artist", "entry__track__album").get(room=room)
         if control.version is not None and control.version != state.version:
             raise RoomError("conflict", "The room changed since you last saw it; here is where it is now.", state=state)
         now = now_ms()

@@ -214,3 +214,18 @@ def test_listening_now_is_not_cleared_for_someone_who_moved_to_another_room(room
     services.listeners_sweep()
 
     assert _listening() == {lis.pk: other.pk}
+
+
+def test_a_control_over_http_applies_to_where_the_room_is_now(client, room, people):
+    first, second, _ = _entries(room)
+    ended = _playing_since(room, first, seconds_ago=first.track.duration_s + 100)
+    client.force_login(people["hana"])
+
+    stale = client.post(f"/api/rooms/{room.slug}/control", {"action": "pause", "version": ended.version},
+                        content_type="application/json")
+    assert stale.status_code == 409  # seen before the track ended: the room has moved on since
+    assert stale.json()["state"]["entry_id"] == second.pk
+
+    paused = client.post(f"/api/rooms/{room.slug}/control", {"action": "pause"}, content_type="application/json").json()
+    assert (paused["status"], paused["entry_id"]) == ("paused", second.pk)
+    assert paused["position_s"] < 5  # not 400 s into a track that ended long ago
