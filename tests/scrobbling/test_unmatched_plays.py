@@ -54,3 +54,4 @@ def test_the_database_refuses_a_second_copy_of_an_unmatched_play(alice):
     with pytest.raises(IntegrityError), transaction.atomic():
         Play.objects.create(user=alice, artist_name="ÜNÏCODE ÄRTIST", track_title="TONE", played_at=played_at,
                             source="api")
+
