@@ -10,7 +10,8 @@ The supervisor keeps the site up when one process dies: it says which one died a
 restarts it after a short pause (1 s, then 2, 4 and 8 s while it keeps dying; a run of a
 minute resets the pause), while the others carry on. A process that dies five times within
 two minutes is crash-looping: the supervisor stops everything and says so. Ctrl-C (or
-SIGTERM) stops every process, the private Redis last, and exits 0.
+SIGTERM) stops every process, the private Redis last, and exits 0; a second Ctrl-C kills
+what is still running instead of waiting for it.
 
 Everything under var/ (the SQLite database, Redis' dump, the demo password) is the
 user's alone: var/ is created 0700 and every process runs with umask 077.
@@ -143,6 +144,7 @@ class Supervisor:
         self.crash_limit, self.crash_window_s = crash_limit, crash_window_s
         self.children: dict[str, Child] = {}
         self.stopping = threading.Event()
+        self._force = threading.Event()
         self._print_lock = threading.Lock()
         self._width = 6
 
@@ -191,8 +193,10 @@ class Supervisor:
                 signal.signal(sig, handler)
 
     def _on_signal(self, signum, frame) -> None:
-        if not self.stopping.is_set():
-            self.log("chorus", f"{signal.Signals(signum).name} received: stopping everything")
+        if self.stopping.is_set():
+            self._force.set()  # a second Ctrl-C: no more waiting
+            return
+        self.log("chorus", f"{signal.Signals(signum).name} received: stopping everything (again to kill at once)")
         self.stopping.set()
 
     def _check(self) -> str | None:
@@ -225,19 +229,24 @@ class Supervisor:
             os.killpg(child.process.pid, sig)
 
     def stop_all(self) -> None:
-        """SIGTERM to every child, newest first (so a private Redis goes last); SIGKILL after a timeout."""
-        for child in reversed(self.children.values()):
-            process = child.process
-            if process is None or process.poll() is not None:
-                continue
-            self._kill_group(child, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.log("chorus", f"{child.name} did not stop within {STOP_TIMEOUT_S} s: killing it")
-                self._kill_group(child)
-                process.wait()
-            self._kill_group(child)  # anything it left in its group
+        """SIGTERM to every child at once, except the first added (a private Redis), which
+        goes once the others are gone; SIGKILL after STOP_TIMEOUT_S or at a second Ctrl-C."""
+        running = [c for c in self.children.values() if c.process is not None and c.process.poll() is None]
+        first = next(iter(self.children.values()), None)
+        for batch in ([c for c in running if c is not first], [c for c in running if c is first]):
+            for child in batch:
+                self._kill_group(child, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while any(c.process.poll() is None for c in batch) and time.monotonic() < deadline:
+                if self._force.wait(0.05):
+                    break
+            for child in batch:
+                if child.process.poll() is None:
+                    why = "Ctrl-C again" if self._force.is_set() else f"still running after {STOP_TIMEOUT_S} s"
+                    self.log("chorus", f"killing {child.name} ({why})")
+                    self._kill_group(child)
+                    child.process.wait()
+                self._kill_group(child)  # anything it left in its group
 
 
 def start_private_redis(supervisor: Supervisor, env: dict) -> None:

@@ -220,3 +220,29 @@ def test_a_process_that_keeps_crashing_stops_everything_with_a_message(capsys, t
     assert "flaky died (exit code 3); restarting it in 0.1 s" in out
     assert "flaky died (exit code 3) 3 times within 30 s: it keeps crashing, so everything stops." in out
     assert steady.process.returncode == -signal.SIGTERM
+
+
+def test_a_second_ctrl_c_kills_what_does_not_stop(capsys, tmp_path):
+    """A process that ignores SIGTERM (a worker finishing a long task) is not waited for after
+    a second Ctrl-C."""
+    armed = tmp_path / "armed"
+    supervisor = Supervisor(env=dict(os.environ), cwd=tmp_path)
+    stubborn = supervisor.add_shell("stubborn", f"sh -c \"trap '' TERM; touch {armed}; while :; do sleep 0.1; done\"")
+
+    def press_ctrl_c_twice():
+        while not armed.exists():
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+        while not supervisor.stopping.is_set():
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c_twice)
+    presser.start()
+    assert supervisor.run() == 0
+    presser.join()
+
+    out = capsys.readouterr().out
+    assert "SIGINT received: stopping everything (again to kill at once)" in out
+    assert "killing stubborn (Ctrl-C again)" in out
+    assert stubborn.process.returncode == -signal.SIGKILL
