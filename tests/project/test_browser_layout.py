@@ -23,9 +23,11 @@ from playwright.sync_api import expect
 
 from catalog import services as catalog_services
 from catalog.models import Album, ImportJob, Track
+from project.accounts.services import invite_create, token_create
 from rooms import services as rooms
 from rooms.models import PlaybackState
 from scrobbling import services as scrobbling
+from scrobbling.models import ScrobblerLink, Service
 from tests.factories import UserFactory, make_track
 from tests.live import log_in
 
@@ -101,6 +103,13 @@ def demo(library_dir, settings):
     for user in (staff, member):
         scrobbling.plays_record(user=user, plays=plays)
     scrobbling.now_playing_set(user=member, track=tracks[0], position_s=10)
+    # Settings and services with long names: an API token, a paused ListenBrainz link, an invite.
+    for user in (staff, member):
+        token_create(user=user, name=LONG_ROOM)
+        link = ScrobblerLink.objects.create(user=user, service=Service.LISTENBRAINZ, account_name=LONG_ROOM, secret="x",
+                                            api_root="https://" + "long" * 40 + ".example.org/")
+        scrobbling.link_pause(link=link, reason=LONG_TITLE[:300])
+    invite_create(created_by=staff, max_uses=5, note=LONG_ROOM)
     return {
         "staff": staff, "member": member, "room": room,
         "values": {
@@ -147,6 +156,7 @@ def _check(page, urls: list[str], shots, who: str) -> list[tuple[str, int]]:
         width = _scroll_width(page, url)
         if width > PHONE["width"]:
             too_wide.append((url, width))
+        if width > PHONE["width"] or os.environ.get("LAYOUT_SCREENSHOTS"):
             page.screenshot(path=shots / f"{who}-{url.strip('/').replace('/', '_') or 'home'}.png", full_page=True)
     return too_wide
 
@@ -159,7 +169,8 @@ def pages(demo) -> dict[str, list[str]]:
 
 
 def test_no_page_scrolls_sideways_on_a_phone(pages, demo, asgi_server, page_factory, js_errors, tmp_path):
-    # Screenshots of the room page and of every page too wide (LAYOUT_SCREENSHOTS=<dir> to keep them).
+    # Screenshots of the room page and of every page too wide; with LAYOUT_SCREENSHOTS=<dir>,
+    # of every page, kept in that folder.
     shots = Path(os.environ.get("LAYOUT_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     staff_pages, member_pages, visitor_pages = pages["staff"], pages["member"], pages["visitor"]
