@@ -229,3 +229,27 @@ def test_a_control_over_http_applies_to_where_the_room_is_now(client, room, peop
     paused = client.post(f"/api/rooms/{room.slug}/control", {"action": "pause"}, content_type="application/json").json()
     assert (paused["status"], paused["entry_id"]) == ("paused", second.pk)
     assert paused["position_s"] < 5  # not 400 s into a track that ended long ago
+
+
+def test_sweeps_running_at_once_move_a_room_on_once(room, people, room_events):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    first, second, _ = _entries(room)
+    ended = _playing_since(room, first, seconds_ago=first.track.duration_s + 1)
+    room_events("room.state")  # what the set-up sent
+
+    def sweep() -> int:
+        try:
+            return services.rooms_catch_up()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        changed = list(pool.map(lambda _: sweep(), range(4)))
+
+    state = PlaybackState.objects.get(room=room)
+    assert (state.entry_id, state.version) == (second.pk, ended.version + 2)
+    assert sum(changed) == 1
+    assert [e["status"] for e in room_events("room.state")] == ["waiting", "playing"]
