@@ -221,3 +221,11 @@ def test_a_500_character_title_does_not_squeeze_the_other_columns(demo, asgi_ser
             if name in columns:
                 assert columns[name] >= 100, (url, columns)
     assert js_errors == []
+
+
+def test_pages_fit_a_desktop_window_for_someone_with_a_long_name(pages, demo, asgi_server, page_factory, js_errors):
+    page = page_factory(base_url=asgi_server.url)  # 1280 px wide
+    log_in(page, username=demo["member"].username)
+    too_wide = [(url, width) for url in pages["member"] if (width := _scroll_width(page, url)) > 1280]
+    assert too_wide == []
+    assert js_errors == []
