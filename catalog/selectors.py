@@ -14,7 +14,8 @@ from catalog.models import Album, Artist, ImportJob, Track, search_key
 MAX_SEARCH_WORDS = 8
 
 
-def _words(query: str) -> list[str]:
+def search_words(query: str) -> list[str]:
+    """The folded words of a search (at most MAX_SEARCH_WORDS), as the keys store them."""
     # Control characters (a NUL, which PostgreSQL refuses in any text) are never in a name.
     query = "".join(" " if unicodedata.category(c) == "Cc" else c for c in query)
     return search_key(query).split()[:MAX_SEARCH_WORDS]
@@ -22,7 +23,7 @@ def _words(query: str) -> list[str]:
 
 def track_search(*, query: str = "") -> QuerySet[Track]:
     tracks = Track.objects.select_related("artist", "album")
-    for word in _words(query):
+    for word in search_words(query):
         # match_key is the folded artist and title, joined by a separator no word contains.
         tracks = tracks.filter(Q(match_key__contains=word) | Q(album__search_key__contains=word))
     return tracks.order_by("artist__name_key", "album__title_key", "disc_number", "track_number", "title")
@@ -30,14 +31,14 @@ def track_search(*, query: str = "") -> QuerySet[Track]:
 
 def artist_search(*, query: str = "") -> QuerySet[Artist]:
     artists = Artist.objects.annotate(track_total=Count("tracks", distinct=True), album_total=Count("albums", distinct=True))
-    if words := _words(query):
+    if words := search_words(query):
         artists = artists.filter(search_key__contains=" ".join(words))
     return artists.filter(track_total__gt=0).order_by("name_key")
 
 
 def album_search(*, query: str = "") -> QuerySet[Album]:
     albums = Album.objects.select_related("artist").annotate(track_total=Count("tracks"), duration_total_s=Sum("tracks__duration_s"))
-    for word in _words(query):
+    for word in search_words(query):
         albums = albums.filter(Q(search_key__contains=word) | Q(artist__search_key__contains=word))
     return albums.filter(track_total__gt=0).order_by("title_key")
 

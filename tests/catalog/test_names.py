@@ -12,7 +12,7 @@ from django.db.migrations.executor import MigrationExecutor
 from catalog import selectors, services
 from catalog.models import Album, Artist, Track, name_key, search_key
 from tests.conftest import make_audio
-from tests.factories import make_track
+from tests.factories import UserFactory, make_track
 
 pytestmark = pytest.mark.django_db
 
@@ -167,3 +167,17 @@ def test_the_migration_merges_artists_and_albums_that_were_two_only_by_case():
 def test_keys_are_bounded_and_fold_compatibility_forms():
     assert name_key("ﬃ  Ⅻ") == "ffi xii"
     assert len(name_key("ß" * 300)) == len(search_key("ß" * 300)) == 400
+
+
+
+@pytest.mark.parametrize(("url", "query", "expected"), [
+    ("/admin/catalog/artist/", "ÜNÏCODE", ["Ünïcode Ärtist"]),
+    ("/admin/catalog/album/", "arger UBER", ["Ärger Über Öl"]),
+    ("/admin/catalog/track/", "ünïcode FLAC", ["Flac Tone"]),
+    ("/admin/catalog/track/", "/nowhere/", ["Flac Tone", "Plain Song"]),  # the plain fields still count
+])
+def test_admin_search_ignores_case_and_accents(client, library, url, query, expected):
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    response = client.get(url, {"q": query})
+    assert response.status_code == 200
+    assert sorted(str(row).split(" – ")[-1] for row in response.context["cl"].result_list) == expected
