@@ -124,7 +124,8 @@ def _database_url() -> str:
     name = str(db["NAME"])
     if db["ENGINE"] == "django.db.backends.sqlite3":
         if "memory" in name:
-            pytest.fail("Live servers need a database another process can open: use PostgreSQL (DATABASE_URL).")
+            pytest.fail("Live servers need a database another process can open: PostgreSQL, or SQLite in a file"
+                        " (CHORUS_TEST_DB=sqlite, see tests/env.py), not in memory.")
         return f"sqlite:///{name}"
     credentials = quote(db.get("USER") or "", safe="")
     if db.get("PASSWORD"):
