@@ -76,11 +76,13 @@ def make_private() -> None:
     os.umask(0o077)
     VAR.mkdir(mode=0o700, exist_ok=True)
     for root, _dirs, files in os.walk(VAR):
-        os.chmod(root, 0o700)
+        with contextlib.suppress(OSError):  # not ours (made by another user): leave it be
+            os.chmod(root, 0o700)
         for name in files:
             path = os.path.join(root, name)
             if not os.path.islink(path):
-                os.chmod(path, 0o600)
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o600)
 
 
 def ensure_env_file() -> None:
