@@ -294,3 +294,26 @@ async def test_every_websocket_message_type_survives_hostile_input(room, tokens,
     assert people["hana"].pk not in await sync_to_async(presence.reports)(room.pk)
     await host.send("x" * 70_000)
     assert await host.closed_with() == 1009
+
+
+def test_every_api_endpoint_answers_401_without_valid_credentials(alice):
+    """Reads and writes alike, anonymous or with a revoked token: a JSON 401, never a CSRF 403."""
+    from project.accounts.models import ApiToken
+    from project.accounts.services import token_create
+
+    _, revoked = token_create(user=alice, name="old")
+    ApiToken.objects.filter(user=alice).update(revoked_at="2026-01-01T00:00:00Z")
+    client = Client(enforce_csrf_checks=True, raise_request_exception=False)
+    spec = api.get_openapi_schema()
+    answers = {}
+    for path, operations in spec["paths"].items():
+        url = path.replace("{", "").replace("}", "")  # any value: credentials are checked first
+        for method in operations:
+            for label, headers in (("anonymous", {}), ("revoked", {"HTTP_AUTHORIZATION": f"Bearer {revoked}"})):
+                body = {} if method == "get" else {"data": b"{}", "content_type": "application/json"}
+                response = getattr(client, method)(url, **body, **headers)
+                body = response.json() if response.get("Content-Type", "").startswith("application/json") else None
+                answers[f"{label} {method.upper()} {path}"] = (response.status_code, (body or {}).get("error"))
+    wrong = {case: answer for case, answer in answers.items() if answer != (401, "not_authenticated")}
+    assert not wrong, wrong
+    assert len(answers) >= 2 * 20  # every endpoint was asked (the schema has them all)
