@@ -32,9 +32,34 @@ scrobble_requests = Counter(
 )
 
 
+# Headers a reverse proxy adds: a request carrying one came through a proxy, whatever its
+# REMOTE_ADDR says (a proxy on this machine connects from 127.0.0.1).
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+
+
+def is_direct_local_request(request) -> bool:
+    """A request made on this machine straight to this process: from a loopback address that
+    is not one of TRUSTED_PROXIES, and with none of the headers proxies add."""
+    import ipaddress
+
+    from django.conf import settings
+
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR") or "")
+    except ValueError:
+        return False
+    if getattr(address, "ipv4_mapped", None):
+        address = address.ipv4_mapped
+    if not address.is_loopback:
+        return False
+    if any(address in network for network in settings.TRUSTED_PROXIES):
+        return False
+    return not any(name in request.headers for name in PROXY_HEADERS)
+
+
 def metrics_view(request):
     """/metrics for Prometheus: with METRICS_TOKEN set, only `Authorization: Bearer <it>`;
-    otherwise only direct requests from this machine (not forwarded by a proxy)."""
+    otherwise only direct requests from this machine (not through a proxy)."""
     import hmac
 
     from django.conf import settings
@@ -47,7 +72,7 @@ def metrics_view(request):
         given = bearer_from_header(request.headers.get("Authorization")) or ""
         allowed = hmac.compare_digest(given.encode(), settings.METRICS_TOKEN.encode())
     else:
-        allowed = request.META.get("REMOTE_ADDR") in {"127.0.0.1", "::1"} and "X-Forwarded-For" not in request.headers
+        allowed = is_direct_local_request(request)
     if not allowed:
         return JsonResponse(
             {"error": "forbidden", "message": "Metrics need Authorization: Bearer <METRICS_TOKEN> (or a request from localhost)."},

@@ -178,9 +178,11 @@ CACHES = {
     }
 }
 
+# Used for one thing: closing a user's open websockets and radio streams in every process
+# when a credential is revoked (project/accounts/revocation.py). Room events use the hub.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "project.channel_layer.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": "chorus"},
     }
 }

@@ -120,3 +120,14 @@ def control_room(request, slug: str, payload: ControlIn):
     except RoomError as exc:
         return _error(exc)
     return events.state_event(state, reason="change", server_ms=services.now_ms())
+
+
+@router.delete("/{slug}/members/{user_id}", response={204: None, **ERRORS},
+               summary="Remove a member (host only), or leave the room (your own id)")
+def remove_member(request, slug: str, user_id: int):
+    try:
+        room, _ = selectors.room_visible(slug=slug, user=request.user)
+        services.member_remove(room=room, actor=request.user, user_id=user_id)
+    except RoomError as exc:
+        return _error(exc)
+    return Status(204, None)

@@ -13,6 +13,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from project import inputs
+from project.accounts.ws import RevocableConsumer
 from project.realtime import encode
 from rooms import events, presence, runtime, selectors, services
 from rooms.services import RoomError
@@ -25,10 +26,10 @@ MAX_CLOCK_MS = 1e15  # |t0| of a time.ping: any clock in ms (epoch or performanc
 CLOSE_CODES = {"not_authenticated": 4401, "forbidden": 4403, "not_found": 4404}
 
 
-class RoomConsumer(AsyncWebsocketConsumer):
-    # Room events fan out through the realtime hub (one Redis message per process),
-    # not through channel-layer groups; this consumer has no channel-layer inbox.
-    channel_layer_alias = "rooms-fan-out-through-the-realtime-hub"
+class RoomConsumer(RevocableConsumer, AsyncWebsocketConsumer):
+    # Room events fan out through the realtime hub (one Redis message per process), not
+    # through channel-layer groups. The channel layer (the default alias) carries only
+    # revocations: each socket is in its user's group (RevocableConsumer).
 
     room = None
     member = None
@@ -40,11 +41,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_CODES["not_authenticated"])
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
+        # In the user's group before the access check: a removal committed after the check
+        # reaches this socket (handled once connect() returns).
+        await self.follow_revocations()
         try:
             self.room = await database_sync_to_async(selectors.room_for_socket)(slug=slug, user=user)
         except RoomError as exc:
             await self.close(code=CLOSE_CODES.get(exc.code, 4403))
             return
+        self.revocation_room_id = self.room.pk
         self.user = user
         self.control_times: deque[float] = deque()
         self.member = runtime.Member(user.pk, uuid.uuid4().hex, self._send_frame)
@@ -74,6 +79,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _send_frame(self, frame: str) -> None:
         await self.send(text_data=frame)
+
+    async def on_revoked(self, code: int) -> None:
+        await self.disconnect(code)  # leave the room now: no more frames, controls ignored
 
     async def disconnect(self, code):
         if self.member is None:

@@ -32,6 +32,7 @@ from django.views.decorators.http import require_safe
 
 from catalog import playlists
 from catalog.streaming import StreamRequestError
+from project.accounts import revocation
 from project.accounts.auth import STREAM_AUTH_CHALLENGE, STREAM_AUTH_HELP, astream_user, stream_user
 from rooms import events, presence, runtime, selectors
 from rooms.services import RoomError
@@ -310,8 +311,17 @@ class Station:
 _stations: dict[tuple[int, int], Station] = {}
 
 
-async def listen(room_id: int):
-    """Async iterator of MP3 bytes for one listener of the room's station."""
+def _end_stream(queue: asyncio.Queue) -> None:
+    """Make the listener's stream end after what it has already read."""
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(None)
+
+
+async def listen(room_id: int, *, credential: revocation.Credential | None = None):
+    """Async iterator of MP3 bytes for one listener of the room's station. With
+    `credential`, the stream ends as soon as that credential is revoked (its token, its
+    user, or its user's place in the room)."""
     loop_key = (id(asyncio.get_running_loop()), room_id)
     station = _stations.get(loop_key)
     if station is None:
@@ -319,11 +329,16 @@ async def listen(room_id: int):
         await station.start()
     queue = station.add_listener()
     try:
-        while True:
-            chunk = await queue.get()
-            if chunk is None:
-                return
-            yield chunk
+        async with contextlib.AsyncExitStack() as stack:
+            if credential is not None:
+                await stack.enter_async_context(
+                    revocation.watch(credential, room_id=room_id, on_revoke=lambda code: _end_stream(queue))
+                )
+            while True:
+                chunk = await queue.get()
+                if chunk is None:
+                    return
+                yield chunk
     finally:
         station.listeners.discard(queue)
         if not station.listeners and _stations.get(loop_key) is station:
@@ -362,7 +377,8 @@ async def radio_stream(request, slug: str):
         room, _ = await database_sync_to_async(selectors.room_visible)(slug=slug, user=user)
     except RoomError as exc:
         return JsonResponse({"error": exc.code, "message": exc.message}, status=exc.http_status)
-    response = StreamingHttpResponse(listen(room.pk), content_type="audio/mpeg")
+    response = StreamingHttpResponse(listen(room.pk, credential=revocation.Credential.of(user)),
+                                     content_type="audio/mpeg")
     response["Cache-Control"] = "no-store"
     response["icy-name"] = f"Chorus: {room.name}"
     return response

@@ -21,9 +21,10 @@ from django.utils.text import slugify
 
 from catalog.models import Track
 from project import inputs
+from project.accounts import revocation
 from project.realtime import broadcast_on_commit
 from rooms import events, presence
-from rooms.models import Membership, PlaybackState, QueueEntry, Room
+from rooms.models import Membership, PlaybackState, QueueEntry, Room, new_invite_code
 from rooms.presence import now_ms
 from scrobbling import services as scrobbling
 
@@ -197,6 +198,31 @@ def member_set_role(*, room: Room, actor, user_id: int, role: str) -> Membership
     membership.save(update_fields=["role"])
     broadcast_on_commit(topic(room.pk), lambda: events.members_event(room))
     return membership
+
+
+def member_remove(*, room: Room, actor, user_id) -> None:
+    """The host removes a member (or a member leaves). Their open sockets and radio streams
+    of this room close (4403) once this commits. In a private room the invite link changes
+    too, so the old link cannot bring them back; a public room they may join again."""
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or not 1 <= user_id < 2**63:
+        raise RoomError("invalid", "user_id must be the id of a member.")
+    if user_id != actor.pk:
+        _require_host(room, actor)
+    membership = Membership.objects.filter(room=room, user_id=user_id).first()
+    if membership is None:
+        raise RoomError("not_found", "That person is not a member of this room.")
+    if membership.role == Membership.Role.HOST and not (
+        Membership.objects.filter(room=room, role=Membership.Role.HOST).exclude(pk=membership.pk).exists()
+    ):
+        raise RoomError("invalid", "Make someone else host first: a room needs a host.")
+    with transaction.atomic():
+        membership.delete()
+        if room.visibility == Room.Visibility.PRIVATE:
+            room.invite_code = new_invite_code()
+            Room.objects.filter(pk=room.pk).update(invite_code=room.invite_code)
+    revocation.revoke_on_commit(user_id=user_id, reason=revocation.REASON_ROOM, room_id=room.pk)
+    transaction.on_commit(lambda: presence.mark_members_dirty(room.pk))
+    broadcast_on_commit(topic(room.pk), lambda: events.members_event(room))
 
 
 # --- queue ---------------------------------------------------------------------------

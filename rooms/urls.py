@@ -11,6 +11,7 @@ urlpatterns = [
     path("<slug:slug>/invite/<str:code>", views.invite, name="invite"),
     path("<slug:slug>/settings", views.update_settings, name="settings"),
     path("<slug:slug>/role", views.set_role, name="role"),
+    path("<slug:slug>/members/remove", views.member_remove, name="member-remove"),
     path("<slug:slug>/queue/search", views.queue_search, name="queue-search"),
     path("<slug:slug>/queue", views.queue_edit, name="queue"),
     path("<slug:slug>/radio", radio.radio_stream, name="radio"),

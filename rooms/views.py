@@ -113,6 +113,22 @@ def set_role(request, slug: str):
     return redirect("rooms:detail", slug=slug)
 
 
+@login_required
+@require_POST
+def member_remove(request, slug: str):
+    """The host removes a member: their open sockets and radio streams of the room close."""
+    try:
+        room, _ = selectors.room_visible(slug=slug, user=request.user)
+        services.member_remove(room=room, actor=request.user, user_id=_int(request.POST.get("user_id")))
+    except RoomError as exc:
+        messages.error(request, exc.message)
+    else:
+        note = " The invite link has changed: share the new one with whoever should still join." \
+            if room.visibility == Room.Visibility.PRIVATE else ""
+        messages.success(request, "Member removed." + note)
+    return redirect("rooms:detail", slug=slug)
+
+
 def _int(value) -> int | None:
     try:
         return int(value)

@@ -46,7 +46,8 @@ async def test_revoked_token_is_refused(room, tokens, connect, people):
 async def test_session_cookie_works_from_an_allowed_origin(room, people, connect, client):
     await sync_to_async(client.force_login)(people["lis"])
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    socket = await connect(room.slug, headers=[(b"cookie", cookie), (b"origin", b"http://testserver")])
+    socket = await connect(room.slug, headers=[(b"cookie", cookie), (b"origin", b"http://testserver"),
+                                               (b"host", b"testserver")])
     assert (await socket.expect("room.state"))["reason"] == "join"
 
 
