@@ -141,6 +141,23 @@ async def test_room_frames_never_carry_non_finite_numbers(room, tokens, connect,
     assert "change" in kinds
 
 
+async def test_a_server_fault_in_a_message_is_an_error_event_not_a_closed_socket(room, tokens, connect, monkeypatch,
+                                                                                 caplog):
+    from rooms import services
+
+    def broken(**kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services, "save_report", broken)
+    host = await connect(room.slug, token=tokens["hana"])
+    await host.send({"type": "report", "offset_ms": 0, "rtt_ms": 5, "drift_ms": 0, "request_id": 7})
+    error = await host.expect("error")
+    assert (error["code"], error["request_id"]) == ("server_error", 7)
+    assert "a bug" not in error["message"]
+    await still_open(host)
+    assert any(record.exc_info and "a bug" in str(record.exc_info[1]) for record in caplog.records)
+
+
 def test_a_real_server_closes_an_oversized_message_with_1009(asgi_server, room, tokens):
     """Under Daphne, not only the test communicator: the close code reaches the client."""
 
