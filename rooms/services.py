@@ -205,16 +205,16 @@ def member_remove(*, room: Room, actor, user_id) -> None:
     of this room close (4403) once this commits. In a private room the invite link changes
     too, so the old link cannot bring them back; a public room they may join again."""
     if isinstance(user_id, bool) or not isinstance(user_id, int) or not 1 <= user_id < 2**63:
-        raise RoomError("invalid", "user_id must be the id of a member.")
+        raise RoomError("invalid", "user_id must be the id of a member.", field="user_id")
     if user_id != actor.pk:
         _require_host(room, actor)
     membership = Membership.objects.filter(room=room, user_id=user_id).first()
     if membership is None:
-        raise RoomError("not_found", "That person is not a member of this room.")
+        raise RoomError("not_found", "That person is not a member of this room.", field="user_id")
     if membership.role == Membership.Role.HOST and not (
         Membership.objects.filter(room=room, role=Membership.Role.HOST).exclude(pk=membership.pk).exists()
     ):
-        raise RoomError("invalid", "Make someone else host first: a room needs a host.")
+        raise RoomError("invalid", "Make someone else host first: a room needs a host.", field="user_id")
     with transaction.atomic():
         membership.delete()
         if room.visibility == Room.Visibility.PRIVATE:
