@@ -121,6 +121,38 @@ async def test_the_hub_subscribes_again_once_redis_is_back_even_if_the_first_att
     await hub.unsubscribe("room.3", 3)
 
 
+async def test_the_hub_keeps_trying_when_its_first_attempts_to_subscribe_again_fail(private_redis, monkeypatch):
+    hub = realtime.Hub()
+    received = asyncio.Queue()
+    await hub.subscribe("room.1", 1, received.put)
+    failures = 2
+    new_pubsub = hub._client.pubsub
+
+    def flaky_pubsub(**kwargs):
+        """A pubsub whose subscribe fails while `failures` lasts (Redis still starting)."""
+        pubsub = new_pubsub(**kwargs)
+        subscribe = pubsub.subscribe
+
+        async def failing_subscribe(*channels):
+            nonlocal failures
+            if failures:
+                failures -= 1
+                raise redis_lib.ConnectionError("Redis is loading the dataset in memory")
+            return await subscribe(*channels)
+
+        pubsub.subscribe = failing_subscribe
+        return pubsub
+
+    monkeypatch.setattr(hub._client, "pubsub", flaky_pubsub)
+    await asyncio.to_thread(private_redis.kill)
+    await asyncio.to_thread(private_redis.start)
+    await until(lambda: failures == 0)
+    await until(lambda: subscribers(private_redis, "room.1") == 1)
+    await asyncio.to_thread(realtime.publish, "room.1", {"type": "after"})
+    assert await wait_for(received) == '{"type":"after"}'
+    await hub.unsubscribe("room.1", 1)
+
+
 async def test_a_hub_whose_sockets_all_left_while_redis_was_away_stops_trying(private_redis):
     hub = realtime.Hub()
     await hub.subscribe("room.1", 1, asyncio.Queue().put)
