@@ -159,6 +159,7 @@ class Station:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        self._follows += 1  # a state being followed right now is dropped, its decoder with it
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
