@@ -66,7 +66,9 @@ def save_report(room_id: int, user_id: int, *, offset_ms: float, rtt_ms: float, 
 
 def reports(room_id: int) -> dict[int, dict]:
     raw = sync_redis().hgetall(_key(room_id, "reports"))
-    return {int(user_id): json.loads(value) for user_id, value in raw.items()}
+    # A NaN or Infinity kept by an older version (reports were not checked then) reads as
+    # "no figure": it must not reach lead_ms or a room.members frame.
+    return {int(user_id): json.loads(value, parse_constant=lambda _: None) for user_id, value in raw.items()}
 
 
 def mark_ready(room_id: int, entry_id: int, user_id: int) -> None:

@@ -55,6 +55,22 @@ async def test_a_report_with_nan_rtt_is_refused_and_the_room_still_starts_and_pa
     assert (await host.expect("ack", request_id="p"))["version"] == playing["version"] + 1
 
 
+async def test_a_nan_report_kept_from_before_reads_as_no_figure(room, tokens, connect, people, redis_client):
+    """Reports were not checked before: one stored then must not freeze the room now."""
+    host = await connect(room.slug, token=tokens["hana"])
+    lis = await connect(room.slug, token=tokens["lis"])
+    await sync_to_async(redis_client.hset)(presence._key(room.pk, "reports"), str(people["lis"].pk),
+                                           '{"offset_ms": NaN, "rtt_ms": NaN, "drift_ms": Infinity, "at_ms": 1}')
+    members = await sync_to_async(presence.reports)(room.pk)
+    assert members[people["lis"].pk]["rtt_ms"] is None
+    await host.send({"type": "control", "action": "play"})
+    waiting = await host.expect("room.state", reason="change", status="waiting")
+    for client in (host, lis):
+        await client.send({"type": "ready", "entry_id": waiting["entry_id"]})
+    playing = await host.expect("room.state", reason="change", status="playing")
+    assert 300 <= playing["anchor_ms"] - playing["server_ms"] <= 3100
+
+
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
 @pytest.mark.parametrize("field", ["offset_ms", "rtt_ms", "drift_ms"])
 async def test_non_finite_report_figures_are_refused(room, tokens, connect, field, text):
