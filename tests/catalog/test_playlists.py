@@ -75,7 +75,8 @@ def test_the_token_in_playlists_is_one_streams_only_token_listed_in_settings(ali
     token = token_of(first[0][1])
     assert {token_of(url) for _, url in first + second} == {token}  # made once, reused
     assert ApiToken.objects.filter(user=alice, name=STREAM_TOKEN_NAME).count() == 1
-    assert STREAM_TOKEN_NAME in alice_client.get("/accounts/settings/").content.decode()
+    settings_page = alice_client.get("/accounts/settings/").content.decode()
+    assert settings_page.count(STREAM_TOKEN_NAME) == 2  # explained, and listed with its Revoke button
     # It opens streams (bearer, ?token=, basic) but not the API, nor what a full token opens.
     api = Client().get("/api/library/tracks", headers={"authorization": f"Bearer {token}"})
     assert api.status_code == 401
