@@ -162,7 +162,7 @@ def test_slots_of_a_killed_process_come_back_when_their_leases_end(alice, long_t
         doomed.process.wait()
         started = time.monotonic()
         assert wait_for(lambda: (s := Stream(survivor, long_track, token)).status == 200 and (s.close() or True), "the lease's end")
-        assert time.monotonic() - started < 2 + 3
+        assert time.monotonic() - started < 2 + 6  # the lease, plus requests on a busy machine
     finally:
         held.close()
 
