@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import deque
 
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -87,7 +88,11 @@ class RoomConsumer(RevocableConsumer, AsyncWebsocketConsumer):
         if self.member is None:
             return
         await runtime.detach(self.room.pk, self.member)
-        await database_sync_to_async(self._leave)()
+        try:
+            await database_sync_to_async(self._leave)()
+        except redis.RedisError as exc:
+            # Redis is away: the presence entry expires by itself within ROOMS_PRESENCE_TTL_MS.
+            logger.warning("room left without Redis (%s)", exc, extra={"room_id": self.room.pk})
         self.member = None
 
     def _leave(self) -> None:

@@ -210,3 +210,29 @@ def test_a_room_changed_while_redis_was_away_is_resent_and_its_clock_goes_on(asg
                 await socket.close()
 
     asyncio.run(scenario())
+
+
+def test_a_socket_that_leaves_while_redis_is_away_is_let_go_without_a_crash(asgi_server_factory, private_redis,
+                                                                           people):
+    room = make_room(people, 600.0)
+    server, = asgi_server_factory(1, env={"REDIS_URL": private_redis.url(3)})
+
+    async def scenario():
+        sockets = await open_sockets([server], room, {name: people[name] for name in ("hana", "lis")})
+        stays, leaves = sockets[0], sockets[1]
+        try:
+            private_redis.kill()
+            await leaves.close()
+            # Either the leave is logged as done without Redis, or the consumer crashed.
+            deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+            while not any(line in server.log() for line in ("room left without Redis", "Exception inside application")):
+                assert time.monotonic() < deadline, "the server never finished with the socket"
+                await asyncio.sleep(0.05)
+            assert "Exception inside application" not in server.log()
+            await asyncio.to_thread(private_redis.start)
+            await stays.expect("room.state", since=private_redis.answered_at, reason="resync")
+        finally:
+            for socket in sockets:
+                await socket.close()
+
+    asyncio.run(scenario())
