@@ -5,7 +5,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# make test runs the suite once per database (make test TEST_DATABASES=sqlite: one only).
+# make test runs the suite once per database (make test TEST_DATABASES=sqlite: one only); after
+# the first, only the tests that use the database (the others cannot differ).
 TEST_DATABASES ?= postgres sqlite
 
 .PHONY: run test install install-dev lint check-python
@@ -39,7 +40,8 @@ test: install-dev
 	@bash project/scripts/system-deps.sh test
 	@bash project/scripts/test-services.sh $(TEST_DATABASES)
 	$(BIN)/ruff check .
-	@status=0; for db in $(TEST_DATABASES); do \
-	  echo "chorus: the test suite on $$db" >&2; \
-	  CHORUS_TEST_DB=$$db $(BIN)/python -m pytest $(PYTEST_ARGS) || status=1; \
+	@status=0; again=; for db in $(TEST_DATABASES); do \
+	  echo "chorus: the test suite on $$db$${again:+ (the tests that use the database)}" >&2; \
+	  CHORUS_TEST_DB=$$db CHORUS_TEST_DATABASE_TESTS_ONLY=$$again $(BIN)/python -m pytest $(PYTEST_ARGS) || status=1; \
+	  again=1; \
 	done; exit $$status

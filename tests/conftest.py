@@ -60,35 +60,46 @@ def library_dir(tmp_path, settings, audio_source) -> Path:
     return library
 
 
-_postgres_only_left_out = pytest.StashKey[int]()
+_left_out = pytest.StashKey[int]()
+# pytest-django's fixtures behind every test that touches the test database.
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
 
 
 def _on_sqlite() -> bool:
     return django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 
 
+def _uses_the_database(item: pytest.Item) -> bool:
+    return bool(DATABASE_FIXTURES.intersection(getattr(item, "fixturenames", ()))) or bool(
+        item.get_closest_marker("django_db"))
+
+
 def pytest_collection_modifyitems(config, items):
-    """On SQLite, leave out (deselect, not skip) the tests marked `postgres_only`; each such
-    mark must say why the test cannot run on SQLite."""
+    """Deselect (not skip) what this run leaves out:
+    - on SQLite, the tests marked `postgres_only`; each such mark must say why;
+    - with CHORUS_TEST_DATABASE_TESTS_ONLY=1 (make test's runs after the first database),
+      the tests that never touch the database: they ran already and cannot differ."""
     unexplained = [item.nodeid for item in items
                    if (mark := item.get_closest_marker("postgres_only")) and not mark.kwargs.get("reason")]
     if unexplained:
         raise pytest.UsageError("postgres_only needs reason=...: " + ", ".join(unexplained))
-    if not _on_sqlite():
-        return
+    sqlite = _on_sqlite()
+    database_tests_only = os.environ.get("CHORUS_TEST_DATABASE_TESTS_ONLY") == "1"
     kept, left_out = [], []
     for item in items:
-        (left_out if item.get_closest_marker("postgres_only") else kept).append(item)
+        leave_out = (sqlite and item.get_closest_marker("postgres_only")) or (
+            database_tests_only and not _uses_the_database(item))
+        (left_out if leave_out else kept).append(item)
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = kept
-        config.stash[_postgres_only_left_out] = len(left_out)
+        config.stash[_left_out] = len(left_out)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """A selection (-k, a file) of PostgreSQL-only tests is not an error on SQLite: the run
-    passes with nothing to do there, instead of pytest's "no tests ran" (exit status 5)."""
-    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and session.config.stash.get(_postgres_only_left_out, 0):
+    """A selection (-k, a file) of tests that this run leaves out is not an error: the run
+    passes with nothing to do, instead of pytest's "no tests ran" (exit status 5)."""
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and session.config.stash.get(_left_out, 0):
         session.exitstatus = pytest.ExitCode.OK
 
 

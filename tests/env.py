@@ -5,7 +5,9 @@ servers on their standard ports. Tests use their own Redis database number.
 
 CHORUS_TEST_DB=sqlite runs the suite on SQLite instead, the database `make run` ships: a
 file in a private temporary folder (never in memory, so that live servers, other processes,
-can open it), whatever DATABASE_URL says. Tests marked `postgres_only` are left out there.
+can open it), whatever DATABASE_URL says. Tests marked `postgres_only` are left out there,
+and with CHORUS_TEST_DATABASE_TESTS_ONLY=1 (make test's run after the first database) the
+tests that never touch the database (see tests/conftest.py).
 """
 
 import os
