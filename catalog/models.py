@@ -67,8 +67,14 @@ class Artist(models.Model):
         return self.name
 
     def save(self, *args, **kwargs):
+        renamed = not self._state.adding and "name" in (kwargs.get("update_fields") or {"name"})
         _set_keys(self, {"name_key": name_key(self.name), "search_key": search_key(self.name)}, kwargs)
         super().save(*args, **kwargs)
+        if renamed:  # the tracks' match keys carry the artist's name (a rename in the admin)
+            tracks = list(self.tracks.only("id", "title"))
+            for track in tracks:
+                track.match_key = match_key(self.name, track.title)
+            Track.objects.bulk_update(tracks, ["match_key"], batch_size=500)
 
     def get_absolute_url(self) -> str:
         return reverse("catalog:artist", args=[self.pk])

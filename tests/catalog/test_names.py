@@ -58,6 +58,17 @@ def test_a_renamed_artist_keeps_its_keys_in_step():
     assert (artist.name_key, artist.search_key) == ("ünïcode ärtist", "unicode artist")
 
 
+def test_a_renamed_artist_is_found_by_its_new_name_and_matched_by_it():
+    track = make_track("Flac Tone", "Old Name", None, duration_s=200.0)
+    artist = track.artist
+    artist.name = "Ünïcode Ärtist"
+    artist.save()
+    assert [t.title for t in selectors.track_search(query="UNICODE tone")] == ["Flac Tone"]
+    assert list(selectors.track_search(query="old")) == []
+    track.refresh_from_db()
+    assert track.match_key == "unicode artist\x1fflac tone"
+
+
 def test_importing_files_tagged_in_two_cases_gives_one_artist_and_album(tmp_path, settings):
     settings.LIBRARY_DIR = tmp_path
     make_audio(tmp_path / "a.flac", 1, ["-c:a", "flac"], {"title": "One", "artist": "Ünïcode Ärtist", "album": "Ärger"})
