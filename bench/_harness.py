@@ -252,6 +252,17 @@ class BenchEnv:
             connections.close_all()
 
 
+@dataclass
+class PrivateRedisEnv(BenchEnv):
+    """The scratch environment, on the private redis-server instead of the shared one."""
+
+    private_url: str = ""
+
+    @property
+    def redis_url(self) -> str:
+        return self.private_url
+
+
 def django_setup() -> None:
     """Configure Django in this process (after BenchEnv.created() set the environment)."""
     sys.path.insert(0, str(ROOT))

@@ -41,17 +41,6 @@ QUIET_S = 1.5
 
 
 @dataclass
-class PrivateRedisEnv(h.BenchEnv):
-    """The scratch environment, on the private redis-server instead of the shared one."""
-
-    private_url: str = ""
-
-    @property
-    def redis_url(self) -> str:
-        return self.private_url
-
-
-@dataclass
 class Clients:
     """What every client received: (monotonic time, type, reason, version) per frame."""
 
@@ -168,7 +157,7 @@ async def one_round(clients: Clients, sockets: list, redis_server: PrivateRedis,
     }
 
 
-async def run(args, bench_env: PrivateRedisEnv, redis_server: PrivateRedis, tokens: list[str], slug: str,
+async def run(args, bench_env: h.PrivateRedisEnv, redis_server: PrivateRedis, tokens: list[str], slug: str,
               room_id: int) -> dict:
     servers = [h.Server.daphne(bench_env, gc_log=False).start() for _ in range(args.processes)]
     sockets: list = []
@@ -227,7 +216,7 @@ def main() -> None:
     print(f"open files limit: {h.raise_open_files()}", flush=True)
     redis_server = PrivateRedis(h.SCRATCH / "redis-restart").start()
     try:
-        bench_env = PrivateRedisEnv("redisrestart", db=args.db, private_url=redis_server.url(0))
+        bench_env = h.PrivateRedisEnv("redisrestart", db=args.db, private_url=redis_server.url(0))
         with bench_env.created():
             tokens, slug, room_id = setup(args.clients)
             result = asyncio.run(run(args, bench_env, redis_server, tokens, slug, room_id))

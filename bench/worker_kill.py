@@ -34,7 +34,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -46,17 +45,6 @@ import _harness as h
 from tests.private_redis import PrivateRedis
 
 SERVICES = ("lastfm", "listenbrainz")
-
-
-@dataclass
-class PrivateRedisEnv(h.BenchEnv):
-    """The scratch environment, on the private redis-server instead of the shared one."""
-
-    private_url: str = ""
-
-    @property
-    def redis_url(self) -> str:
-        return self.private_url
 
 
 class Worker:
@@ -139,7 +127,7 @@ def setup(args, lastfm, listenbrainz) -> set[tuple[str, int]]:
     return due
 
 
-def run(args, env: PrivateRedisEnv) -> dict:
+def run(args, env: h.PrivateRedisEnv) -> dict:
     from scrobbling import tasks
     from scrobbling.models import BufferEntry, DeadLetter
     from tests.scrobbling.fakes import FakeLastfm, FakeListenBrainz
@@ -212,7 +200,7 @@ def main() -> None:
     args = parser.parse_args()
     redis_server = PrivateRedis(h.SCRATCH / "worker-kill-redis").start()
     try:
-        env = PrivateRedisEnv("workerkill", private_url=redis_server.url(0), extra={
+        env = h.PrivateRedisEnv("workerkill", private_url=redis_server.url(0), extra={
             # One key for this process and the workers: the links' secrets are encrypted with it.
             "SECRET_KEY": "bench-only-" + secrets.token_urlsafe(48),
             "LASTFM_API_KEY": "bench-key", "LASTFM_API_SECRET": "bench-secret", "SCROBBLING_LEASE_S": "5",
