@@ -54,7 +54,9 @@ def sync_redis() -> redis.Redis:
 
 
 def encode(event: dict) -> str:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    """JSON text of an event. JSON has no NaN or Infinity: a non-finite number raises here
+    (ValueError) rather than going out in a frame that clients cannot parse."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def publish(topic: str, event: dict | str) -> None:

@@ -185,3 +185,9 @@ def test_publishing_from_a_worker_works_on_the_first_try_after_a_redis_restart(p
     assert pubsub.get_message(timeout=2)["data"] == b'{"type":"after"}'
     pubsub.close()
     listener.close()
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_number_is_never_encoded_into_a_frame(number):
+    with pytest.raises(ValueError, match="JSON compliant"):
+        realtime.encode({"type": "room.state", "position_ms": number})
