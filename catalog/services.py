@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from catalog import audio
+from catalog import audio, tasks
 from catalog.models import UNKNOWN_ARTIST, Album, Artist, ImportJob, ImportSkip, Track, name_key
 from project.metrics import import_files
 
@@ -193,9 +193,7 @@ def import_job_create(*, path: str, user=None, restrict_to_library: bool = True,
     folder = validate_import_path(path, restrict_to_library=restrict_to_library)
     job = ImportJob.objects.create(path=str(folder), created_by=user)
     if enqueue:
-        from catalog.tasks import run_import
-
-        transaction.on_commit(lambda: run_import.delay(job.pk))
+        tasks.run_import.delay_on_commit(job.pk)
     return job
 
 

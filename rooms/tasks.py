@@ -4,12 +4,12 @@ or at the same time as a server process's own clock changes a room once."""
 
 from celery import shared_task
 
-from rooms import services
-
 
 @shared_task(ignore_result=True)
 def clock_sweep() -> None:
     """Rooms whose track ended move on, waits that timed out start, and members who left
     stop showing the room as their now playing."""
+    from rooms import services
+
     services.rooms_catch_up()
     services.listeners_sweep()

@@ -25,6 +25,7 @@ from django.utils import timezone
 from catalog.models import UNKNOWN_ARTIST, Album, Artist, Track, fold, match_key
 from project import metrics, outbound
 from project.realtime import sync_redis
+from scrobbling import tasks
 from scrobbling.clients import AuthExpired, ClientError, NotAllowed
 from scrobbling.models import BufferEntry, Play, ScrobblerLink, Service
 
@@ -557,12 +558,10 @@ def now_playing_set_many(*, users: list, track: Track, position_s: float, rate: 
     sendable = PlayInput.of_track(track, played_at=timezone.now(), source=source).sendable
     starters = [e["user_id"] for e, before in zip(entries, previous, strict=True) if _is_new_start(before, e)]
     if not paused and sendable and starters:
-        from scrobbling import tasks
-
         linked = set(ScrobblerLink.objects.filter(user_id__in=starters, status=ScrobblerLink.Status.ACTIVE)
                      .values_list("user_id", flat=True))
         for user_id in sorted(linked):
-            transaction.on_commit(lambda user_id=user_id: tasks.send_now_playing.delay(user_id, track.pk))
+            tasks.send_now_playing.delay_on_commit(user_id, track.pk)
     return entries
 
 
@@ -584,11 +583,9 @@ def now_playing_listen(*, user, play: PlayInput) -> dict:
     if play.sendable and _is_new_start(previous, entry) and ScrobblerLink.objects.filter(
         user=user, status=ScrobblerLink.Status.ACTIVE
     ).exists():
-        from scrobbling import tasks
-
         listen = {"artist": play.artist_name, "title": play.track_title, "album": play.album_title,
                   "duration_s": play.duration_s, "mbid": play.recording_mbid}
-        transaction.on_commit(lambda: tasks.send_now_playing.delay(user.pk, None, listen))
+        tasks.send_now_playing.delay_on_commit(user.pk, None, listen)
     return entry
 
 

@@ -1,12 +1,12 @@
 from celery import shared_task
 
-from scrobbling import delivery
-
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def drain_link(user_id: int, service: str) -> None:
     """Send a user's buffered plays to one service. Idempotent: the buffer is the truth,
     and a second drain of the same link finds the first one's lease and leaves."""
+    from scrobbling import delivery
+
     delivery.kicked(user_id=user_id, service=service)
     result = delivery.drain(user_id=user_id, service=service)
     if result.retry_in_s is not None:
@@ -19,6 +19,8 @@ def drain_link(user_id: int, service: str) -> None:
 def send_now_playing(user_id: int, track_id: int | None, listen: dict | None = None) -> None:
     """Best effort and never retried: a late "now playing" would be wrong. A library track
     by id, or `listen` (artist, title, album, duration_s, mbid) for one that is not."""
+    from scrobbling import delivery
+
     delivery.send_now_playing(user_id=user_id, track_id=track_id, listen=listen)
 
 
@@ -26,5 +28,7 @@ def send_now_playing(user_id: int, track_id: int | None, listen: dict | None = N
 def sweep() -> None:
     """Every minute (beat): requeued dead letters back to the buffer, and a drain for every
     link with plays due (after a back-off, an expired lease of a killed worker, a reconnect)."""
+    from scrobbling import delivery
+
     for user_id, service in delivery.sweep():
         drain_link.delay(user_id, service)
