@@ -95,8 +95,7 @@ def members_payload(room: Room) -> list[dict]:
             "drift_ms": None if sound_blocked else report.get("drift_ms"),
             "sound_blocked": sound_blocked,
         })
-    members.sort(key=lambda m: (not m["online"], m["role"] != "host", m["user"].lower()))
-    return members
+    return sorted_members(members)
 
 
 def members_event(room: Room, members: list[dict] | None = None) -> dict:
@@ -115,11 +114,33 @@ def room_event(room: Room) -> dict:
     }
 
 
-def members_signature(members: list[dict]) -> str:
-    """What makes two member lists different enough to announce (sync figures to the ms)."""
+def members_delta_event(*, changed: list[dict], removed: list[int]) -> dict:
+    """What changed in the member list since the last announcement: whole entries of the
+    members whose entry changed, and the user ids of those no longer members. A client keeps
+    the full list it got on join (or in the last room.members) and applies these to it."""
+    return {"type": "room.members_delta", "changed": changed, "removed": removed}
+
+
+def apply_members_delta(members: dict[int, dict], event: dict) -> None:
+    """Fold a room.members / room.members_delta event into a {user_id: entry} view."""
+    if event["type"] == "room.members":
+        members.clear()
+    for member in event.get("members") or event.get("changed") or []:
+        members[member["user_id"]] = member
+    for user_id in event.get("removed", []):
+        members.pop(user_id, None)
+
+
+def sorted_members(members) -> list[dict]:
+    return sorted(members, key=lambda m: (not m["online"], m["role"] != "host", m["user"].lower()))
+
+
+def member_signatures(members: list[dict]) -> dict[str, str]:
+    """What makes a member's entry different enough to announce (sync figures to the ms),
+    by user id."""
 
     def rounded(value):
         return None if value is None else round(value)
 
-    return json.dumps([(m["user"], m["role"], m["online"], rounded(m["offset_ms"]), rounded(m["drift_ms"]),
-                        m["sound_blocked"]) for m in members])
+    return {str(m["user_id"]): json.dumps([m["user"], m["role"], m["online"], rounded(m["offset_ms"]),
+                                           rounded(m["drift_ms"]), m["sound_blocked"]]) for m in members}

@@ -102,15 +102,24 @@ def stalled_too_often(room_id: int, user_id: int) -> bool:
     return value is not None and int(value) > settings.ROOMS_MAX_STALLS_PER_MINUTE
 
 
-def members_changed(room_id: int, signature: str) -> bool:
-    """True (once) when the members list differs from what was last announced."""
-    previous = sync_redis().set(_key(room_id, "members_sig"), signature, ex=3600, get=True)
-    return previous is None or previous.decode() != signature
+def swap_announced_members(room_id: int, signatures: dict[str, str]) -> dict[str, str] | None:
+    """Store what the member list looks like now (member_signatures) and return what was
+    stored before, atomically (SET ... GET): of several processes announcing the same change
+    only the first sees a difference. None: nothing was stored (first announcement, or Redis
+    lost it)."""
+    previous = sync_redis().set(_key(room_id, "members_sig"), json.dumps(signatures), ex=3600, get=True)
+    if previous is None:
+        return None
+    try:
+        value = json.loads(previous)
+    except ValueError:  # written by an older version (one signature for the whole list)
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def mark_members_dirty(room_id: int) -> None:
-    """Someone joined or left: the next runtime check announces room.members (coalesced,
-    so a thousand people joining cost a few announcements, not a thousand)."""
+    """Someone joined or left: the next runtime check announces what changed (coalesced,
+    so a thousand people joining cost a few small deltas, not a thousand full lists)."""
     sync_redis().set(_key(room_id, "members_dirty"), 1, ex=600)
 
 

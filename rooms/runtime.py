@@ -36,7 +36,8 @@ from scrobbling.services import play_counts
 logger = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = 0.2
-# Joins and leaves are announced at most this often (coalesced across processes).
+# Joins and leaves are announced at most this often (coalesced across processes), as a
+# delta: its size grows with the changes, not with the room.
 MEMBERS_INTERVAL_S = 0.5
 
 
@@ -57,6 +58,11 @@ class RoomRuntime:
         self.members: dict[str, Member] = {}
         self.extra_listeners: set[Callable[[dict], None]] = set()
         self.state: dict | None = None
+        # The room as last published, so that a join needs no database: the queue and
+        # settings events, and the member list ({user_id: entry}, deltas applied).
+        self.queue: dict | None = None
+        self.room_settings: dict | None = None
+        self.member_list: dict[int, dict] | None = None
         self._task: asyncio.Task | None = None
         self._last_tick = 0.0
         self._last_members_check = 0.0
@@ -66,9 +72,40 @@ class RoomRuntime:
 
     # -- state cache -----------------------------------------------------------------
     def on_frame(self, topic: str, frame: str) -> None:
-        if '"type":"room.state"' not in frame[:40]:
-            return
-        self.remember(json.loads(frame))
+        head = frame[:40]
+        if '"type":"room.state"' in head:
+            self.remember(json.loads(frame))
+        elif '"type":"room.members' in head:
+            if self.member_list is not None:
+                events.apply_members_delta(self.member_list, json.loads(frame))
+            elif head.startswith('{"type":"room.members"'):
+                self.member_list = {}
+                events.apply_members_delta(self.member_list, json.loads(frame))
+        elif '"type":"room.queue"' in head:
+            self.queue = json.loads(frame)
+        elif '"type":"room.settings"' in head:
+            self.room_settings = json.loads(frame)
+
+    def joined(self, first: list[dict]) -> None:
+        """What a join read from the database fills the caches that are still empty (a
+        published frame, newer, always replaces them)."""
+        state, queue, members, room_settings = first
+        self.remember(state)
+        if self.queue is None:
+            self.queue = queue
+        if self.room_settings is None:
+            self.room_settings = room_settings
+        if self.member_list is None:
+            self.member_list = {m["user_id"]: m for m in members["members"]}
+
+    def cached_join(self, user_id: int) -> tuple[dict, dict, list[dict], dict] | None:
+        """The join events from the caches (the joining member shown online), or None when
+        one is missing or the member is new to the list."""
+        if None in (self.state, self.queue, self.room_settings, self.member_list) or user_id not in self.member_list:
+            return None
+        members = dict(self.member_list)
+        members[user_id] = dict(members[user_id], online=True)
+        return self.state, self.queue, events.sorted_members(members.values()), self.room_settings
 
     def remember(self, state: dict) -> None:
         if self.state is None or state["version"] >= self.state["version"]:
@@ -92,7 +129,7 @@ class RoomRuntime:
             await asyncio.sleep(CHECK_INTERVAL_S)
             await self._step(self._check_clock)
             # Big rooms announce less often: the list itself grows with the room.
-            members_interval_s = MEMBERS_INTERVAL_S + len(self.members) / 250
+            members_interval_s = MEMBERS_INTERVAL_S + len(self.members) / 1000
             if time.monotonic() - self._last_members_check >= members_interval_s:
                 self._last_members_check = time.monotonic()
                 await self._step(database_sync_to_async(self._announce_if_dirty))
@@ -165,6 +202,7 @@ class RoomRuntime:
         the database has it now (reason "resync"), and put the members back online."""
         state, queue, room_settings = await database_sync_to_async(self._current_events)()
         self.remember(state)  # unless a newer change arrived first
+        self.queue, self.room_settings = queue, room_settings
         frames = [encode(dict(self.state, reason="resync", server_ms=presence.now_ms())), encode(queue),
                   encode(room_settings)]
         for member in list(self.members.values()):
@@ -196,7 +234,7 @@ class RoomRuntime:
         presence.touch(self.room_id, connections)
         room = Room.objects.filter(pk=self.room_id).first()
         if room is not None:
-            services.announce_members(room=room, only_if_changed=True)
+            services.announce_members(room=room)
 
 
 _runtimes: dict[tuple[int, int], RoomRuntime] = {}

@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 
 from catalog.models import Track
 from project.accounts.services import token_create
-from rooms import services
+from rooms import events, services
 from rooms.models import Room
 from tests.factories import UserFactory
 
@@ -62,6 +62,7 @@ class Client:
         self.backlog: list[dict] = []
         self.closed = False
         self.close_code = None
+        self.members: dict[int, dict] = {}  # the member list as room.js keeps it
 
     async def send(self, message: dict | str) -> None:
         await self.ws.send_to(text_data=message if isinstance(message, str) else json.dumps(message))
@@ -77,7 +78,17 @@ class Client:
         if message["type"] == "websocket.close":
             self.close_code = message.get("code")
             raise AssertionError(f"the server closed the socket with {self.close_code}")
-        return json.loads(message["text"])
+        return self.fold_members(json.loads(message["text"]))
+
+    def fold_members(self, event: dict) -> dict:
+        """Apply a room.members_delta to the list this client holds, as room.js does, and
+        hand it on as the room.members it amounts to (the delta itself under "delta")."""
+        if event["type"] not in ("room.members", "room.members_delta"):
+            return event
+        events.apply_members_delta(self.members, event)
+        if event["type"] == "room.members":
+            return event
+        return {"type": "room.members", "members": events.sorted_members(self.members.values()), "delta": event}
 
     async def receive(self, timeout: float = 3) -> dict:
         if self.backlog:

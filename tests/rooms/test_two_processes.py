@@ -7,6 +7,7 @@ import json
 import pytest
 import websockets
 
+from rooms import events
 from rooms.models import PlaybackState
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,10 +19,22 @@ async def open_socket(server, slug: str, token: str):
     )
 
 
+_member_lists: dict[int, dict[int, dict]] = {}  # by id(socket): the list as room.js keeps it
+
+
+def folded(socket, event: dict) -> dict:
+    """A room.members_delta applied to the socket's member list, as the room.members it amounts to."""
+    if event["type"] not in ("room.members", "room.members_delta"):
+        return event
+    members = _member_lists.setdefault(id(socket), {})
+    events.apply_members_delta(members, event)
+    return {"type": "room.members", "members": events.sorted_members(members.values())}
+
+
 async def next_event(socket, kind: str, timeout: float = 5, **fields) -> dict:
     async def wait():
         while True:
-            event = json.loads(await socket.recv())
+            event = folded(socket, json.loads(await socket.recv()))
             if event["type"] == kind and all(event.get(k) == v for k, v in fields.items()):
                 return event
 

@@ -267,6 +267,7 @@
       case "room.state": onState(msg); break;
       case "room.queue": room.queue = msg.entries; room.settings.repeat = msg.repeat; room.settings.shuffle = msg.shuffle; renderQueue(); break;
       case "room.members": room.members = msg.members; renderMembers(); break;
+      case "room.members_delta": applyMembersDelta(msg); renderMembers(); break;
       case "room.settings": Object.assign(room.settings, msg); renderSettings(); break;
       case "ack": pending.delete(msg.request_id); break;
       case "error":
@@ -368,6 +369,17 @@
     if (!member.online || member.drift_ms === null || member.drift_ms === undefined) return "unknown";
     const drift = Math.abs(member.drift_ms);
     return drift < 30 ? "good" : drift < 100 ? "fair" : "poor";
+  }
+
+  // A delta carries whole entries of the members that changed and the ids of those who are
+  // no longer members; the list keeps the server's order (online, hosts, then by name).
+  function applyMembersDelta(msg) {
+    const byId = new Map(room.members.map((m) => [m.user_id, m]));
+    msg.changed.forEach((m) => byId.set(m.user_id, m));
+    msg.removed.forEach((id) => byId.delete(id));
+    room.members = [...byId.values()].sort((a, b) =>
+      (b.online - a.online) || ((a.role !== "host") - (b.role !== "host"))
+      || (a.user.toLowerCase() < b.user.toLowerCase() ? -1 : a.user.toLowerCase() > b.user.toLowerCase() ? 1 : 0));
   }
 
   function renderMembers() {

@@ -1,0 +1,87 @@
+"""A join sends the whole member list to the joining socket only; the others hear of it as a
+small room.members_delta (a reconnect storm of N members costs N lists, not N^2)."""
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from rooms import events, services
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def online(members: dict) -> set[str]:
+    return {m["user"] for m in members["members"] if m["online"]}
+
+
+async def test_a_join_reaches_the_others_as_a_delta_of_the_joiner_alone(room, tokens, connect):
+    host = await connect(room.slug, token=tokens["hana"])
+    full = await host.expect("room.members")
+    assert "delta" not in full
+    assert {m["user"] for m in full["members"]} == {"hana", "dj", "lis"}
+    # The room's first announcement is a whole list (nothing was announced before it).
+    assert "delta" not in await host.expect("room.members", timeout=5)
+    listener = await connect(room.slug, token=tokens["lis"])
+    joined = await listener.expect("room.members")
+    assert "delta" not in joined
+    assert online(joined) == {"hana", "lis"}
+    seen = await host.expect("room.members", timeout=5)
+    while "lis" not in online(seen):
+        seen = await host.expect("room.members", timeout=5)
+    assert [m["user"] for m in seen["delta"]["changed"]] == ["lis"]
+    assert seen["delta"]["removed"] == []
+    assert [m["user"] for m in seen["members"]] == ["hana", "lis", "dj"]  # online first, the host first
+
+    await listener.close()
+    gone = await host.expect("room.members", timeout=5)
+    while "lis" in online(gone):
+        gone = await host.expect("room.members", timeout=5)
+    assert [(m["user"], m["online"]) for m in gone["delta"]["changed"]] == [("lis", False)]
+
+
+async def test_a_removed_member_leaves_the_list_of_the_others(room, tokens, connect, people):
+    host = await connect(room.slug, token=tokens["hana"])
+    await host.expect("room.members")
+    await sync_to_async(services.member_remove)(room=room, actor=people["hana"], user_id=people["lis"].pk)
+    members = await host.expect("room.members", timeout=5)
+    while "lis" in {m["user"] for m in members["members"]}:
+        members = await host.expect("room.members", timeout=5)
+    assert {m["user"] for m in members["members"]} == {"hana", "dj"}
+
+
+async def test_a_join_in_a_busy_room_reads_the_room_from_memory(room, tokens, connect, monkeypatch):
+    host = await connect(room.slug, token=tokens["hana"])
+    await host.expect("room.settings")
+    reads = []
+
+    def counted(name):
+        real = getattr(events, name)
+
+        def read(*args, **kwargs):
+            reads.append(name)
+            return real(*args, **kwargs)
+        return read
+
+    for name in ("members_payload", "queue_event", "room_event"):
+        monkeypatch.setattr(events, name, counted(name))
+    listener = await connect(room.slug, token=tokens["lis"])
+    await listener.expect("room.state", reason="join", version=0)
+    assert len((await listener.expect("room.queue"))["entries"]) == 3
+    assert online(await listener.expect("room.members")) == {"hana", "lis"}
+    await listener.expect("room.settings", control_policy="djs")
+    assert [r for r in reads if r != "members_payload"] == []  # the room's periodic check may read members
+
+
+async def test_a_join_after_a_change_gets_the_room_as_changed(room, tokens, connect, people, tracks):
+    host = await connect(room.slug, token=tokens["hana"])
+    await host.expect("room.settings")
+    await host.send({"type": "control", "action": "volume", "volume": 0.3})
+    changed = await host.expect("room.state", reason="change")
+    await sync_to_async(services.queue_add)(room=room, actor=people["hana"], track_id=tracks[0].pk)
+    await host.expect("room.queue")
+    await sync_to_async(services.room_update)(room=room, actor=people["hana"], control_policy="everyone")
+    await host.expect("room.settings", control_policy="everyone")
+    listener = await connect(room.slug, token=tokens["lis"])
+    state = await listener.expect("room.state", reason="join")
+    assert (state["version"], state["volume"]) == (changed["version"], 0.3)
+    assert len((await listener.expect("room.queue"))["entries"]) == 4
+    await listener.expect("room.settings", control_policy="everyone")
