@@ -16,7 +16,7 @@ from django.conf import settings
 from project import inputs
 from project.accounts.ws import RevocableConsumer
 from project.realtime import encode
-from rooms import events, presence, runtime, selectors, services
+from rooms import events, presence, runtime, services
 from rooms.services import RoomError
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class RoomConsumer(RevocableConsumer, AsyncWebsocketConsumer):
         # reaches this socket (handled once connect() returns).
         await self.follow_revocations()
         try:
-            self.room = await database_sync_to_async(selectors.room_for_socket)(slug=slug, user=user)
+            self.room = await database_sync_to_async(services.room_enter)(slug=slug, user=user)
         except RoomError as exc:
             await self.close(code=CLOSE_CODES.get(exc.code, 4403))
             return
@@ -56,8 +56,8 @@ class RoomConsumer(RevocableConsumer, AsyncWebsocketConsumer):
         self.member = runtime.Member(user.pk, uuid.uuid4().hex, self._send_frame)
         room_runtime = await runtime.attach(self.room.pk, self.member)
         try:
-            first = await database_sync_to_async(self._join)(room_runtime.cached_join(user.pk))
-            room_runtime.joined(first)
+            first = await database_sync_to_async(self._join)()
+            room_runtime.remember(first[0])
             for event in first:
                 await self.send(text_data=encode(event))
         except BaseException:
@@ -66,15 +66,9 @@ class RoomConsumer(RevocableConsumer, AsyncWebsocketConsumer):
             await self.disconnect(None)
             raise
 
-    def _join(self, cached: tuple | None) -> list[dict]:
-        """Online, then the room: from the runtime's caches when it has them (no database in
-        a reconnect storm), else from the database. The others hear of the join as a delta."""
+    def _join(self) -> list[dict]:
         presence.touch(self.room.pk, [(self.user.pk, self.member.conn_id)])
         presence.mark_members_dirty(self.room.pk)
-        if cached is not None:
-            state, queue, members, room_settings = cached
-            return [dict(state, reason="join", server_ms=presence.now_ms()), queue,
-                    events.members_event(self.room, members), room_settings]
         members = events.members_payload(self.room)
         return [
             events.state_event(services.playback_current(room_id=self.room.pk), reason="join",

@@ -6,20 +6,7 @@ from django.db.models import Count, Q, QuerySet
 
 from rooms import presence
 from rooms.models import Membership, PlaybackState, QueueEntry, Room
-from rooms.services import RoomError, room_join
-
-
-def room_for_socket(*, slug: str, user) -> Room:
-    """The room a socket may join: members always; anyone else only public rooms (and
-    then they become listeners). RoomError not_found / forbidden otherwise."""
-    room = Room.objects.filter(slug=slug).first()
-    if room is None:
-        raise RoomError("not_found", f"No room called {slug!r}.")
-    if not Membership.objects.filter(room=room, user=user).exists():
-        if room.visibility != Room.Visibility.PUBLIC:
-            raise RoomError("forbidden", "This room is private: open its invite link first.")
-        room_join(room=room, user=user)
-    return room
+from rooms.services import RoomError
 
 
 def room_visible(*, slug: str, user) -> tuple[Room, Membership | None]:
@@ -34,7 +21,8 @@ def room_visible(*, slug: str, user) -> tuple[Room, Membership | None]:
 
 
 def room_list(*, user) -> list[Room]:
-    """Public rooms and the user's own, busiest first, each with `online_count`."""
+    """Public rooms and the user's own, busiest first, each with `online_count`: one query
+    for the rooms, one presence read per room."""
     rooms: QuerySet[Room] = (
         Room.objects.filter(Q(visibility=Room.Visibility.PUBLIC) | Q(memberships__user=user))
         .distinct()
@@ -44,10 +32,6 @@ def room_list(*, user) -> list[Room]:
     result = list(rooms[:200])
     for room in result:
         room.online_count = len(presence.online_user_ids(room.pk))
-        room.is_member = False
-    mine = set(Membership.objects.filter(user=user, room__in=result).values_list("room_id", flat=True))
-    for room in result:
-        room.is_member = room.pk in mine
     result.sort(key=lambda r: (-r.online_count, -r.created_at.timestamp()))
     return result
 

@@ -121,6 +121,19 @@ def room_join(*, room: Room, user, invite_code: str | None = None) -> Membership
     return membership
 
 
+def room_enter(*, slug: str, user) -> Room:
+    """A socket enters a room: members always; anyone else only a public room, and then they
+    join it as a listener (a write, so a service). RoomError not_found / forbidden otherwise."""
+    room = Room.objects.filter(slug=slug).first()
+    if room is None:
+        raise RoomError("not_found", f"No room called {slug!r}.")
+    if not Membership.objects.filter(room=room, user=user).exists():
+        if room.visibility != Room.Visibility.PUBLIC:
+            raise RoomError("forbidden", "This room is private: open its invite link first.")
+        room_join(room=room, user=user)
+    return room
+
+
 def membership_for(*, room: Room, user) -> Membership:
     membership = Membership.objects.filter(room=room, user=user).first()
     if membership is None:
@@ -645,18 +658,10 @@ def listeners_sweep() -> int:
     return cleared
 
 
-def announce_members(*, room: Room, members: list[dict] | None = None) -> None:
-    """Announce what changed in the member list since any process last announced it (after
-    commit): a room.members_delta with the changed entries, nothing if nothing changed, the
-    full room.members if nothing was announced before. Sockets got the full list on join, so
-    a thousand joins cost each socket a few deltas, not a thousand lists of a thousand."""
+def announce_members(*, room: Room, members: list[dict] | None = None, only_if_changed: bool = False) -> None:
+    """Send room.members (after commit); with only_if_changed, only when it differs from
+    what any process announced last, so periodic checks in several processes send it once."""
     members = members if members is not None else events.members_payload(room)
-    signatures = events.member_signatures(members)
-    previous = presence.swap_announced_members(room.pk, signatures)
-    if previous is None:
+    changed = presence.members_changed(room.pk, events.members_signature(members))
+    if changed or not only_if_changed:
         broadcast_on_commit(topic(room.pk), events.members_event(room, members))
-        return
-    changed = [m for m in members if previous.get(str(m["user_id"])) != signatures[str(m["user_id"])]]
-    removed = [int(user_id) for user_id in previous if user_id not in signatures]
-    if changed or removed:
-        broadcast_on_commit(topic(room.pk), events.members_delta_event(changed=changed, removed=removed))

@@ -609,8 +609,8 @@ def now_playing_clear(*, user_id: int) -> None:
     pipe.execute()
 
 
-def now_playing_list() -> list[dict]:
-    """Who is listening to what right now (expired entries are dropped)."""
+def now_playing_expire() -> int:
+    """Drop the entries whose time ran out (the beat's sweep, every minute); how many."""
     redis = sync_redis()
     now_ms = int(timezone.now().timestamp() * 1000)
     expired = redis.zrangebyscore(NOW_PLAYING_KEY + ":expires", "-inf", now_ms)
@@ -619,7 +619,20 @@ def now_playing_list() -> list[dict]:
         pipe.hdel(NOW_PLAYING_KEY, *expired)
         pipe.zrem(NOW_PLAYING_KEY + ":expires", *expired)
         pipe.execute()
-    entries = [json.loads(value) for value in redis.hvals(NOW_PLAYING_KEY)]
+    return len(expired)
+
+
+def now_playing_list() -> list[dict]:
+    """Who is listening to what right now. A pure read: entries whose time ran out are left
+    out here and deleted by now_playing_expire."""
+    redis = sync_redis()
+    now_ms = int(timezone.now().timestamp() * 1000)
+    pipe = redis.pipeline(transaction=False)
+    pipe.zrangebyscore(NOW_PLAYING_KEY + ":expires", "-inf", now_ms)
+    pipe.hgetall(NOW_PLAYING_KEY)
+    expired, current = pipe.execute()
+    expired = set(expired)
+    entries = [json.loads(value) for user_id, value in current.items() if user_id not in expired]
     for entry in entries:
         if not entry["paused"]:
             position_s = entry["position_s"] + (now_ms - entry["at_ms"]) / 1000

@@ -27,8 +27,10 @@ def send_now_playing(user_id: int, track_id: int | None, listen: dict | None = N
 @shared_task(ignore_result=True)
 def sweep() -> None:
     """Every minute (beat): requeued dead letters back to the buffer, and a drain for every
-    link with plays due (after a back-off, an expired lease of a killed worker, a reconnect)."""
-    from scrobbling import delivery
+    link with plays due (after a back-off, an expired lease of a killed worker, a reconnect);
+    and now playing entries whose time ran out are dropped."""
+    from scrobbling import delivery, services
 
+    services.now_playing_expire()
     for user_id, service in delivery.sweep():
         drain_link.delay(user_id, service)

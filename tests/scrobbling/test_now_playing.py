@@ -54,3 +54,25 @@ def test_the_home_page_and_the_api_agree(client, alice, bob, song, rooms):
     assert "Secret Garden" not in page
     assert api[0]["room"]["private"] is True
     assert api[0]["room"]["name"] is None
+
+
+def test_listing_leaves_out_a_finished_track_and_the_sweep_deletes_it(bob, song, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from project.realtime import sync_redis
+    from scrobbling import tasks
+
+    services.now_playing_set(user=bob, track=song)
+    later = timezone.now() + timedelta(seconds=song.duration_s + 60)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+
+    assert services.now_playing_list() == []
+    assert services.now_playing_list() == []
+    assert sync_redis().hexists(services.NOW_PLAYING_KEY, str(bob.pk)), "a read deleted the entry"
+
+    tasks.sweep()
+
+    assert not sync_redis().hexists(services.NOW_PLAYING_KEY, str(bob.pk))
+    assert services.now_playing_expire() == 0
