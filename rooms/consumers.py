@@ -56,8 +56,8 @@ class RoomConsumer(RevocableConsumer, AsyncWebsocketConsumer):
         self.member = runtime.Member(user.pk, uuid.uuid4().hex, self._send_frame)
         room_runtime = await runtime.attach(self.room.pk, self.member)
         try:
-            first = await database_sync_to_async(self._join)()
-            room_runtime.remember(first[0])
+            first = await database_sync_to_async(self._join)(room_runtime.cached_join(user.pk))
+            room_runtime.joined(first)
             for event in first:
                 await self.send(text_data=encode(event))
         except BaseException:
@@ -66,9 +66,15 @@ class RoomConsumer(RevocableConsumer, AsyncWebsocketConsumer):
             await self.disconnect(None)
             raise
 
-    def _join(self) -> list[dict]:
+    def _join(self, cached: tuple | None) -> list[dict]:
+        """Online, then the room: from the runtime's caches when it has them (no database in
+        a reconnect storm), else from the database. The others hear of the join as a delta."""
         presence.touch(self.room.pk, [(self.user.pk, self.member.conn_id)])
         presence.mark_members_dirty(self.room.pk)
+        if cached is not None:
+            state, queue, members, room_settings = cached
+            return [dict(state, reason="join", server_ms=presence.now_ms()), queue,
+                    events.members_event(self.room, members), room_settings]
         members = events.members_payload(self.room)
         return [
             events.state_event(services.playback_current(room_id=self.room.pk), reason="join",

@@ -658,10 +658,18 @@ def listeners_sweep() -> int:
     return cleared
 
 
-def announce_members(*, room: Room, members: list[dict] | None = None, only_if_changed: bool = False) -> None:
-    """Send room.members (after commit); with only_if_changed, only when it differs from
-    what any process announced last, so periodic checks in several processes send it once."""
+def announce_members(*, room: Room, members: list[dict] | None = None) -> None:
+    """Announce what changed in the member list since any process last announced it (after
+    commit): a room.members_delta with the changed entries, nothing if nothing changed, the
+    full room.members if nothing was announced before. Sockets got the full list on join, so
+    a thousand joins cost each socket a few deltas, not a thousand lists of a thousand."""
     members = members if members is not None else events.members_payload(room)
-    changed = presence.members_changed(room.pk, events.members_signature(members))
-    if changed or not only_if_changed:
+    signatures = events.member_signatures(members)
+    previous = presence.swap_announced_members(room.pk, signatures)
+    if previous is None:
         broadcast_on_commit(topic(room.pk), events.members_event(room, members))
+        return
+    changed = [m for m in members if previous.get(str(m["user_id"])) != signatures[str(m["user_id"])]]
+    removed = [int(user_id) for user_id in previous if user_id not in signatures]
+    if changed or removed:
+        broadcast_on_commit(topic(room.pk), events.members_delta_event(changed=changed, removed=removed))
