@@ -178,3 +178,33 @@ def redis_client():
     client = redis_lib.Redis.from_url(django_settings.REDIS_URL)
     yield client
     client.close()
+
+
+class Published(list):
+    """(topic, event) pairs that project.realtime published, in order. Events go out only
+    after commit, so run the code under test in `with published.on_commit():` (a test's
+    transaction never commits; this runs what would have run on commit, as it would)."""
+
+    def on_commit(self):
+        from django.test import TestCase
+
+        return TestCase.captureOnCommitCallbacks(execute=True)
+
+    def of_type(self, event_type: str) -> list[tuple[str, dict]]:
+        return [(topic, event) for topic, event in self if event.get("type") == event_type]
+
+
+@pytest.fixture
+def published(monkeypatch) -> Published:
+    """What the services publish (after commit), still sent on to Redis as usual."""
+    from project import realtime
+
+    sent = Published()
+    real_publish = realtime.publish
+
+    def capture(topic: str, event: dict):
+        sent.append((topic, event))
+        return real_publish(topic, event)
+
+    monkeypatch.setattr(realtime, "publish", capture)
+    return sent
