@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from rooms import presence
-from rooms.models import Membership, PlaybackState, QueueEntry, Room
+from rooms.models import Membership, PlaybackState, QueueEntry, Room, clock_at
 
 
 def track_payload(track) -> dict:
@@ -22,16 +22,14 @@ def track_payload(track) -> dict:
 def position_at(state: dict, server_ms: int) -> float:
     """Where a `room.state` event says playback is at `server_ms` (PlaybackState.position_at
     for the event form: before a scheduled start, the start position)."""
-    if state["status"] != "playing":
-        return state["position_s"]
-    return state["position_s"] + max(0, server_ms - state["anchor_ms"]) / 1000 * state["rate"]
+    return clock_at(base_s=state["position_s"], playing=state["status"] == PlaybackState.Status.PLAYING,
+                    anchor_ms=state["anchor_ms"], rate=state["rate"], server_ms=server_ms)
 
 
 def heard_at(state: dict, server_ms: int) -> float:
     """PlaybackState.heard_at for the event form."""
-    if state["status"] != "playing":
-        return state["heard_s"]
-    return state["heard_s"] + max(0, server_ms - state["anchor_ms"]) / 1000 * state["rate"]
+    return clock_at(base_s=state["heard_s"], playing=state["status"] == PlaybackState.Status.PLAYING,
+                    anchor_ms=state["anchor_ms"], rate=state["rate"], server_ms=server_ms)
 
 
 def state_event(state: PlaybackState, *, reason: str, server_ms: int) -> dict:

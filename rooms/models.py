@@ -87,6 +87,15 @@ class QueueEntry(models.Model):
         return f"#{self.position} {self.track_id} in {self.room_id}"
 
 
+def clock_at(*, base_s: float, playing: bool, anchor_ms: int, rate: float, server_ms: int) -> float:
+    """The one playback formula: seconds at `server_ms` of a clock that read `base_s` at
+    `anchor_ms` and runs at `rate` while playing (stopped before its anchor: a scheduled
+    start). Position and seconds heard, of a row and of a room.state event, all use it."""
+    if not playing or server_ms <= anchor_ms:
+        return base_s
+    return base_s + (server_ms - anchor_ms) / 1000 * rate
+
+
 class PlaybackState(models.Model):
     """One per room. Position at server time T while playing:
     position_s + (T - anchor_ms) / 1000 * rate. Every change bumps `version` by one,
@@ -121,12 +130,10 @@ class PlaybackState(models.Model):
 
     def heard_at(self, server_ms: int) -> float:
         """Seconds of this play heard by `server_ms`."""
-        if self.status != self.Status.PLAYING or server_ms <= self.anchor_ms:
-            return self.heard_s
-        return self.heard_s + (server_ms - self.anchor_ms) / 1000 * self.rate
+        return clock_at(base_s=self.heard_s, playing=self.status == self.Status.PLAYING, anchor_ms=self.anchor_ms,
+                        rate=self.rate, server_ms=server_ms)
 
     def position_at(self, server_ms: int) -> float:
         """Where playback is at `server_ms` (before a scheduled start: where it will start)."""
-        if self.status != self.Status.PLAYING or server_ms <= self.anchor_ms:
-            return self.position_s
-        return self.position_s + (server_ms - self.anchor_ms) / 1000 * self.rate
+        return clock_at(base_s=self.position_s, playing=self.status == self.Status.PLAYING,
+                        anchor_ms=self.anchor_ms, rate=self.rate, server_ms=server_ms)
