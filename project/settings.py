@@ -236,6 +236,11 @@ LASTFM_API_KEY = config.get_str("LASTFM_API_KEY", "")
 LASTFM_API_SECRET = config.get_str("LASTFM_API_SECRET", "")
 LASTFM_API_ROOT = config.get_url("LASTFM_API_ROOT", "https://ws.audioscrobbler.com/2.0/", schemes={"http", "https"})
 LASTFM_AUTH_URL = config.get_url("LASTFM_AUTH_URL", "https://www.last.fm/api/auth/", schemes={"http", "https"})
+# Libre.fm speaks the Last.fm API with its own keys (any key pair registered at libre.fm).
+LIBREFM_API_KEY = config.get_str("LIBREFM_API_KEY", "")
+LIBREFM_API_SECRET = config.get_str("LIBREFM_API_SECRET", "")
+LIBREFM_API_ROOT = config.get_url("LIBREFM_API_ROOT", "https://libre.fm/2.0/", schemes={"http", "https"})
+LIBREFM_AUTH_URL = config.get_url("LIBREFM_AUTH_URL", "https://libre.fm/api/auth/", schemes={"http", "https"})
 LISTENBRAINZ_API_ROOT = config.get_url(
     "LISTENBRAINZ_API_ROOT", "https://api.listenbrainz.org", schemes={"http", "https"}
 )

@@ -8,7 +8,7 @@ from ninja import Field, Query, Router, Schema, Status
 from catalog.models import Track
 from project import inputs
 from scrobbling import selectors, services
-from scrobbling.models import Play, Service
+from scrobbling.models import Play
 from scrobbling.services import ScrobbleError
 
 router = Router(tags=["scrobbling"])
@@ -121,31 +121,26 @@ def links(request):
     return selectors.link_statuses(user=request.auth)
 
 
-class ListenBrainzLinkIn(Schema):
+class TokenLinkIn(Schema):
     token: str
     api_root: str = ""
 
 
 @router.post("/links/{service}", response={201: dict, **ERRORS, 502: ErrorOut},
-             summary="Link ListenBrainz (or a compatible server); the token is checked first")
-def link(request, service: str, payload: ListenBrainzLinkIn):
-    if service == Service.LASTFM:
-        return _error(ScrobbleError("invalid", "Last.fm is linked in the browser (/scrobbling/lastfm/connect) or "
-                                               "with manage.py link_scrobbler."))
-    if service != Service.LISTENBRAINZ:
-        return _error(ScrobbleError("not_found", f"No scrobbling service called {service!r}."))
+             summary="Link a service taking a token (ListenBrainz, or a compatible server); the token is checked "
+                     "first")
+def link(request, service: str, payload: TokenLinkIn):
     try:
-        services.listenbrainz_link(user=request.auth, token=payload.token, api_root=payload.api_root)
+        linked = services.link_token(user=request.auth, service=service, token=payload.token,
+                                     api_root=payload.api_root)
     except ScrobbleError as exc:
         return _error(exc)
-    return Status(201, _link_status(request.auth, "listenbrainz"))
+    return Status(201, _link_status(request.auth, linked.service))
 
 
 @router.delete("/links/{service}", response={200: dict, **ERRORS},
                summary="Unlink a service; plays waiting for it are kept for a later link")
 def unlink(request, service: str):
-    if service not in Service.values:
-        return _error(ScrobbleError("not_found", f"No scrobbling service called {service!r}."))
     try:
         services.link_remove(user=request.auth, service=service)
     except ScrobbleError as exc:

@@ -1,7 +1,8 @@
-"""Delivering buffered plays to Last.fm and ListenBrainz.
+"""Delivering buffered plays to the scrobbling services (Last.fm, Libre.fm, ListenBrainz...).
 
-One drain per (service, user) at a time, in played_at order, in batches (Last.fm 50,
-ListenBrainz 1000 per request):
+Each service is a client class in the registry (scrobbling/clients); nothing here names one.
+One drain per (service, user) at a time, in played_at order, in batches (the client's
+batch_size: Last.fm 50, ListenBrainz 1000 per request):
 
 1. claim: under a lock on the user's link row, take the oldest entries, provided no other
    worker holds a lease on entries of that link, and lease them (lease_until, lease_token);
@@ -10,7 +11,8 @@ ListenBrainz 1000 per request):
    goes to DeadLetter with its answer. A "try later" answer releases the lease and backs the
    link off (5 s doubling to 4 min, with jitter, or what Retry-After says); an expired
    session, or a server address the outbound guard refuses, pauses the link and keeps the
-   plays; any other refusal dead-letters the batch. A ListenBrainz-compatible server that
+   plays; any other refusal dead-letters the batch. Items refused for now (Last.fm's daily
+   limit) wait as long as the client says. A ListenBrainz-compatible server that
    refuses a whole batch (4xx, or a 5xx other than 503) gets its listens again one per
    request, so only the listens it refuses are dead-lettered (409 to one listen: it has it
    already, so it counts as sent; a 5xx to one listen while it takes others: refused).
@@ -36,9 +38,19 @@ from django.utils import timezone
 from project import metrics
 from project.realtime import sync_redis
 from scrobbling import services
-from scrobbling.clients import ACCEPTED, AuthExpired, ClientError, GiveUp, ItemResult, Listen, NotAllowed, RetryLater
-from scrobbling.clients.lastfm import DAILY_LIMIT_CODE, DAILY_LIMIT_RETRY_S
-from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink, Service
+from scrobbling.clients import (
+    ACCEPTED,
+    AuthExpired,
+    ClientError,
+    GiveUp,
+    ItemResult,
+    Listen,
+    NotAllowed,
+    RetryLater,
+    ScrobblingClient,
+    registry,
+)
+from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +70,7 @@ class DrainResult:
 
 
 def batch_size(service: str) -> int:
-    return settings.SCROBBLING_LASTFM_BATCH if service == Service.LASTFM else settings.SCROBBLING_LISTENBRAINZ_BATCH
+    return registry.get(service).batch_size()
 
 
 def backoff_s(failures: int) -> float:
@@ -155,13 +167,13 @@ def drain(*, user_id: int, service: str, budget_s: float = DRAIN_BUDGET_S) -> Dr
                 _release(token)
                 return result
             if client is None:
-                try:
-                    client = _client(link)
-                except services.ScrobbleError as exc:  # the server's Last.fm keys were removed
+                kind = registry.get(service)
+                if not kind.configured():  # the server's keys for it were removed
                     _release(token)
-                    services.link_pause(link=link, reason=exc.message)
+                    services.link_pause(link=link, reason=kind.not_configured_message())
                     result.paused = True
                     return result
+                client = kind.from_link(link)
             if not _send(link, client, token, entries, result):
                 return result
     finally:
@@ -169,13 +181,7 @@ def drain(*, user_id: int, service: str, budget_s: float = DRAIN_BUDGET_S) -> Dr
             client.close()
 
 
-def _client(link: ScrobblerLink):
-    if link.service == Service.LASTFM:
-        return services.lastfm_client()
-    return services.listenbrainz_client(link.api_root)
-
-
-def _send(link: ScrobblerLink, client, token: str, entries: list[BufferEntry], result: DrainResult) -> bool:
+def _send(link: ScrobblerLink, client: ScrobblingClient, token: str, entries: list[BufferEntry], result: DrainResult) -> bool:
     """Send one leased batch; True to go on with the next one."""
     service = link.service
     listens = [listen_of(e.play) for e in entries]
@@ -183,9 +189,11 @@ def _send(link: ScrobblerLink, client, token: str, entries: list[BufferEntry], r
     # Settle what the service answered for (the whole batch, unless it said to stop part way
     # through a batch sent one listen at a time); the rest wait for a later drain.
     done = len(outcomes)
-    limited = {e.pk for e, o in zip(entries, outcomes, strict=False) if o.code == DAILY_LIMIT_CODE}
+    waits = {e.pk: o for e, o in zip(entries, outcomes, strict=False) if o.retry_after_s is not None}
+    limited = set(waits)
     if limited:
-        # Over Last.fm's daily limit: these plays wait an hour; the rest of the batch is settled.
+        # Refused for now (over Last.fm's daily limit): these plays wait as long as the
+        # client says; the rest of the batch is settled.
         BufferEntry.objects.filter(lease_token=token, id__in=limited).update(lease_until=None, lease_token="")
     keep = [i for i in range(done) if entries[i].pk not in limited]
     if keep:
@@ -196,16 +204,18 @@ def _send(link: ScrobblerLink, client, token: str, entries: list[BufferEntry], r
         _put_off(link, stop, waiting=len(entries) - done, result=result)
         return False
     if limited:
+        wait_s = max(o.retry_after_s for o in waits.values())
+        reason = next(iter(waits.values())).message or "refused for now"
         ScrobblerLink.objects.filter(pk=link.pk).update(
-            retry_at=timezone.now() + timedelta(seconds=DAILY_LIMIT_RETRY_S), last_error="Last.fm daily scrobble limit"
+            retry_at=timezone.now() + timedelta(seconds=wait_s), last_error=f"{client.label}: {reason}"[:500]
         )
         metrics.scrobbles_retried.labels(service=service).inc(len(limited))
-        result.retry_in_s = DAILY_LIMIT_RETRY_S
+        result.retry_in_s = wait_s
         return False
     return True
 
 
-def _deliver(link: ScrobblerLink, client, listens: list[Listen],
+def _deliver(link: ScrobblerLink, client: ScrobblingClient, listens: list[Listen],
              result: DrainResult) -> tuple[list[ItemResult], ClientError | None]:
     """Send a batch: the outcome of each listen settled, in order, and the error that
     stopped the sending (then the listens after the outcomes wait for a later drain)."""
@@ -214,10 +224,10 @@ def _deliver(link: ScrobblerLink, client, listens: list[Listen],
     except (AuthExpired, NotAllowed) as exc:
         return [], exc
     except RetryLater as exc:
-        if link.service == Service.LASTFM or len(listens) == 1 or not _server_error(exc):
+        if not client.resend_one_by_one or len(listens) == 1 or not _server_error(exc):
             return [], exc
     except GiveUp as exc:
-        if link.service == Service.LASTFM or not _refused_as_a_whole(exc):
+        if not client.resend_one_by_one or not _refused_as_a_whole(exc):
             return [ItemResult.refused(exc)] * len(listens), None
         if len(listens) == 1:
             return [ACCEPTED if exc.status == 409 else ItemResult.refused(exc)], None
@@ -233,7 +243,7 @@ def _deliver(link: ScrobblerLink, client, listens: list[Listen],
 MAX_DOUBTFUL = 3  # listens answered 5xx in a row, with none taken, before the server counts as down
 
 
-def _one_by_one(link: ScrobblerLink, client, listens: list[Listen],
+def _one_by_one(link: ScrobblerLink, client: ScrobblingClient, listens: list[Listen],
                 result: DrainResult) -> tuple[list[ItemResult], ClientError | None]:
     outcomes: list[ItemResult] = []
     answered = False  # the server took or refused some listen: it is up
@@ -260,7 +270,7 @@ def _one_by_one(link: ScrobblerLink, client, listens: list[Listen],
             return (outcomes if answered else []), exc
         answered, doubtful = True, 0
     if not answered:
-        return [], RetryLater("ListenBrainz submit-listens: server errors for every listen",
+        return [], RetryLater(f"{client.label}: server errors for every listen",
                               status=outcomes[-1].status, answer=outcomes[-1].answer)
     return outcomes, None
 
@@ -275,16 +285,14 @@ def _refused_as_a_whole(exc: GiveUp) -> bool:
     return exc.status is not None and 400 <= exc.status < 500
 
 
-def _request(link: ScrobblerLink, client, listens: list[Listen], result: DrainResult) -> list[ItemResult]:
+def _request(link: ScrobblerLink, client: ScrobblingClient, listens: list[Listen],
+             result: DrainResult) -> list[ItemResult]:
     """One request to the service: what became of each listen."""
     result.requests += 1
     metrics.scrobble_requests.labels(service=link.service, kind="scrobble").inc()
     if not link.secret:
         raise AuthExpired("The stored credentials cannot be read (the encryption key changed).")
-    if link.service == Service.LASTFM:
-        return client.scrobble(link.secret, listens)
-    client.submit(link.secret, listens)
-    return [ACCEPTED] * len(listens)
+    return client.scrobble_batch(link.secret, listens)
 
 
 def _put_off(link: ScrobblerLink, exc: ClientError, *, waiting: int, result: DrainResult) -> None:
@@ -396,12 +404,12 @@ def send_now_playing(*, user_id: int, track_id: int | None, listen: dict | None 
         try:
             if not link.secret:
                 raise AuthExpired("The stored credentials cannot be read (the encryption key changed).")
-            client = _client(link)
+            kind = registry.get(link.service)
+            if not kind.configured():
+                continue
+            client = kind.from_link(link)
             metrics.scrobble_requests.labels(service=link.service, kind="now_playing").inc()
-            if link.service == Service.LASTFM:
-                client.update_now_playing(link.secret, listen)
-            else:
-                client.playing_now(link.secret, listen)
+            client.now_playing(link.secret, listen)
             sent += 1
         except (AuthExpired, NotAllowed) as exc:
             services.link_pause(link=link, reason=str(exc) or "The service no longer accepts the saved login.")

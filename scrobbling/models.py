@@ -14,11 +14,10 @@ from django.db.models import Q
 
 from catalog.models import match_key
 from project.crypto import EncryptedTextField
+from scrobbling.clients import registry, service_choices
 
-
-class Service(models.TextChoices):
-    LASTFM = "lastfm", "Last.fm"
-    LISTENBRAINZ = "listenbrainz", "ListenBrainz"
+# `service` columns hold a registered client's name (scrobbling/clients): the choices are
+# the registry's, read when needed, so a new service needs no migration.
 
 
 class Play(models.Model):
@@ -95,7 +94,7 @@ class ScrobblerLink(models.Model):
         PAUSED = "paused", "Paused: reconnect"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scrobbler_links")
-    service = models.CharField(max_length=20, choices=Service.choices)
+    service = models.CharField(max_length=20, choices=service_choices)
     account_name = models.CharField(max_length=100, help_text="The user's name at the service.")
     secret = EncryptedTextField()
     api_root = models.URLField(
@@ -120,6 +119,11 @@ class ScrobblerLink(models.Model):
         return f"{self.user} on {self.get_service_display()} as {self.account_name}"
 
     @property
+    def linked_in_browser(self) -> bool:
+        """Reconnected by a round trip to the service (web auth), not with a pasted token."""
+        return registry.get(self.service).auth == "web"
+
+    @property
     def is_paused(self) -> bool:
         return self.status == self.Status.PAUSED
 
@@ -130,7 +134,7 @@ class BufferEntry(models.Model):
     killed mid-send leaves the lease to expire, and the next drain sends it again."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    service = models.CharField(max_length=20, choices=Service.choices)
+    service = models.CharField(max_length=20, choices=service_choices)
     play = models.ForeignKey(Play, on_delete=models.CASCADE, related_name="buffer_entries")
     played_at = models.DateTimeField()
     enqueued_at = models.DateTimeField(auto_now_add=True)
@@ -152,7 +156,7 @@ class DeadLetter(models.Model):
     """A play a service refused for good, with what was sent and what it answered."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    service = models.CharField(max_length=20, choices=Service.choices)
+    service = models.CharField(max_length=20, choices=service_choices)
     play = models.ForeignKey(Play, on_delete=models.CASCADE, related_name="dead_letters")
     payload = models.JSONField(help_text="What was sent.")
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)

@@ -9,7 +9,8 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from scrobbling import services
-from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink, Service
+from scrobbling.clients import registry
+from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
 
 PERIODS = {"week": 7, "month": 30, "year": 365, "all": None}
 
@@ -99,18 +100,21 @@ def link_statuses(*, user) -> list[dict]:
         DeadLetter.objects.filter(user=user).values("service").annotate(n=Count("id")).values_list("service", "n")
     )
     statuses = []
-    for service in Service:
-        link = links.get(service.value)
+    for kind in registry:
+        link = links.get(kind.name)
         statuses.append({
-            "service": service.value,
-            "label": service.label,
+            "service": kind.name,
+            "label": kind.label,
+            "auth": kind.auth,  # "web": linked in the browser; "token": the user pastes a token
+            "configured": kind.configured(),
+            "required_settings": kind.required_settings(),
             "linked": link is not None,
             "account_name": link.account_name if link else "",
             "status": link.status if link else "unlinked",
             "paused_reason": link.paused_reason if link else "",
             "api_root": link.api_root if link else "",
-            "waiting": waiting.get(service.value, 0),
-            "refused": dead.get(service.value, 0),
+            "waiting": waiting.get(kind.name, 0),
+            "refused": dead.get(kind.name, 0),
             "retry_at": link.retry_at if link else None,
             "last_error": link.last_error if link else "",
             "last_sent_at": link.last_sent_at if link else None,

@@ -17,17 +17,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import UNKNOWN_ARTIST, Album, Artist, Track, fold, match_key
 from project import metrics, outbound
+from project.outside import UnknownService
 from project.realtime import sync_redis
 from scrobbling import tasks
-from scrobbling.clients import AuthExpired, ClientError, NotAllowed
-from scrobbling.models import BufferEntry, Play, ScrobblerLink, Service
+from scrobbling.clients import AuthExpired, ClientError, NotAllowed, ScrobblingClient, registry
+from scrobbling.models import BufferEntry, Play, ScrobblerLink
 
 logger = logging.getLogger(__name__)
 
@@ -707,44 +707,41 @@ def room_scrobble(*, state, online_user_ids: set[int]) -> int:
 # --- links ---------------------------------------------------------------------------
 
 
-def lastfm_configured() -> bool:
-    return bool(settings.LASTFM_API_KEY and settings.LASTFM_API_SECRET)
+def scrobbler(service: str) -> type[ScrobblingClient]:
+    """The registered client class of a service name a user gave (404 when there is none)."""
+    try:
+        return registry.get(service)
+    except UnknownService:
+        raise ScrobbleError("not_found", f"No scrobbling service called {str(service)[:50]!r}.") from None
 
 
-def lastfm_client():
-    from scrobbling.clients.lastfm import LastfmClient
-
-    if not lastfm_configured():
-        raise ScrobbleError("not_linked", "Last.fm is not set up on this server (LASTFM_API_KEY and LASTFM_API_SECRET).")
-    return LastfmClient(api_root=settings.LASTFM_API_ROOT, api_key=settings.LASTFM_API_KEY,
-                        api_secret=settings.LASTFM_API_SECRET, timeout_s=settings.SCROBBLING_HTTP_TIMEOUT_S)
+def _client_of(kind: type[ScrobblingClient], *, api_root: str = "") -> ScrobblingClient:
+    if not kind.configured():
+        raise ScrobbleError("not_linked", kind.not_configured_message())
+    return kind.build(api_root=api_root)
 
 
-def listenbrainz_client(api_root: str = ""):
-    """The client for a user's own server (`api_root`, called only through the outbound
-    guard) or for LISTENBRAINZ_API_ROOT, which the operator chose."""
-    from scrobbling.clients.listenbrainz import ListenBrainzClient
-
-    return ListenBrainzClient(api_root=api_root or settings.LISTENBRAINZ_API_ROOT,
-                              timeout_s=settings.SCROBBLING_HTTP_TIMEOUT_S, user_chosen=bool(api_root))
-
-
-def lastfm_connect_url(*, callback_url: str) -> str:
-    from urllib.parse import urlencode
-
-    lastfm_client().close()  # raises when Last.fm is not configured
-    return f"{settings.LASTFM_AUTH_URL}?{urlencode({'api_key': settings.LASTFM_API_KEY, 'cb': callback_url})}"
+def connect_url(*, service: str, callback_url: str) -> str:
+    """Where to send the user to allow this server, for a service linked in the browser."""
+    kind = scrobbler(service)
+    if kind.auth != "web":
+        raise ScrobbleError("invalid", f"{kind.label} is linked with a token, not in the browser.")
+    _client_of(kind).close()  # raises when the service is not configured
+    return kind.connect_url(callback_url=callback_url)
 
 
-def lastfm_link(*, user, token: str | None = None, session_key: str | None = None) -> ScrobblerLink:
-    """Link Last.fm from an authorised web-auth token (exchanged for a session key with
-    auth.getSession) or from a session key obtained elsewhere (checked with user.getInfo)."""
+def link_web(*, user, service: str, token: str | None = None, session_key: str | None = None) -> ScrobblerLink:
+    """Link a service of the Last.fm kind from an authorised web-auth token (exchanged for a
+    session key) or from a session key obtained elsewhere (checked with the service)."""
+    kind = scrobbler(service)
+    if kind.auth != "web":
+        raise ScrobbleError("invalid", f"{kind.label} is linked with a token.")
     if not (token or session_key):
-        raise ScrobbleError("invalid", "Give the token Last.fm sent back or a session key.")
-    with _checking(lastfm_client(), refused="Last.fm did not accept that authorisation; try connecting again.") \
-            as client:
-        name, session_key = client.get_session(token) if token else (client.user_name(session_key), session_key)
-    return _link_save(user=user, service=Service.LASTFM, account_name=name, secret=session_key)
+        raise ScrobbleError("invalid", f"Give the token {kind.label} sent back or a session key.")
+    with _checking(_client_of(kind), refused=f"{kind.label} did not accept that authorisation; try connecting "
+                                             "again.") as client:
+        name, session_key = client.link_token(token) if token else (client.check(session_key), session_key)
+    return _link_save(user=user, service=kind.name, account_name=name, secret=session_key)
 
 
 TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII: what fits in an Authorization header
@@ -752,8 +749,13 @@ TOKEN_MAX_CHARS = 200
 API_ROOT_MAX_CHARS = 300  # ScrobblerLink.api_root
 
 
-def listenbrainz_link(*, user, token: str, api_root: str = "") -> ScrobblerLink:
-    """Link a ListenBrainz (or compatible) account; the token is checked with validate-token."""
+def link_token(*, user, service: str, token: str, api_root: str = "") -> ScrobblerLink:
+    """Link a service the user pastes a token for (ListenBrainz, or a compatible server of
+    theirs at `api_root`); the token is checked with the service first."""
+    kind = scrobbler(service)
+    if kind.auth != "token":
+        raise ScrobbleError("invalid", f"{kind.label} is linked in the browser (/scrobbling/{kind.name}/connect) or "
+                                       "with manage.py link_scrobbler.")
     token = (token or "").strip()
     api_root = (api_root or "").strip().rstrip("/")
     if not token:
@@ -770,16 +772,17 @@ def listenbrainz_link(*, user, token: str, api_root: str = "") -> ScrobblerLink:
             outbound.check_url(api_root)
         except outbound.URLRefused as exc:
             raise ScrobbleError("invalid", str(exc), field="api_root") from None
-    with _checking(listenbrainz_client(api_root), refused="ListenBrainz says this token is not valid.") as client:
-        name = client.validate_token(token)
-    return _link_save(user=user, service=Service.LISTENBRAINZ, account_name=name, secret=token, api_root=api_root)
+    with _checking(_client_of(kind, api_root=api_root), refused=f"{kind.label} says this token is not valid.") \
+            as client:
+        name = client.check(token)
+    return _link_save(user=user, service=kind.name, account_name=name, secret=token, api_root=api_root)
 
 
 @contextlib.contextmanager
-def _checking(client, *, refused: str):
+def _checking(client: ScrobblingClient, *, refused: str):
     """Use `client` to check credentials: a refusal or an unreachable service becomes a
     ScrobbleError the user can read; the client is closed in any case."""
-    service = "Last.fm" if "Lastfm" in type(client).__name__ else "ListenBrainz"
+    service = client.label
     try:
         yield client
     except AuthExpired:
@@ -812,7 +815,7 @@ def link_remove(*, user, service: str) -> int:
     (or are discarded with buffer_discard); returns how many wait."""
     deleted, _ = ScrobblerLink.objects.filter(user=user, service=service).delete()
     if not deleted:
-        raise ScrobbleError("not_linked", f"{Service(service).label} is not linked.")
+        raise ScrobbleError("not_linked", f"{scrobbler(service).label} is not linked.")
     return BufferEntry.objects.filter(user=user, service=service).count()
 
 

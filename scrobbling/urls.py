@@ -9,9 +9,9 @@ urlpatterns = [
     path("scrobbles/recent", views.recent, name="recent"),
     path("scrobbles/services/", views.services_page, name="services"),
     path("scrobbles/services/status", views.services_status, name="services-status"),
-    path("scrobbles/services/listenbrainz", views.listenbrainz_link, name="listenbrainz-link"),
+    path("scrobbles/services/<str:service>", views.token_link, name="token-link"),
     path("scrobbles/services/<str:service>/unlink", views.unlink, name="unlink"),
     path("scrobbles/services/<str:service>/discard", views.discard, name="discard"),
-    path("scrobbling/lastfm/connect", views.lastfm_connect, name="lastfm-connect"),
-    path("scrobbling/lastfm/callback", views.lastfm_callback, name="lastfm-callback"),
+    path("scrobbling/<str:service>/connect", views.web_connect, name="connect"),
+    path("scrobbling/<str:service>/callback", views.web_callback, name="callback"),
 ]

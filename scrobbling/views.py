@@ -1,4 +1,5 @@
-"""The Scrobbles page (history and statistics) and the page that links Last.fm and ListenBrainz."""
+"""The Scrobbles page (history and statistics) and the page that links the scrobbling services
+(one card per registered service: scrobbling/clients)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,14 @@ from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from scrobbling import charts, selectors, services
+from scrobbling.clients import ScrobblingClient
 from scrobbling.forms import ListenBrainzLinkForm
-from scrobbling.models import Service
 from scrobbling.services import ScrobbleError
 
 HISTORY_PAGE = 50
 TOP_LIMIT = 10
 DEFAULT_PERIOD = "month"
 PERIOD_TABS = [("week", "Week"), ("month", "Month"), ("year", "Year"), ("all", "All time")]
-LASTFM_STATE_KEY = "scrobbling:lastfm_state"
 
 
 def _period(request) -> str:
@@ -95,7 +95,6 @@ def _services_page(request, form: ListenBrainzLinkForm, *, status: int = 200):
     context = {
         "statuses": selectors.link_statuses(user=request.user),
         "lb_form": form,
-        "lastfm_available": services.lastfm_configured(),
         "listenbrainz_root": _listenbrainz_root(request),
     }
     return render(request, "scrobbling/services.html", context, status=status)
@@ -111,31 +110,33 @@ def services_page(request):
 @require_safe
 def services_status(request):
     """htmx, every 5 s: the link cards (the ListenBrainz form in them is kept by hx-preserve)."""
-    context = {"statuses": selectors.link_statuses(user=request.user), "lb_form": ListenBrainzLinkForm(), "preserve_form": True,
-               "lastfm_available": services.lastfm_configured()}
+    context = {"statuses": selectors.link_statuses(user=request.user), "lb_form": ListenBrainzLinkForm(),
+               "preserve_form": True}
     return render(request, "scrobbling/_link_cards.html", context)
 
 
 @login_required
 @require_POST
-def listenbrainz_link(request):
+def token_link(request, service: str):
+    """Link a service the user pastes a token for (ListenBrainz or a compatible server)."""
+    kind = _service(service)
     form = ListenBrainzLinkForm(request.POST)
     if form.is_valid():
         try:
-            link = services.listenbrainz_link(user=request.user, token=form.cleaned_data["token"],
-                                              api_root=form.cleaned_data["api_root"])
+            link = services.link_token(user=request.user, service=kind.name, token=form.cleaned_data["token"],
+                                       api_root=form.cleaned_data["api_root"])
         except ScrobbleError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
-            messages.success(request, f"ListenBrainz linked as {link.account_name}.")
+            messages.success(request, f"{kind.label} linked as {link.account_name}.")
             return redirect("scrobbling:services")
     return _services_page(request, form, status=400)
 
 
-def _service(service: str) -> Service:
+def _service(service: str) -> type[ScrobblingClient]:
     try:
-        return Service(service)
-    except ValueError:
+        return services.scrobbler(service)
+    except ScrobbleError:
         raise Http404(f"No scrobbling service called “{service}”.") from None
 
 
@@ -144,7 +145,7 @@ def _service(service: str) -> Service:
 def unlink(request, service: str):
     service = _service(service)
     try:
-        waiting = services.link_remove(user=request.user, service=service.value)
+        waiting = services.link_remove(user=request.user, service=service.name)
     except ScrobbleError as exc:
         messages.error(request, exc.message)
     else:
@@ -162,7 +163,7 @@ def unlink(request, service: str):
 def discard(request, service: str):
     service = _service(service)
     try:
-        deleted = services.buffer_discard(user=request.user, service=service.value)
+        deleted = services.buffer_discard(user=request.user, service=service.name)
     except ScrobbleError as exc:
         messages.error(request, exc.message)
     else:
@@ -171,22 +172,28 @@ def discard(request, service: str):
     return redirect("scrobbling:services")
 
 
-# --- Last.fm web authentication ------------------------------------------------------
+# --- web authentication (Last.fm and services of its kind) -----------------------------
+
+
+def _state_key(service: str) -> str:
+    return f"scrobbling:{service}_state"
 
 
 @login_required
 @require_safe
-def lastfm_connect(request):
-    """Off to Last.fm, which asks the user and comes back to lastfm_callback with a token. A
-    random state in the callback URL ties the answer to this session (no linking of
+def web_connect(request, service: str):
+    """Off to the service, which asks the user and comes back to web_callback with a token.
+    A random state in the callback URL ties the answer to this session (no linking of
     somebody else's account through a crafted link)."""
+    kind = _service(service)
     if request.htmx:
         return HttpResponseClientRedirect(request.get_full_path())  # leave the site as a full page
     state = secrets.token_urlsafe(16)
-    request.session[LASTFM_STATE_KEY] = state
-    callback = request.build_absolute_uri(f"{reverse('scrobbling:lastfm-callback')}?{urlencode({'state': state})}")
+    request.session[_state_key(kind.name)] = state
+    callback = request.build_absolute_uri(f"{reverse('scrobbling:callback', args=[kind.name])}?"
+                                          f"{urlencode({'state': state})}")
     try:
-        url = services.lastfm_connect_url(callback_url=callback)
+        url = services.connect_url(service=kind.name, callback_url=callback)
     except ScrobbleError as exc:
         messages.error(request, exc.message)
         return redirect("scrobbling:services")
@@ -195,19 +202,21 @@ def lastfm_connect(request):
 
 @login_required
 @require_safe
-def lastfm_callback(request):
+def web_callback(request, service: str):
+    kind = _service(service)
     token = request.GET.get("token", "").strip()
-    expected = request.session.pop(LASTFM_STATE_KEY, "")
+    expected = request.session.pop(_state_key(kind.name), "")
     if not token:
-        messages.error(request, "Last.fm sent no token back (was the connection cancelled?). Try connecting again.")
+        messages.error(request, f"{kind.label} sent no token back (was the connection cancelled?). "
+                                "Try connecting again.")
     elif not expected or not constant_time_compare(expected, request.GET.get("state", "")):
-        messages.error(request, "This Last.fm answer does not belong to a connection started here; "
-                                "press Connect Last.fm again.")
+        messages.error(request, f"This {kind.label} answer does not belong to a connection started here; "
+                                f"press Connect {kind.label} again.")
     else:
         try:
-            link = services.lastfm_link(user=request.user, token=token)
+            link = services.link_web(user=request.user, service=kind.name, token=token)
         except ScrobbleError as exc:
-            messages.error(request, f"Last.fm was not linked: {exc.message}")
+            messages.error(request, f"{kind.label} was not linked: {exc.message}")
         else:
-            messages.success(request, f"Last.fm linked as {link.account_name}.")
+            messages.success(request, f"{kind.label} linked as {link.account_name}.")
     return redirect("scrobbling:services")

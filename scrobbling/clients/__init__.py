@@ -1,4 +1,8 @@
-"""Clients for the scrobbling services, one module per protocol, and the types they share.
+"""Clients for the scrobbling services, one module per service, the interface they share
+(`ScrobblingClient`) and the registry that lists them (`registry`, see project/outside.py).
+
+A new service is one module here with a `@registry.register` class, plus its line in
+`registry`'s modules: delivery, the API, the pages and `link_scrobbler` find it there.
 
 Every failure is one of four classes: `RetryLater` (try the same thing again later),
 `AuthExpired` (the user must connect the account again), `NotAllowed` (the server address
@@ -9,50 +13,25 @@ table; messages and answers never contain the API secret, a session key or a tok
 
 from __future__ import annotations
 
-import email.utils
-import math
-import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar, Self
 
 import httpx
+from django.conf import settings
 
-from project import outbound
+from project import outside
+from project.outside import ANSWER_MAX_CHARS, GiveUp, NotAllowed, RetryLater, answer_text, retry_after_s
 
-ANSWER_MAX_CHARS = 2000
+__all__ = ["ANSWER_MAX_CHARS", "AuthExpired", "ClientError", "GiveUp", "HttpClient", "ItemResult", "Listen",
+           "NotAllowed", "RetryLater", "ScrobblingClient", "answer_text", "registry", "retry_after_s",
+           "service_choices", "unix_s"]
 
-
-class ClientError(Exception):
-    """Base class of every error a scrobbling client raises."""
-
-
-class RetryLater(ClientError):
-    """Network error, timeout, HTTP 5xx or 429, or a service that says "try again later"."""
-
-    def __init__(self, message: str, *, retry_after_s: float | None = None, status: int | None = None, answer: str = ""):
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-        self.status = status
-        self.answer = answer
+ClientError = outside.OutsideError  # base class of every error a scrobbling client raises
 
 
 class AuthExpired(ClientError):
     """The session key or token is no longer valid; the user has to connect again."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: int | None = None, answer: str = ""):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.answer = answer
-
-
-class NotAllowed(ClientError):
-    """The address the user chose resolves to one this server does not connect to
-    (loopback, private, ...; see OUTBOUND_ALLOW_PRIVATE). Nothing was sent."""
-
-
-class GiveUp(ClientError):
-    """The service refused the request for good (bad parameters, unknown error, malformed answer)."""
 
     def __init__(self, message: str, *, status: int | None = None, code: int | None = None, answer: str = ""):
         super().__init__(message)
@@ -81,6 +60,7 @@ class ItemResult:
     message: str = ""
     status: int | None = None  # HTTP status of a refusal
     answer: str = ""  # the service's answer to a refusal, for the dead-letter table
+    retry_after_s: float | None = None  # refused for now (a daily limit): send again after this long
 
     @classmethod
     def refused(cls, exc: GiveUp) -> ItemResult:
@@ -101,7 +81,7 @@ class HttpClient:
         self.timeout_s = timeout_s
         self._owns_http = http is None
         if http is None:
-            http = outbound.http_client(timeout_s=timeout_s) if user_chosen else httpx.Client(timeout=timeout_s)
+            http = outside.http_client(timeout_s=timeout_s, user_chosen=user_chosen)
         self._http = http
 
     def __repr__(self) -> str:  # never the secrets a subclass holds
@@ -119,46 +99,70 @@ def unix_s(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def answer_text(response: httpx.Response) -> str:
-    """The answer body, cut to ANSWER_MAX_CHARS, for error reports."""
-    try:
-        return response.text[:ANSWER_MAX_CHARS]
-    except (UnicodeDecodeError, LookupError):
-        return response.content[:ANSWER_MAX_CHARS].decode("utf-8", "replace")
+class ScrobblingClient(HttpClient):
+    """The interface of every scrobbling service: what delivery, the API, the pages and
+    `link_scrobbler` use, so that none of them names a service.
 
-
-def retry_after_s(response: httpx.Response) -> float | None:
-    """Seconds to wait according to `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset-In`.
-
-    When both are present the longer wait wins.
+    `auth`: "web" (the user is sent to the service and comes back with a token: `connect_url`
+    and `link_token`) or "token" (the user pastes a token, optionally for a server of their
+    own: `api_root`). `secret` is what ScrobblerLink.secret holds (a session key, a token).
     """
-    waits = [_retry_after_header(response.headers.get("Retry-After", "")),
-             _seconds(response.headers.get("X-RateLimit-Reset-In", ""))]
-    known = [wait for wait in waits if wait is not None]
-    return max(known) if known else None
+
+    name: ClassVar[str]  # ScrobblerLink.service
+    label: ClassVar[str]
+    auth: ClassVar[str]
+    max_batch: ClassVar[int]  # listens per request the protocol takes
+    batch_setting: ClassVar[str]  # the setting that may lower it
+    # A refusal of a whole batch (4xx, or a 5xx other than 503) may be about one of its
+    # listens: send them again one per request, so only the ones refused are dead-lettered.
+    resend_one_by_one: ClassVar[bool] = False
+
+    @classmethod
+    def configured(cls) -> bool:
+        """The server has what it needs to call this service (keys)."""
+        return True
+
+    @classmethod
+    def required_settings(cls) -> tuple[str, ...]:
+        """The settings an administrator sets for `configured()` to be true."""
+        return ()
+
+    @classmethod
+    def not_configured_message(cls) -> str:
+        return f"{cls.label} is not set up on this server."
+
+    @classmethod
+    def batch_size(cls) -> int:
+        return min(getattr(settings, cls.batch_setting, cls.max_batch), cls.max_batch)
+
+    @classmethod
+    def build(cls, *, api_root: str = "") -> Self:
+        """A client for the service, or for the user's own server at `api_root`."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_link(cls, link) -> Self:
+        """The client for a ScrobblerLink."""
+        return cls.build(api_root=link.api_root)
+
+    def scrobble_batch(self, secret: str, listens: list[Listen]) -> list[ItemResult]:
+        """Send 1..batch_size listens; one ItemResult per listen, in order."""
+        raise NotImplementedError
+
+    def now_playing(self, secret: str, listen: Listen) -> None:
+        raise NotImplementedError
+
+    def check(self, secret: str) -> str:
+        """The account name these credentials belong to; AuthExpired when refused."""
+        raise NotImplementedError
 
 
-def _retry_after_header(value: str) -> float | None:
-    value = value.strip()
-    if not value:
-        return None
-    seconds = _seconds(value)
-    if seconds is not None:
-        return seconds
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - time.time())
+registry: outside.Registry[type[ScrobblingClient]] = outside.Registry(
+    "scrobbling service",
+    modules=("scrobbling.clients.lastfm", "scrobbling.clients.librefm", "scrobbling.clients.listenbrainz"),
+)
 
 
-def _seconds(value: str) -> float | None:
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return seconds
+def service_choices() -> list[tuple[str, str]]:
+    """ScrobblerLink.service and friends: the registered services (no migration per service)."""
+    return registry.choices()

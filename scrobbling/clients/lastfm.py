@@ -10,19 +10,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any
+from typing import Any, ClassVar, Self
+from urllib.parse import urlencode
 
 import httpx
+from django.conf import settings
 
+from project import outside
 from scrobbling.clients import (
     ANSWER_MAX_CHARS,
     AuthExpired,
     GiveUp,
-    HttpClient,
     ItemResult,
     Listen,
     RetryLater,
+    ScrobblingClient,
     answer_text,
+    registry,
     retry_after_s,
     unix_s,
 )
@@ -40,14 +44,65 @@ DAILY_LIMIT_CODE = 5  # ignoredMessage code: daily scrobble limit exceeded
 DAILY_LIMIT_RETRY_S = 3600.0  # how long the caller waits before retrying code-5 items
 
 
-class LastfmClient(HttpClient):
-    """One Last.fm API account (api_key + api_secret); session keys are passed per call."""
+@registry.register
+class LastfmClient(ScrobblingClient):
+    """One Last.fm API account (api_key + api_secret); session keys are passed per call.
+
+    A service that speaks the Last.fm API (Libre.fm) is a subclass with its own `name`,
+    `label` and `settings_prefix` (<PREFIX>_API_ROOT, _API_KEY, _API_SECRET, _AUTH_URL)."""
+
+    name = "lastfm"
+    label = "Last.fm"
+    auth = "web"
+    max_batch = MAX_BATCH
+    batch_setting = "SCROBBLING_LASTFM_BATCH"
+    settings_prefix: ClassVar[str] = "LASTFM"
 
     def __init__(self, *, api_root: str, api_key: str, api_secret: str, timeout_s: float = 10.0,
                  http: httpx.Client | None = None):
         super().__init__(api_root=api_root, timeout_s=timeout_s, http=http)
         self.api_key = api_key
         self._api_secret = api_secret
+
+    @classmethod
+    def _setting(cls, suffix: str) -> str:
+        return getattr(settings, f"{cls.settings_prefix}_{suffix}", "")
+
+    @classmethod
+    def configured(cls) -> bool:
+        return bool(cls._setting("API_KEY") and cls._setting("API_SECRET"))
+
+    @classmethod
+    def required_settings(cls) -> tuple[str, ...]:
+        return (f"{cls.settings_prefix}_API_KEY", f"{cls.settings_prefix}_API_SECRET")
+
+    @classmethod
+    def not_configured_message(cls) -> str:
+        return f"{cls.label} is not set up on this server ({' and '.join(cls.required_settings())})."
+
+    @classmethod
+    def build(cls, *, api_root: str = "") -> Self:
+        """The client of this server's API account (`api_root` is always the operator's)."""
+        return cls(api_root=cls._setting("API_ROOT"), api_key=cls._setting("API_KEY"),
+                   api_secret=cls._setting("API_SECRET"), timeout_s=settings.SCROBBLING_HTTP_TIMEOUT_S)
+
+    @classmethod
+    def connect_url(cls, *, callback_url: str) -> str:
+        """Where to send the user to allow this server (web auth); back at `callback_url` with a token."""
+        return f"{cls._setting('AUTH_URL')}?{urlencode({'api_key': cls._setting('API_KEY'), 'cb': callback_url})}"
+
+    def link_token(self, token: str) -> tuple[str, str]:
+        """(account name, session key) for the token web auth sent back."""
+        return self.get_session(token)
+
+    def check(self, secret: str) -> str:
+        return self.user_name(secret)
+
+    def scrobble_batch(self, secret: str, listens: list[Listen]) -> list[ItemResult]:
+        return self.scrobble(secret, listens)
+
+    def now_playing(self, secret: str, listen: Listen) -> None:
+        self.update_now_playing(secret, listen)
 
     def sign(self, params: dict[str, str]) -> str:
         """api_sig: md5 of name+value for every param sorted by name, then the secret (utf-8, hex)."""
@@ -60,7 +115,7 @@ class LastfmClient(HttpClient):
         user = body.get("user")
         name = user.get("name") if isinstance(user, dict) else None
         if not (isinstance(name, str) and name):
-            raise GiveUp("Last.fm user.getInfo: answer has no user name", status=200)
+            raise GiveUp(f"{self.label} user.getInfo: answer has no user name", status=200)
         return name
 
     def get_session(self, token: str) -> tuple[str, str]:
@@ -71,7 +126,7 @@ class LastfmClient(HttpClient):
         key = session.get("key") if isinstance(session, dict) else None
         if not (isinstance(name, str) and name and isinstance(key, str) and key):
             # The answer would hold the session key: keep it out of the report.
-            raise GiveUp("Last.fm auth.getSession: answer has no session name and key", status=200)
+            raise GiveUp(f"{self.label} auth.getSession: answer has no session name and key", status=200)
         return name, key
 
     def update_now_playing(self, session_key: str, listen: Listen) -> None:
@@ -79,7 +134,7 @@ class LastfmClient(HttpClient):
         body = self._call("track.updateNowPlaying", {"sk": session_key, **_listen_params(listen)},
                           auth_codes=SESSION_CODES)
         if not isinstance(body.get("nowplaying"), dict):
-            raise GiveUp("Last.fm track.updateNowPlaying: answer has no nowplaying", status=200,
+            raise GiveUp(f"{self.label} track.updateNowPlaying: answer has no nowplaying", status=200,
                          answer=json.dumps(body)[:ANSWER_MAX_CHARS])
 
     def scrobble(self, session_key: str, listens: list[Listen]) -> list[ItemResult]:
@@ -93,19 +148,15 @@ class LastfmClient(HttpClient):
         body = self._call("track.scrobble", params, auth_codes=SESSION_CODES)
         # Items refused for the daily limit (code 5) come back as such: the caller retries
         # just those later, and the accepted ones of the batch are not sent twice.
-        return _scrobble_results(body, len(listens))
+        return _scrobble_results(body, len(listens), label=self.label)
 
     def _call(self, method: str, params: dict[str, str], *, auth_codes: set[int]) -> dict[str, Any]:
         form = {**params, "method": method, "api_key": self.api_key}
         form["api_sig"] = self.sign(form)
         form["format"] = "json"
-        try:
-            response = self._http.post(self.api_root, data=form, timeout=self.timeout_s)
-        except httpx.TimeoutException as exc:
-            raise RetryLater(f"Last.fm {method}: no answer within {self.timeout_s}s") from exc
-        except httpx.RequestError as exc:
-            raise RetryLater(f"Last.fm {method}: {type(exc).__name__}: {exc}") from exc
-        return _parse(method, response, auth_codes)
+        response = outside.send(self._http, "POST", self.api_root, what=f"{self.label} {method}",
+                                timeout_s=self.timeout_s, data=form)
+        return _parse(f"{self.label} {method}", response, auth_codes, key_setting=f"{self.settings_prefix}_API_KEY")
 
 
 def _listen_params(listen: Listen, suffix: str = "") -> dict[str, str]:
@@ -120,7 +171,7 @@ def _listen_params(listen: Listen, suffix: str = "") -> dict[str, str]:
     return {f"{name}{suffix}": value for name, value in fields.items() if value}
 
 
-def _parse(method: str, response: httpx.Response, auth_codes: set[int]) -> dict[str, Any]:
+def _parse(what: str, response: httpx.Response, auth_codes: set[int], *, key_setting: str) -> dict[str, Any]:
     """The JSON answer, or the error class its status and Last.fm error code call for."""
     status = response.status_code
     answer = answer_text(response)
@@ -130,23 +181,21 @@ def _parse(method: str, response: httpx.Response, auth_codes: set[int]) -> dict[
         body = None
     code = _int(body.get("error")) if isinstance(body, dict) else None
     if code is not None:
-        message = f"Last.fm {method}: error {code}: {str(body.get('message', ''))[:200]}"
+        message = f"{what}: error {code}: {str(body.get('message', ''))[:200]}"
         if code in auth_codes:
             raise AuthExpired(message, status=status, code=code, answer=answer)
         if code in SERVER_KEY_CODES:
-            logger.error("Last.fm refuses this server's API key (error %s): check LASTFM_API_KEY", code)
+            logger.error("%s refuses this server's API key (error %s): check %s", what, code, key_setting)
         if code in RETRY_CODES or code in SERVER_KEY_CODES or status >= 500:
             raise RetryLater(message, retry_after_s=retry_after_s(response), status=status, answer=answer)
         raise GiveUp(message, status=status, code=code, answer=answer)
-    if status == 429 or status >= 500:
-        raise RetryLater(f"Last.fm {method}: HTTP {status}", retry_after_s=retry_after_s(response),
-                         status=status, answer=answer)
+    outside.raise_if_busy(response, f"{what}: HTTP {status}")
     if status != 200 or not isinstance(body, dict):
-        raise GiveUp(f"Last.fm {method}: unexpected answer (HTTP {status})", status=status, answer=answer)
+        raise GiveUp(f"{what}: unexpected answer (HTTP {status})", status=status, answer=answer)
     return body
 
 
-def _scrobble_results(body: dict[str, Any], count: int) -> list[ItemResult]:
+def _scrobble_results(body: dict[str, Any], count: int, *, label: str) -> list[ItemResult]:
     scrobbles = body.get("scrobbles")
     items = scrobbles.get("scrobble") if isinstance(scrobbles, dict) else None
     if isinstance(items, dict):  # one scrobble comes back as an object, several as a list
@@ -163,7 +212,7 @@ def _scrobble_results(body: dict[str, Any], count: int) -> list[ItemResult]:
         return [ItemResult(accepted=True)] * count
     detail = f"accepted {accepted} of {count} without saying which" if accepted is not None \
         else f"does not list {count} scrobbles"
-    raise GiveUp(f"Last.fm track.scrobble: answer {detail}", status=200, answer=json.dumps(body)[:ANSWER_MAX_CHARS])
+    raise GiveUp(f"{label} track.scrobble: answer {detail}", status=200, answer=json.dumps(body)[:ANSWER_MAX_CHARS])
 
 
 def _item_result(item: Any) -> ItemResult | None:
@@ -175,6 +224,8 @@ def _item_result(item: Any) -> ItemResult | None:
         return None
     if code == 0:
         return ItemResult(accepted=True)
+    if code == DAILY_LIMIT_CODE:  # not refused for good: sent again in an hour
+        return ItemResult(accepted=False, code=code, message="daily scrobble limit", retry_after_s=DAILY_LIMIT_RETRY_S)
     return ItemResult(accepted=False, code=code, message=str(ignored.get("#text", "")))
 
 

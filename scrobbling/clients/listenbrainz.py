@@ -6,20 +6,21 @@ The user's token goes in `Authorization: Token <token>`. Errors come back as
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import httpx
+from django.conf import settings
 
-from project import outbound
+from project import outside
 from scrobbling.clients import (
+    ACCEPTED,
     AuthExpired,
     GiveUp,
-    HttpClient,
+    ItemResult,
     Listen,
-    NotAllowed,
-    RetryLater,
+    ScrobblingClient,
     answer_text,
-    retry_after_s,
+    registry,
     unix_s,
 )
 
@@ -28,12 +29,38 @@ SUBMISSION_CLIENT = "Chorus"
 SUBMISSION_CLIENT_VERSION = "1"
 
 
-class ListenBrainzClient(HttpClient):
-    """The ListenBrainz API; the user's token is passed per call."""
+@registry.register
+class ListenBrainzClient(ScrobblingClient):
+    """The ListenBrainz API, or a compatible server of the user's (Maloja, Koito...); the
+    user's token is passed per call."""
+
+    name = "listenbrainz"
+    label = "ListenBrainz"
+    auth = "token"
+    max_batch = MAX_LISTENS
+    batch_setting = "SCROBBLING_LISTENBRAINZ_BATCH"
+    resend_one_by_one = True
 
     def __init__(self, *, api_root: str, timeout_s: float = 10.0, http: httpx.Client | None = None,
                  user_chosen: bool = False):
         super().__init__(api_root=api_root.rstrip("/"), timeout_s=timeout_s, http=http, user_chosen=user_chosen)
+
+    @classmethod
+    def build(cls, *, api_root: str = "") -> Self:
+        """The client for a user's own server (`api_root`, called only through the outbound
+        guard) or for LISTENBRAINZ_API_ROOT, which the operator chose."""
+        return cls(api_root=api_root or settings.LISTENBRAINZ_API_ROOT, timeout_s=settings.SCROBBLING_HTTP_TIMEOUT_S,
+                   user_chosen=bool(api_root))
+
+    def check(self, secret: str) -> str:
+        return self.validate_token(secret)
+
+    def scrobble_batch(self, secret: str, listens: list[Listen]) -> list[ItemResult]:
+        self.submit(secret, listens)
+        return [ACCEPTED] * len(listens)
+
+    def now_playing(self, secret: str, listen: Listen) -> None:
+        self.playing_now(secret, listen)
 
     def validate_token(self, token: str) -> str:
         """The user name the token belongs to; AuthExpired when ListenBrainz says it is not valid."""
@@ -66,18 +93,11 @@ class ListenBrainzClient(HttpClient):
         url = f"{self.api_root}/1/{endpoint}"
         headers = {"Authorization": f"Token {token.strip()}"}
         try:
-            response = self._http.request(method, url, headers=headers, json=document, timeout=self.timeout_s)
-        except outbound.AddressRefused as exc:
-            raise NotAllowed(str(exc)) from exc
+            response = outside.send(self._http, method, url, what=f"ListenBrainz {endpoint}",
+                                    timeout_s=self.timeout_s, headers=headers, json=document)
         except UnicodeEncodeError as exc:  # a token saved before tokens were checked
             raise AuthExpired(f"ListenBrainz {endpoint}: the saved token has characters a token cannot have") \
                 from exc
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise NotAllowed(f"The server address {self.api_root[:100]} is not valid ({exc}).") from exc
-        except httpx.TimeoutException as exc:
-            raise RetryLater(f"ListenBrainz {endpoint}: no answer within {self.timeout_s}s") from exc
-        except httpx.RequestError as exc:
-            raise RetryLater(f"ListenBrainz {endpoint}: {type(exc).__name__}: {exc}") from exc
         return _parse(endpoint, response)
 
 
@@ -115,8 +135,7 @@ def _parse(endpoint: str, response: httpx.Response) -> tuple[dict[str, Any], str
     message = f"ListenBrainz {endpoint}: HTTP {status}" + (f": {error}" if error else "")
     if status == 401:
         raise AuthExpired(message, status=status, answer=answer)
-    if status == 429 or status >= 500:
-        raise RetryLater(message, retry_after_s=retry_after_s(response), status=status, answer=answer)
+    outside.raise_if_busy(response, message)
     if status != 200:
         raise GiveUp(message, status=status, answer=answer)
     if not isinstance(body, dict):

@@ -27,7 +27,7 @@ from project.accounts.services import invite_create, token_create
 from rooms import services as rooms
 from rooms.models import PlaybackState
 from scrobbling import services as scrobbling
-from scrobbling.models import ScrobblerLink, Service
+from scrobbling.models import ScrobblerLink
 from tests.factories import UserFactory, make_track
 from tests.live import log_in
 
@@ -106,7 +106,7 @@ def demo(library_dir, settings):
     # Settings and services with long names: an API token, a paused ListenBrainz link, an invite.
     for user in (staff, member):
         token_create(user=user, name=LONG_ROOM)
-        link = ScrobblerLink.objects.create(user=user, service=Service.LISTENBRAINZ, account_name=LONG_ROOM, secret="x",
+        link = ScrobblerLink.objects.create(user=user, service="listenbrainz", account_name=LONG_ROOM, secret="x",
                                             api_root="https://" + "long" * 40 + ".example.org/")
         scrobbling.link_pause(link=link, reason=LONG_TITLE[:300])
     invite_create(created_by=staff, max_uses=5, note=LONG_ROOM)

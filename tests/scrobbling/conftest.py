@@ -26,6 +26,18 @@ def fake_lastfm(settings):
 
 
 @pytest.fixture
+def fake_librefm(settings):
+    """A running FakeLastfm standing for Libre.fm (the same API); LIBREFM_* settings point at it."""
+    fake = FakeLastfm("librefm-key", "librefm-secret", auth_user="lfm_libre").start()
+    settings.LIBREFM_API_ROOT = fake.url
+    settings.LIBREFM_AUTH_URL = fake.auth_url
+    settings.LIBREFM_API_KEY = fake.api_key
+    settings.LIBREFM_API_SECRET = fake.api_secret
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
 def fake_listenbrainz(settings):
     """A running FakeListenBrainz; LISTENBRAINZ_API_ROOT points at it."""
     fake = FakeListenBrainz().start()

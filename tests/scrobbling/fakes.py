@@ -1,4 +1,5 @@
-"""Local fakes of Last.fm and ListenBrainz that speak the real protocols, for tests and benchmarks.
+"""Local fakes of Last.fm (which also stands for Libre.fm: the same API) and ListenBrainz that
+speak the real protocols, for tests and benchmarks.
 
 Each fake is a `ThreadingHTTPServer` on 127.0.0.1 (a free port) in a daemon thread:
 

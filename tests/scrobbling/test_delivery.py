@@ -390,9 +390,9 @@ def test_a_revoked_lastfm_session_pauses_the_link_and_relinking_sends_the_kept_p
     assert delivery.drain(user_id=alice.pk, service=LASTFM).requests == 0  # paused: nothing is tried
 
     if relink_with == "session_key":
-        services.lastfm_link(user=alice, session_key=fake_lastfm.add_session("alice_lfm"))
+        services.link_web(user=alice, service=LASTFM, session_key=fake_lastfm.add_session("alice_lfm"))
     else:
-        services.lastfm_link(user=alice, token=fake_lastfm.authorize_token("alice_lfm"))
+        services.link_web(user=alice, service=LASTFM, token=fake_lastfm.authorize_token("alice_lfm"))
     linked.refresh_from_db()
     assert (linked.status, linked.paused_reason, linked.paused_at) == (ScrobblerLink.Status.ACTIVE, "", None)
 
@@ -733,7 +733,7 @@ def test_a_late_worker_deletes_nothing_of_a_reclaimed_batch(alice, song, fake_la
     assert new_token != late_token
     assert [e.pk for e in new_entries] == [e.pk for e in late_entries]
     linked = ScrobblerLink.objects.get(user=alice)
-    client = services.lastfm_client()
+    client = services.scrobbler(LASTFM).build()
     try:
         # The late worker's request goes through, but the rows are the new worker's now.
         delivery._send(linked, client, late_token, late_entries, delivery.DrainResult())
@@ -758,7 +758,7 @@ def raw_secret(link_id: int) -> str:
 
 def test_session_keys_are_encrypted_at_rest(alice, fake_lastfm):
     session_key = fake_lastfm.add_session("alice_lfm")
-    linked = services.lastfm_link(user=alice, session_key=session_key)
+    linked = services.link_web(user=alice, service=LASTFM, session_key=session_key)
     stored = raw_secret(linked.pk)
     assert stored.startswith("fernet:")
     assert session_key not in stored
