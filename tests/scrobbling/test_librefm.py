@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from project.accounts.services import token_create
 from scrobbling import delivery, services
 from scrobbling.clients import registry
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
@@ -98,3 +99,17 @@ def test_a_token_service_has_no_browser_link_and_an_unknown_one_is_a_404(alice_c
     response = alice_client.get("/scrobbling/listenbrainz/connect", follow=True)
     assert "ListenBrainz is linked with a token, not in the browser." in body(response)
     assert alice_client.get("/scrobbling/nosuch/connect").status_code == 404
+
+
+def test_the_api_lists_librefm_and_sends_its_linking_to_the_browser(client, alice, fake_librefm):
+    _, raw = token_create(user=alice, name="links")
+    headers = {"Authorization": f"Bearer {raw}"}
+    statuses = {s["service"]: s for s in client.get("/api/scrobbling/links", headers=headers).json()}
+    assert list(statuses) == ["lastfm", "librefm", "listenbrainz"]
+    assert (statuses["librefm"]["label"], statuses["librefm"]["auth"], statuses["librefm"]["linked"]) == \
+        ("Libre.fm", "web", False)
+    response = client.post("/api/scrobbling/links/librefm", data={"token": "t"}, content_type="application/json",
+                           headers=headers)
+    assert response.status_code == 400
+    assert "Libre.fm is linked in the browser (/scrobbling/librefm/connect)" in response.json()["message"]
+    assert not fake_librefm.requests
