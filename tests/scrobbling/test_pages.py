@@ -553,3 +553,10 @@ def test_listening_now_partial(alice_client, client, bob, song):
     assert "Windowlicker" in page
     client.logout()
     assert client.get("/listening-now").status_code == 204
+
+
+def test_the_library_player_gets_the_play_threshold_from_the_server(alice_client, monkeypatch):
+    monkeypatch.setattr(services, "PLAYED_ENOUGH_S", 120.0)
+    page = alice_client.get("/").content.decode()
+    assert f'data-min-track-s="{services.MIN_TRACK_S:g}"' in page
+    assert 'data-played-enough-s="120"' in page

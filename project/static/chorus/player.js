@@ -5,8 +5,7 @@
 (function () {
   "use strict";
   const state = { queue: [], index: -1 };
-  const MIN_TRACK_S = 30; // tracks this short or shorter are never scrobbled
-  const PLAYED_ENOUGH_S = 240; // or half the track, whichever comes first
+  // When a play is scrobbled is the server's rule: see maybeScrobble.
   const PENDING_KEY = "chorus.pendingScrobbles"; // scrobbles the server did not get yet
   const PENDING_MAX = 1000;
   let play = null; // the play under way: see newPlay()
@@ -219,7 +218,13 @@
   function maybeScrobble(audio) {
     if (play.sent) return;
     const duration = play.track.duration || (isFinite(audio.duration) ? audio.duration : 0);
-    if (duration <= MIN_TRACK_S || play.playedS < Math.min(duration / 2, PLAYED_ENOUGH_S)) return;
+    // The server's rule, from the footer: a track over min-track-s, heard for half its
+    // length or played-enough-s, whichever comes first.
+    const rule = $("#player").dataset;
+    const minTrackS = Number(rule.minTrackS);
+    const playedEnoughS = Number(rule.playedEnoughS);
+    if (!(minTrackS > 0 && playedEnoughS > 0)) return; // no rule on this page: the server decides
+    if (duration <= minTrackS || play.playedS < Math.min(duration / 2, playedEnoughS)) return;
     play.sent = true;
     const scrobble = { track_id: Number(play.track.id), played_at: play.startedAt, played_s: play.playedS };
     submitScrobble(scrobble).then((done) => { if (!done) keepPending(scrobble); });
