@@ -79,10 +79,6 @@ class Artist(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("catalog:artist", args=[self.pk])
 
-    @property
-    def is_unknown(self) -> bool:
-        return self.name == UNKNOWN_ARTIST
-
 
 class Album(models.Model):
     title = models.CharField(max_length=300)

@@ -167,9 +167,6 @@ class Hub:
         if not hooks:
             self._hooks.pop(topic, None)
 
-    def local_count(self, topic: str) -> int:
-        return len(self._sinks.get(topic, {}))
-
     async def deliver(self, topic: str, frame: str) -> None:
         """Hand one frame to every local sink of `topic` (and the listeners)."""
         for listener in list(self._listeners.get(topic, [])):
