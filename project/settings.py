@@ -268,6 +268,7 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads it from the cookie-free meta tag instead
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+_hsts_preload = config.get_bool("SECURE_HSTS_PRELOAD", False)
 if not DEBUG:
     SECURE_SSL_REDIRECT = config.get_bool("SECURE_SSL_REDIRECT", True)
     # Health checks and Prometheus talk plain HTTP to the process itself.
@@ -277,10 +278,8 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = config.get_bool("CSRF_COOKIE_SECURE", True)
     SECURE_HSTS_SECONDS = config.get_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = config.get_bool("SECURE_HSTS_PRELOAD", False)
-SILENCED_SYSTEM_CHECKS = (
-    [] if config.get_bool("SECURE_HSTS_PRELOAD", False) else ["security.W021"]
-)
+    SECURE_HSTS_PRELOAD = _hsts_preload
+SILENCED_SYSTEM_CHECKS = [] if _hsts_preload else ["security.W021"]
 
 # Prometheus scrapes /metrics with this bearer token; unset: only from localhost.
 METRICS_TOKEN = config.get_str("METRICS_TOKEN", "")

@@ -51,7 +51,7 @@ def _error(exc: RoomError):
     return Status(exc.http_status, body)
 
 
-def _room_out(room: Room, user) -> dict:
+def _room_out(room: Room) -> dict:
     return {
         "slug": room.slug,
         "name": room.name,
@@ -77,7 +77,7 @@ def create_room(request, payload: RoomIn):
                                     control_policy=payload.control_policy)
     except RoomError as exc:
         return _error(exc)
-    return Status(201, _room_out(room, request.user))
+    return Status(201, _room_out(room))
 
 
 @router.get("/{slug}", response={200: dict, **ERRORS}, summary="A room: state, queue and members")
@@ -86,7 +86,7 @@ def get_room(request, slug: str):
         room, _ = selectors.room_visible(slug=slug, user=request.user)
     except RoomError as exc:
         return _error(exc)
-    return _room_out(room, request.user)
+    return _room_out(room)
 
 
 @router.post("/{slug}/join", response={200: dict, **ERRORS}, summary="Join (a private room needs its invite code)")
