@@ -35,15 +35,14 @@ RUN SECRET_KEY=collectstatic-only-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH \
     DATABASE_URL=sqlite:////tmp/collectstatic.sqlite3 \
     python manage.py collectstatic --noinput -v 0
 
-# Run as an unprivileged user. /data/media and /library are where compose.yaml mounts the
-# media volume and the music library; a new named volume takes over this ownership.
+# Run as an unprivileged user. /library is where compose.yaml mounts the music library;
+# a new named volume takes over this ownership.
 RUN useradd --create-home --uid 1000 --user-group chorus \
-    && mkdir -p /data/media /library /app/var \
-    && chown -R chorus:chorus /data /library /app/var
+    && mkdir -p /library /app/var \
+    && chown -R chorus:chorus /library /app/var
 USER chorus
 
-ENV MEDIA_ROOT=/data/media \
-    LIBRARY_DIR=/library
+ENV LIBRARY_DIR=/library
 
 EXPOSE 8000
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "--access-log", "/dev/null", "project.asgi:application"]

@@ -192,7 +192,6 @@ class BenchEnv:
             "CSRF_COOKIE_SECURE": "0",
             "STATIC_MANIFEST": "0",
             "LOG_LEVEL": "WARNING",
-            "MEDIA_ROOT": str(folder / "media"),
             "LIBRARY_DIR": str(folder / "library"),
             "STATIC_ROOT": str(folder / "static"),
             **self.extra,

@@ -113,7 +113,6 @@ def setup_django(scratch: Path, redis_url: str) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{scratch / 'bench.sqlite3'}",
         "REDIS_URL": redis_url,
         "LIBRARY_DIR": str(scratch / "library"),
-        "MEDIA_ROOT": str(scratch / "media"),
         "STATIC_MANIFEST": "0",
         "LOG_LEVEL": "WARNING",
     }

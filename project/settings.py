@@ -55,8 +55,6 @@ else:
 
 REDIS_URL = config.get_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes={"redis", "rediss", "unix"})
 
-MEDIA_ROOT = config.get_dir("MEDIA_ROOT", BASE_DIR / "var" / "media")
-MEDIA_URL = "/media/"
 LIBRARY_DIR = config.get_dir("LIBRARY_DIR", BASE_DIR / "var" / "library")
 STATIC_ROOT = config.get_dir("STATIC_ROOT", BASE_DIR / "var" / "static")
 STATIC_URL = "/static/"

@@ -6,8 +6,8 @@ Servers
     that share Redis, so that a websocket event sent through one reaches a client of the other).
     Both pull in `transactional_db`: the server is another process and only sees committed
     rows, so each test's data is really committed and flushed afterwards. Create data with the
-    ORM or factories as usual; `settings.LIBRARY_DIR` and `settings.MEDIA_ROOT` as they are when
-    the server starts are passed on (so `library_dir` / `imported` work).
+    ORM or factories as usual; `settings.LIBRARY_DIR` as it is when
+    the server starts is passed on (so `library_dir` / `imported` work).
 
 Browser
     `browser` is Debian's chromium driven by Playwright; `page_factory(**context_options)`
@@ -145,7 +145,6 @@ def _server_env(extra: dict[str, str]) -> dict[str, str]:
             "CHORUS_ENV_FILE": os.devnull,
             "DATABASE_URL": _database_url(),
             "LIBRARY_DIR": str(settings.LIBRARY_DIR),
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "PYTHONUNBUFFERED": "1",
         }
     )
