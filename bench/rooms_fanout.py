@@ -11,6 +11,14 @@ members take about a minute to connect):
 
     .venv/bin/python bench/rooms_fanout.py            # N = 100, 500, 1000 + 2 processes at 1000
     .venv/bin/python bench/rooms_fanout.py --sizes 100 --rounds 5 --no-two-processes   # smoke
+    .venv/bin/python bench/rooms_fanout.py --storm --sizes 1000 --no-two-processes  # reconnect storm
+    .venv/bin/python bench/rooms_fanout.py --storm --sizes 1000 --two-processes-n 2000 --no-single
+
+With --storm the N clients are members of the room already and all connect at once (every
+handshake in flight together, as after a server restart); the run reports the time until
+all are joined (have their join events), in sync (hold the room's current room.state) and
+shown online to each other (every client's member list, deltas applied, shows N online),
+and the member-list frames per client and their bytes, before the rounds.
 
 Scratch state: a PostgreSQL database chorus_bench_fanout (created and dropped here;
 --db sqlite for a SQLite file) and Redis db 11 (flushed first and after).
@@ -51,6 +59,7 @@ class Run:
     members_mb_total: float = 0.0
     online_shown: int = 0
     online_after_wait: int | None = None
+    storm: dict = field(default_factory=dict)
     server_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
     others_cpu_s: float = 0.0
@@ -66,7 +75,7 @@ class Run:
                 "connect_failures": len(self.connect.failures), "connect_gave_up": self.connect.gave_up, "connect_failure_kinds": sorted(set(self.connect.failures))[:5],
                 "settle_s": self.settle_s, "frame_bytes": self.frame_bytes,
                 "members_frames_per_client": self.members_frames_per_client, "members_mb_total": self.members_mb_total,
-                "online_shown": self.online_shown, "online_after_wait": self.online_after_wait,
+                "online_shown": self.online_shown, "online_after_wait": self.online_after_wait, "storm": self.storm,
                 "server_cpu_s": self.server_cpu_s, "client_cpu_s": self.client_cpu_s,
                 "others_cpu_s": self.others_cpu_s, "others_cores_before": self.others_before, "rounds_wall_s": self.rounds_wall_s, "tick_rounds": self.tick_rounds,
                 "gc_rounds": self.gc_rounds,
@@ -93,6 +102,34 @@ class Room:
         self.members_frames = 0
         self.online_shown = 0
         self.members_chars = 0
+        self.delta_frames = 0
+        # each client's member list (deltas applied) and when it showed everyone online
+        self.started = time.perf_counter()
+        self.views: list[dict[int, bool]] = [{} for _ in range(n)]
+        self.all_online_at: list[float | None] = [None] * n
+        self.joined_at: list[float | None] = [None] * n
+        self.join_version: list[int | None] = [None] * n
+        self.everyone_online = asyncio.Event()
+        self.online_count = 0
+
+    def fold(self, index: int, raw: str, now: float) -> None:
+        event = json.loads(raw)
+        view = self.views[index]
+        if event["type"] == "room.members":
+            view.clear()
+        for member in event.get("members") or event.get("changed") or []:
+            view[member["user_id"]] = member["online"]
+        for user_id in event.get("removed", []):
+            view.pop(user_id, None)
+        everyone = sum(view.values()) >= self.n
+        if everyone and self.all_online_at[index] is None:
+            self.all_online_at[index] = now
+            self.online_count += 1
+            if self.online_count == self.n:
+                self.everyone_online.set()
+        elif not everyone and self.all_online_at[index] is not None:
+            self.all_online_at[index] = None
+            self.online_count -= 1
 
     async def read(self, index: int, ws) -> None:
         with contextlib.suppress(Exception):
@@ -108,19 +145,31 @@ class Room:
                         self.latest_version = max(self.latest_version, version)
                     if self.counts[version] == self.n and version in self.waiters:
                         self.waiters[version].set()
+                elif head.startswith('{"type":"room.members_delta"'):
+                    self.last_members = now
+                    self.delta_frames += 1
+                    self.members_chars += len(raw)
+                    self.fold(index, raw, now)
+                    if index == 0:  # how many members the room shows online
+                        self.online_shown = sum(self.views[0].values())
                 elif head.startswith('{"type":"room.members"'):
                     self.last_members = now
                     self.members_frames += 1
                     self.members_chars += len(raw)
-                    if index == 0:  # how many members the room shows online
-                        self.online_shown = sum(m["online"] for m in json.loads(raw)["members"])
+                    self.fold(index, raw, now)
+                    if index == 0:
+                        self.online_shown = sum(self.views[0].values())
                 elif head.startswith('{"type":"room.state","reason":"tick"'):
                     if index == 0:
                         self.ticks.append(now)
                 elif head.startswith('{"type":"room.state","reason":"join"'):
+                    version = json.loads(raw)["version"]
+                    self.join_version[index] = version
                     if index == 0:
-                        self.latest_version = json.loads(raw)["version"]
+                        self.latest_version = version
                 elif head.startswith('{"type":"room.settings"'):
+                    if self.joined_at[index] is None:
+                        self.joined_at[index] = now
                     self.joined += 1
                     if self.joined == self.n:
                         self.all_joined.set()
@@ -132,11 +181,11 @@ class Room:
 
 async def measure(label: str, urls: list[str], tokens: list[str | None], *, rounds: int, gap_s: float,
                   server_pids: list[int], floor_frame_bytes: int = 0, concurrency: int = 10,
-                  on_settled=None, quiet_wait_s: float = 0, ghost_check_s: float = 0) -> Run:
+                  on_settled=None, quiet_wait_s: float = 0, ghost_check_s: float = 0, storm_version: int | None = None) -> Run:
     n = len(tokens)
     run = Run(label, n)
     room = Room(n, expects_join=floor_frame_bytes == 0)
-    started = time.perf_counter()
+    started = room.started = time.perf_counter()
     sockets = await h.connect_all([(urls[i % len(urls)], tokens[i]) for i in range(n)],
                                   concurrency=concurrency, stats=run.connect)
     if run.connect.gave_up:  # measure the clients that got in (the sender must be one of them)
@@ -147,6 +196,10 @@ async def measure(label: str, urls: list[str], tokens: list[str | None], *, roun
     if room.expects_join:
         await asyncio.wait_for(room.all_joined.wait(), 300)
     run.connect_s = time.perf_counter() - started
+    if storm_version is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(room.everyone_online.wait(), 120)
+        run.storm = storm_figures(room, storm_version, started)
     # Settle: no member announcement for SETTLE_QUIET_S (joins are announced coalesced).
     settle_start = time.perf_counter()
     await asyncio.sleep(SETTLE_QUIET_S)
@@ -154,6 +207,9 @@ async def measure(label: str, urls: list[str], tokens: list[str | None], *, roun
         await asyncio.sleep(0.1)
     run.settle_s = time.perf_counter() - settle_start
     run.members_frames_per_client = room.members_frames / n
+    if storm_version is not None:
+        run.storm["delta_frames_per_client"] = round(room.delta_frames / n, 1)
+        run.storm["members_mb_after_settle"] = round(room.members_chars / 1e6, 1)
     run.members_mb_total = room.members_chars / 1e6
     run.online_shown = room.online_shown
     if quiet_wait_s:
@@ -208,6 +264,21 @@ async def measure(label: str, urls: list[str], tokens: list[str | None], *, roun
     return run
 
 
+def storm_figures(room: Room, version: int, started: float) -> dict:
+    """Seconds from the first handshake until every client was joined, in sync (its join
+    state has the room's current version) and shown everyone online."""
+    joined = [t for t in room.joined_at if t is not None]
+    online = [t for t in room.all_online_at if t is not None]
+    in_sync = sum(v == version for v in room.join_version)
+    return {"all_joined_s": round(max(joined) - started, 2) if len(joined) == room.n else None,
+            "joined": len(joined), "in_sync": in_sync,
+            "all_online_s": round(max(online) - started, 2) if len(online) == room.n else None,
+            "clients_showing_everyone_online": len(online),
+            "full_lists_per_client": round(room.members_frames / room.n, 2),
+            "delta_frames_per_client": round(room.delta_frames / room.n, 1),
+            "members_mb": round(room.members_chars / 1e6, 1)}
+
+
 async def online_after(url: str, token: str | None, wait_s: float) -> int:
     """Wait past the presence TTL, then join once more: how many members does the room
     list as online (freshly computed for a join)?"""
@@ -223,8 +294,10 @@ async def online_after(url: str, token: str | None, wait_s: float) -> int:
     return -1
 
 
-def setup(max_n: int, sizes: list[int]) -> tuple[list[str], dict[int, str]]:
-    """Users with tokens, one track, one room per N (the first user hosts every room)."""
+def setup(max_n: int, sizes: list, storm: dict | None = None) -> tuple[list[str], dict[int, str], dict]:
+    """Users with tokens, one track, one room per N (the first user hosts every room). With
+    `storm` ({size: N}), the room's first N users are members already, and the room's
+    version is returned for each size."""
     h.django_setup()
     from rooms import services
     from rooms.models import Room as RoomModel
@@ -232,7 +305,7 @@ def setup(max_n: int, sizes: list[int]) -> tuple[list[str], dict[int, str]]:
     people = h.create_users(max_n)
     track = h.import_track(h.make_audio(h.SCRATCH / "audio" / "tone-10s.mp3", seconds=10))
     host = people[0][0]
-    slugs = {}
+    slugs, versions = {}, {}
     for n in sizes:
         room = services.room_create(owner=host, name=f"Fanout {n}", control_policy=RoomModel.ControlPolicy.EVERYONE)
         entry = services.queue_add(room=room, actor=host, track_id=track.pk)
@@ -242,20 +315,27 @@ def setup(max_n: int, sizes: list[int]) -> tuple[list[str], dict[int, str]]:
         services.start_if_ready(room_id=room.pk, force=True)
         services.playback_control(room=room, actor=host, control=services.Control(action="pause"))
         slugs[n] = room.slug
+        if storm is not None:
+            for user, _ in people[1:storm[n]]:
+                services.room_join(room=room, user=user)
+            versions[n] = services.playback_current(room_id=room.pk).version
     from django.db import connections
 
     connections.close_all()
-    return [token for _, token in people], slugs
+    return [token for _, token in people], slugs, versions
 
 
-async def run_all(args, bench_env: h.BenchEnv, tokens: list[str], slugs: dict[int, str]) -> list[Run]:
+async def run_all(args, bench_env: h.BenchEnv, tokens: list[str], slugs: dict[int, str],
+                  versions: dict) -> list[Run]:
     runs = []
-    for n in args.sizes:
+    storm = "storm, " if args.storm else ""
+    for n in args.sizes if args.single else []:
         with h.Server.daphne(bench_env) as daphne:
             url = f"ws://127.0.0.1:{daphne.port}/ws/rooms/{slugs[n]}/"
-            run = await measure(f"daphne x1, N={n}", [url], tokens[:n], rounds=args.rounds, gap_s=args.gap,
-                                server_pids=[daphne.pid], concurrency=args.connect_concurrency, quiet_wait_s=args.quiet_wait,
-                                ghost_check_s=args.ghost_check)
+            run = await measure(f"{storm}daphne x1, N={n}", [url], tokens[:n], rounds=args.rounds, gap_s=args.gap,
+                                server_pids=[daphne.pid], concurrency=n if args.storm else args.connect_concurrency,
+                                quiet_wait_s=args.quiet_wait, ghost_check_s=args.ghost_check,
+                                storm_version=versions.get(n))
             annotate_gc(run, [daphne])
             runs.append(run)
             report(run)
@@ -269,12 +349,13 @@ async def run_all(args, bench_env: h.BenchEnv, tokens: list[str], slugs: dict[in
             runs.append(run)
             report(run)
     if args.two_processes:
-        n = max(args.sizes)
+        n = args.two_processes_n or max(args.sizes)
         # A fresh room, so that its member list has the same N as the single-process run.
         with h.Server.daphne(bench_env) as first, h.Server.daphne(bench_env) as second:
             urls = [f"ws://127.0.0.1:{s.port}/ws/rooms/{slugs['two']}/" for s in (first, second)]
-            run = await measure(f"daphne x2, N={n} (split)", urls, tokens[:n], rounds=args.rounds, gap_s=args.gap,
-                                server_pids=[first.pid, second.pid], concurrency=args.connect_concurrency, quiet_wait_s=args.quiet_wait)
+            run = await measure(f"{storm}daphne x2, N={n} (split)", urls, tokens[:n], rounds=args.rounds, gap_s=args.gap,
+                                server_pids=[first.pid, second.pid], concurrency=n if args.storm else args.connect_concurrency,
+                                quiet_wait_s=args.quiet_wait, storm_version=versions.get("two"))
             annotate_gc(run, [first, second])
             runs.append(run)
             report(run)
@@ -350,6 +431,8 @@ def report(run: Run) -> None:
     print(f"  handshakes p50 {hs['p50']:.0f} ms p99 {hs['p99']:.0f} ms max {hs['max']:.0f} ms, "
           f"{len(run.connect.failures)} failed (retried), {run.connect.gave_up} gave up: "
           f"{sorted(set(run.connect.failures))[:2]}", flush=True)
+    if run.storm:
+        print(f"  storm: {run.storm}", flush=True)
     for error in run.errors[:3]:
         print("  error:", error, flush=True)
 
@@ -387,6 +470,10 @@ def main() -> None:
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--redis-db", type=int, default=11)
     parser.add_argument("--no-two-processes", dest="two_processes", action="store_false")
+    parser.add_argument("--two-processes-n", type=int, default=0, help="N of the two-process run (default: the largest size)")
+    parser.add_argument("--no-single", dest="single", action="store_false", help="only the two-process run")
+    parser.add_argument("--storm", action="store_true",
+                        help="members already; every client connects at once (a reconnect storm)")
     parser.add_argument("--profile", action="store_true", help="also py-spy Daphne at the largest N")
     parser.add_argument("--py-spy", default="/tmp/benchtools/bin/py-spy")
     parser.add_argument("--json", default=str(h.SCRATCH / "rooms_fanout.json"))
@@ -402,9 +489,12 @@ def main() -> None:
     bench_env = h.BenchEnv("fanout", db=args.db, redis_db=args.redis_db, extra=experiments)
     with bench_env.created():
         sizes = list(args.sizes)
-        tokens, slugs = setup(max(sizes), [*sizes, "two"] if args.two_processes else sizes)
+        two_n = args.two_processes_n or max(sizes)
+        room_sizes = [*sizes, "two"] if args.two_processes else sizes
+        storm = {**{n: n for n in sizes}, "two": two_n} if args.storm else None
+        tokens, slugs, versions = setup(max(*sizes, two_n if args.two_processes else 0), room_sizes, storm)
         print(f"setup done in {time.monotonic() - started:.0f} s", flush=True)
-        runs = asyncio.run(run_all(args, bench_env, tokens, slugs))
+        runs = asyncio.run(run_all(args, bench_env, tokens, slugs, versions))
     print()
     print(table(runs))
     Path(args.json).write_text(json.dumps([r.row() for r in runs], indent=1))
