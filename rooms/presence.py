@@ -117,6 +117,12 @@ def swap_announced_members(room_id: int, signatures: dict[str, str]) -> dict[str
     return value if isinstance(value, dict) else None
 
 
+def forget_announced_members(room_id: int) -> None:
+    """The next announcement sends the whole list, not a delta: for sockets that may have
+    missed announcements (their process was not subscribed while Redis was away)."""
+    sync_redis().delete(_key(room_id, "members_sig"))
+
+
 def mark_members_dirty(room_id: int) -> None:
     """Someone joined or left: the next runtime check announces what changed (coalesced,
     so a thousand people joining cost a few small deltas, not a thousand full lists)."""

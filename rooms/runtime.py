@@ -222,7 +222,10 @@ class RoomRuntime:
 
     def _rejoin_presence(self) -> None:
         presence.touch(self.room_id, self._connections())
-        presence.mark_members_dirty(self.room_id)  # the next check announces the list
+        # The next check announces the whole list: a delta could build on a list that this
+        # process's sockets never got (it was published while this hub was not subscribed).
+        presence.forget_announced_members(self.room_id)
+        presence.mark_members_dirty(self.room_id)
 
     def _announce_if_dirty(self) -> None:
         if presence.take_members_dirty(self.room_id):

@@ -18,7 +18,7 @@ import websockets
 
 from project import realtime
 from project.accounts.services import token_create
-from rooms import services
+from rooms import events, services
 from rooms.models import Room
 from tests.factories import UserFactory, make_track
 from tests.private_redis import PrivateRedis
@@ -100,11 +100,20 @@ class Socket:
 
 
 async def online(socket: Socket, names: set[str], since: float) -> None:
-    """Wait until a room.members after `since` shows exactly `names` online."""
+    """Wait until the member list sent after `since` shows exactly `names` online: the first
+    full room.members after it (Redis lost the last announced list, so one is sent), with the
+    room.members_delta events that follow it applied, as a client does."""
     deadline = time.monotonic() + RECOVERY_TIMEOUT_S + 5
     while True:
-        shown = [{m["user"] for m in e["members"] if m["online"]}
-                 for at, e in socket.events if at >= since and e["type"] == "room.members"]
+        shown, view = [], None
+        for at, event in socket.events:
+            if at < since or (view is None and event["type"] != "room.members"):
+                continue
+            if event["type"] in ("room.members", "room.members_delta"):
+                if view is None:
+                    view = {}
+                events.apply_members_delta(view, event)
+                shown.append({m["user"] for m in view.values() if m["online"]})
         if names in shown:
             return
         if time.monotonic() > deadline:
