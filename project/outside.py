@@ -17,6 +17,7 @@ answer for error reports; messages and answers never contain a secret.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import importlib
 import math
@@ -69,8 +70,14 @@ def http_client(*, timeout_s: float, user_chosen: bool = False) -> httpx.Client:
 def send(http: httpx.Client, method: str, url: str, *, what: str, timeout_s: float, **kwargs: Any) -> httpx.Response:
     """One request; a refused address becomes NotAllowed, a timeout or transport error
     RetryLater (`what` names the call in the message: "Last.fm track.scrobble")."""
-    try:
+    with _mapped(url, what=what, timeout_s=timeout_s):
         return http.request(method, url, timeout=timeout_s, **kwargs)
+
+
+@contextlib.contextmanager
+def _mapped(url: str, *, what: str, timeout_s: float) -> Iterator[None]:
+    try:
+        yield
     except outbound.AddressRefused as exc:
         raise NotAllowed(str(exc)) from exc
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
@@ -79,6 +86,13 @@ def send(http: httpx.Client, method: str, url: str, *, what: str, timeout_s: flo
         raise RetryLater(f"{what}: no answer within {timeout_s}s") from exc
     except httpx.RequestError as exc:
         raise RetryLater(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+async def asend(http: httpx.AsyncClient, method: str, url: str, *, what: str, timeout_s: float,
+                **kwargs: Any) -> httpx.Response:
+    """send() for an httpx.AsyncClient: the same mapping of refusals, timeouts and transport errors."""
+    with _mapped(url, what=what, timeout_s=timeout_s):
+        return await http.request(method, url, timeout=timeout_s, **kwargs)
 
 
 def raise_if_busy(response: httpx.Response, message: str) -> None:
