@@ -83,50 +83,51 @@ def invite(request, slug: str, code: str):
     return redirect(room)
 
 
+def _room_form_action(request, slug: str, act) -> HttpResponse:
+    """A form posted from the room page: `act(room)` does it and returns the message to show
+    there; a RoomError shows its message instead."""
+    try:
+        room, _ = selectors.room_visible(slug=slug, user=request.user)
+        done = act(room)
+    except RoomError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, done)
+    return redirect("rooms:detail", slug=slug)
+
+
 @login_required
 @require_POST
 def update_settings(request, slug: str):
-    try:
-        room, _ = selectors.room_visible(slug=slug, user=request.user)
+    def act(room: Room) -> str:
         form = RoomSettingsForm(request.POST)
         if not form.is_valid():
             raise RoomError("invalid", "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         services.room_update(room=room, actor=request.user, **form.cleaned_data)
-    except RoomError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "Room settings saved.")
-    return redirect("rooms:detail", slug=slug)
+        return "Room settings saved."
+    return _room_form_action(request, slug, act)
 
 
 @login_required
 @require_POST
 def set_role(request, slug: str):
-    try:
-        room, _ = selectors.room_visible(slug=slug, user=request.user)
+    def act(room: Room) -> str:
         services.member_set_role(room=room, actor=request.user, user_id=_int(request.POST.get("user_id")),
                                  role=request.POST.get("role", ""))
-    except RoomError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "Role changed.")
-    return redirect("rooms:detail", slug=slug)
+        return "Role changed."
+    return _room_form_action(request, slug, act)
 
 
 @login_required
 @require_POST
 def member_remove(request, slug: str):
     """The host removes a member: their open sockets and radio streams of the room close."""
-    try:
-        room, _ = selectors.room_visible(slug=slug, user=request.user)
+    def act(room: Room) -> str:
         services.member_remove(room=room, actor=request.user, user_id=_int(request.POST.get("user_id")))
-    except RoomError as exc:
-        messages.error(request, exc.message)
-    else:
         note = " The invite link has changed: share the new one with whoever should still join." \
             if room.visibility == Room.Visibility.PRIVATE else ""
-        messages.success(request, "Member removed." + note)
-    return redirect("rooms:detail", slug=slug)
+        return "Member removed." + note
+    return _room_form_action(request, slug, act)
 
 
 def _int(value) -> int | None:
