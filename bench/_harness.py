@@ -60,6 +60,14 @@ def summary(values: list[float]) -> dict:
     }
 
 
+def report(results, *, table: str, json_path: str, started: float) -> None:
+    """Print a benchmark's table, keep its full results as JSON, and say how long it took."""
+    print()
+    print(table)
+    Path(json_path).write_text(json.dumps(results, indent=1))
+    print(f"\n(total {time.monotonic() - started:.0f} s; details in {json_path})")
+
+
 def raise_open_files(wanted: int = 65536) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted

@@ -183,10 +183,7 @@ def main() -> None:
     with bench_env.created():
         tokens, slug = setup(1 + (args.busy_clients if args.busy else 0))
         results = asyncio.run(run_all(args, bench_env, tokens, slug))
-    print()
-    print(table(results))
-    Path(args.json).write_text(json.dumps(results, indent=1))
-    print(f"\n(total {time.monotonic() - started:.0f} s; details in {args.json})")
+    h.report(results, table=table(results), json_path=args.json, started=started)
 
 
 if __name__ == "__main__":
