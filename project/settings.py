@@ -227,6 +227,14 @@ ROOMS_CONTROLS_PER_SECOND = config.get_int("ROOMS_CONTROLS_PER_SECOND", 20, mini
 ROOMS_SEEK_THRESHOLD_MS = config.get_int("ROOMS_SEEK_THRESHOLD_MS", 400, minimum=10)
 ROOMS_MAX_RATE_NUDGE = config.get_float("ROOMS_MAX_RATE_NUDGE", 0.005, minimum=0)
 
+# Live feed: the fetcher (livefeed/fetcher.py; docs/operations.md "Live feed").
+LIVEFEED_LEASE_S = config.get_float("LIVEFEED_LEASE_S", 15.0, minimum=1)  # a killed worker's rooms move after this
+LIVEFEED_SCAN_S = config.get_float("LIVEFEED_SCAN_S", 1.0, minimum=0.05)  # how often a worker looks for work
+LIVEFEED_STALL_S = config.get_float("LIVEFEED_STALL_S", 30.0, minimum=1)  # a silent socket counts as dropped
+LIVEFEED_RECONNECT_MAX_S = config.get_float("LIVEFEED_RECONNECT_MAX_S", 60.0, minimum=0.1)
+LIVEFEED_MAX_FAILURES = config.get_int("LIVEFEED_MAX_FAILURES", 10, minimum=1)  # failed connects in a row
+LIVEFEED_RECENT = config.get_int("LIVEFEED_RECENT", 200, minimum=1)  # messages a new socket starts with
+
 # Scrobbling (see docs/protocol.md). Last.fm needs an API account:
 # https://www.last.fm/api/account/create. Base URLs are settings so that tests (and
 # compatible services) can stand in.
@@ -261,6 +269,24 @@ SCROBBLING_RETRY_MAX_S = config.get_float("SCROBBLING_RETRY_MAX_S", 240.0, minim
 # Unset: derived from SECRET_KEY (then changing SECRET_KEY means relinking services).
 ENCRYPTION_KEYS = config.get_list("ENCRYPTION_KEYS", [])
 config.check_fernet_keys("ENCRYPTION_KEYS", ENCRYPTION_KEYS)
+
+# Live feed, Bilibili (see docs/protocol.md "Live feed: Bilibili"). The socket URL is empty (the
+# hosts getDanmuInfo lists, wss://{host}:{wss_port}/sub, the next one at every reconnect), a
+# template with {host} {wss_port} {ws_port} {port}, or one fixed URL. The cookie (SESSDATA=...;
+# buvid3=...; DedeUserID=...) of a logged-in browser gets full user names instead of masked
+# ones; it is a secret: never logged.
+LIVEFEED_BILIBILI_API_ROOT = config.get_url(
+    "LIVEFEED_BILIBILI_API_ROOT", "https://api.live.bilibili.com", schemes={"http", "https"}
+)
+LIVEFEED_BILIBILI_NAV_URL = config.get_url(
+    "LIVEFEED_BILIBILI_NAV_URL", "https://api.bilibili.com/x/web-interface/nav", schemes={"http", "https"}
+)
+LIVEFEED_BILIBILI_WS_URL = config.get_str("LIVEFEED_BILIBILI_WS_URL", "")
+if LIVEFEED_BILIBILI_WS_URL and not LIVEFEED_BILIBILI_WS_URL.startswith(("ws://", "wss://")):
+    raise ConfigError(f"LIVEFEED_BILIBILI_WS_URL={LIVEFEED_BILIBILI_WS_URL!r} is not a ws:// or wss:// URL")
+LIVEFEED_BILIBILI_COOKIE = config.get_str("LIVEFEED_BILIBILI_COOKIE", "")
+LIVEFEED_BILIBILI_HEARTBEAT_S = config.get_float("LIVEFEED_BILIBILI_HEARTBEAT_S", 30.0, minimum=0.05)
+LIVEFEED_BILIBILI_HTTP_TIMEOUT_S = config.get_float("LIVEFEED_BILIBILI_HTTP_TIMEOUT_S", 10.0, minimum=0.1)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads it from the cookie-free meta tag instead

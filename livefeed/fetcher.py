@@ -1,0 +1,391 @@
+"""The fetcher: follows many live rooms at once in one asyncio loop per worker process.
+
+A `Host` runs in each Celery worker that consumes the `livefeed` queue (livefeed/worker.py
+starts it with the worker and stops it with it). Every `scan_s` it asks the database which
+channels someone wants followed (`desired = follow`) and whose lease is free or expired,
+takes the lease of each by a conditional update (livefeed/services.py), and runs one
+`Follower` coroutine per channel it holds. A heartbeat renews every lease it holds; a lease
+it fails to renew was taken over (it had expired: this process stalled), and that follower
+stops at once without touching the channel's state. So exactly one fetcher works a channel,
+and a worker killed with -9 loses its channels for at most a lease (`LIVEFEED_LEASE_S`, 15 s
+by default) plus a scan: another worker (or the same one restarted) takes them over,
+continues the open session and records the stretch nobody was listening as a gap.
+
+A follower's life, each state stored and pushed (services.channel_transition):
+    starting -> (room offline: waiting, auto-follow; error "offline", otherwise)
+             -> running <-> reconnecting (drops, stalls, 5xx: back-off with jitter, the
+                first retry within 2 s, up to LIVEFEED_RECONNECT_MAX_S; after
+                LIVEFEED_MAX_FAILURES failed connects in a row: error, or waiting)
+             -> stopping -> idle (a user stopped it: what was received is flushed first)
+    End of broadcast (a `control` message with status `ended`) closes the session within a
+    flush; auto-follow channels go back to waiting, others to idle.
+
+Messages are buffered and flushed every `flush_s` (0.1 s): one storage call (one
+transaction, duplicates dropped by the database: a re-send after a reconnect or a take-over
+stores nothing twice), then the newly stored ones go to browsers as one `live.messages`
+frame, which caps the push at about ten frames a second per channel however busy the room
+is. Database work runs in one thread beside the loop (Django's ORM is synchronous); the
+loop itself only reads sockets and decodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from livefeed import live, services, storage
+from livefeed import messages as kinds
+from livefeed.clients import GiveUp, LiveClient, NotAllowed, RetryLater, registry
+from livefeed.messages import Malformed, Message
+
+logger = logging.getLogger(__name__)
+
+
+def _in_db_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args, **kwargs):
+        close_old_connections()  # a connection broken by a database restart is replaced
+        return fn(*args, **kwargs)
+    return sync_to_async(call, thread_sensitive=True)
+
+
+def backoff_s(failures: int, *, max_s: float, first_s: float = 1.0) -> float:
+    """Seconds before connect attempt number `failures` + 1: doubling from `first_s`, capped
+    at `max_s`, with jitter (half to all of it) so that a platform outage does not bring
+    every follower back in the same second."""
+    ceiling = min(max_s, first_s * 2 ** max(0, failures - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+def owner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Follower:
+    """One channel followed by this process."""
+
+    host: Host
+    channel_id: int
+    lease_token: str
+    task: asyncio.Task | None = None
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    lost_lease: bool = False
+    buffer: list[Message] = field(default_factory=list)
+    malformed: dict[str, int] = field(default_factory=dict)
+    logged_kinds: set[str] = field(default_factory=set)
+    session_id: int | None = None
+    session_ended: bool = False
+    gap_started_ms: int | None = None
+
+    def request_stop(self) -> None:
+        self.stop_requested.set()
+
+    async def run(self) -> None:
+        db = self.host.db
+        try:
+            await self._follow()
+        except asyncio.CancelledError:
+            if not self.lost_lease:
+                with contextlib.suppress(Exception):
+                    await self._flush()
+            raise
+        except Exception:  # the fetcher never dies of one channel: record it and let go
+            logger.exception("live follower crashed", extra={"channel_id": self.channel_id})
+            with contextlib.suppress(Exception):
+                await self._flush()
+                await db(services.channel_transition)(
+                    channel_id=self.channel_id, to="error", reason="An internal error stopped the fetcher; see the logs.")
+        finally:
+            if not self.lost_lease:
+                with contextlib.suppress(Exception):
+                    await db(services.lease_release)(channel_id=self.channel_id, token=self.lease_token)
+
+    async def _follow(self) -> None:
+        db = self.host.db
+        channel = await db(services.channel_get)(channel_id=self.channel_id)
+        client: LiveClient = registry.get(channel.platform)()
+        try:
+            await db(services.channel_transition)(channel_id=self.channel_id, to="starting", reason="following")
+            failures = 0
+            while not self.stop_requested.is_set():
+                outcome = await self._one_connection(client, channel)
+                if outcome == "stopped":
+                    break
+                if outcome == "ended":
+                    failures = 0
+                    if not channel.auto_follow:
+                        await db(services.channel_transition)(channel_id=self.channel_id, to="idle",
+                                                              reason="The broadcast ended.", desired="stop")
+                        return
+                    await self._wait_offline(channel, reason="The broadcast ended; waiting for the next one.")
+                    continue
+                if outcome == "offline":
+                    if not channel.auto_follow:
+                        await db(services.channel_transition)(
+                            channel_id=self.channel_id, to="error", desired="stop",
+                            reason="The room is not live now. Turn on auto-follow to start when it goes live.")
+                        return
+                    await self._wait_offline(channel, reason="The room is offline.")
+                    continue
+                if isinstance(outcome, GiveUp | NotAllowed):
+                    await self._close_session("error")
+                    await db(services.channel_transition)(channel_id=self.channel_id, to="error",
+                                                          reason=_reason(outcome), desired="stop")
+                    return
+                # RetryLater: a drop, a stall, a timeout, a 5xx
+                failures = 0 if outcome.connected else failures + 1
+                if failures >= settings.LIVEFEED_MAX_FAILURES:
+                    reason = f"Gave up after {failures} failed connects: {_reason(outcome)}"
+                    if channel.auto_follow:
+                        await self._wait_offline(channel, reason=reason)
+                        failures = 0
+                        continue
+                    await self._close_session("error")
+                    await db(services.channel_transition)(channel_id=self.channel_id, to="error", reason=reason,
+                                                          desired="stop")
+                    return
+                self.gap_started_ms = self.gap_started_ms or kinds.now_ms()
+                await db(services.channel_transition)(channel_id=self.channel_id, to="reconnecting",
+                                                      reason=_reason(outcome), reconnect=True)
+                await self._sleep(backoff_s(failures + 1, max_s=settings.LIVEFEED_RECONNECT_MAX_S))
+            # a user asked to stop
+            await db(services.channel_transition)(channel_id=self.channel_id, to="stopping", reason="stop asked")
+            await self._flush()
+            await self._close_session("stopped")
+            await db(services.channel_transition)(channel_id=self.channel_id, to="idle", reason="Stopped.")
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def _one_connection(self, client: LiveClient, channel) -> Any:
+        """Connect once and read until the socket ends. Returns "stopped", "ended", "offline",
+        or the error that ended it (RetryLater with `.connected` set when it had been running)."""
+        db = self.host.db
+        connected = False
+        try:
+            info = await client.room_info(channel.ref)
+            await db(services.channel_room_info)(channel_id=self.channel_id, info=info)
+            if not info.live:
+                return "offline"
+            await self._open_session(info)
+            connection = await client.connect(info, stall_s=settings.LIVEFEED_STALL_S)
+            async with connection:
+                connected = True
+                await db(services.channel_transition)(channel_id=self.channel_id, to="running", reason="connected",
+                                                      succeeded=True)
+                await self._close_gap()
+                reader = asyncio.ensure_future(self._read(connection))
+                stopper = asyncio.ensure_future(self.stop_requested.wait())
+                try:
+                    done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopper.cancel()
+                    if not reader.done():
+                        reader.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await reader
+                if reader in done:
+                    reader.result()  # raises what ended the socket
+                    if self.session_ended:
+                        return "ended"
+                    raise RetryLater("The platform closed the connection.")
+                return "stopped"
+        except (RetryLater, GiveUp, NotAllowed) as exc:
+            await self._flush()
+            exc.connected = connected  # type: ignore[attr-defined]
+            return exc
+        except (TimeoutError, OSError) as exc:
+            await self._flush()
+            error = RetryLater(f"{type(exc).__name__}: {exc}")
+            error.connected = connected  # type: ignore[attr-defined]
+            return error
+
+    async def _read(self, connection) -> None:
+        flusher = asyncio.ensure_future(self._flush_every(self.host.flush_s))
+        try:
+            async for batch in connection:
+                for item in batch:
+                    if isinstance(item, Malformed):
+                        self._count_malformed(item)
+                        continue
+                    self.buffer.append(item)
+                    if item.type == kinds.CONTROL and item.extra.get("status") == kinds.ENDED:
+                        self.session_ended = True
+                if self.session_ended:
+                    break
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await self._flush()
+            if self.session_ended:
+                await self._close_session("ended")
+
+    async def _flush_every(self, period_s: float) -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Store what was received since the last flush, then push what was new."""
+        if self.lost_lease or self.session_id is None or not (self.buffer or self.malformed):
+            return
+        batch, self.buffer = self.buffer, []
+        malformed, self.malformed = self.malformed, {}
+        try:
+            await self.host.db(_store_and_push)(channel_id=self.channel_id, session_id=self.session_id,
+                                                messages=batch, malformed=malformed)
+        except Exception:
+            # The database is away: keep the messages for the next flush, nothing is dropped.
+            self.buffer[:0] = batch
+            for kind, count in malformed.items():
+                self.malformed[kind] = self.malformed.get(kind, 0) + count
+            logger.exception("live messages not stored yet; kept for the next flush",
+                             extra={"channel_id": self.channel_id, "pending": len(self.buffer)})
+
+    def _count_malformed(self, item: Malformed) -> None:
+        self.malformed[item.kind] = self.malformed.get(item.kind, 0) + 1
+        if item.kind not in self.logged_kinds:
+            self.logged_kinds.add(item.kind)
+            logger.warning("malformed live frame", extra={"channel_id": self.channel_id, "kind": item.kind,
+                                                          "detail": item.detail[:200], "sample": item.sample[:64].hex()})
+
+    async def _open_session(self, info) -> None:
+        if self.session_id is not None and not self.session_ended:
+            return
+        self.session_ended = False
+        session_id, resumed_from_ms = await self.host.db(services.session_continue_or_open)(
+            channel_id=self.channel_id, title=info.title)
+        self.session_id = session_id
+        if resumed_from_ms is not None:  # a take-over: nobody listened since then
+            self.gap_started_ms = resumed_from_ms
+
+    async def _close_gap(self) -> None:
+        if self.gap_started_ms is not None and self.session_id is not None:
+            await self.host.db(services.session_gap_add)(session_id=self.session_id, start_ms=self.gap_started_ms,
+                                                         end_ms=kinds.now_ms())
+        self.gap_started_ms = None
+
+    async def _close_session(self, reason: str) -> None:
+        if self.session_id is not None:
+            await self.host.db(services.session_close)(session_id=self.session_id, reason=reason)
+        self.session_id = None
+        self.gap_started_ms = None
+
+    async def _wait_offline(self, channel, *, reason: str) -> None:
+        """Auto-follow: waiting until the next check (or a stop)."""
+        await self._close_session("ended")
+        next_check_s = max(5, channel.check_interval_s)
+        await self.host.db(services.channel_transition)(channel_id=self.channel_id, to="waiting", reason=reason,
+                                                        next_check_s=next_check_s)
+        await self._sleep(next_check_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_requested.wait(), timeout=seconds)
+
+
+def _store_and_push(*, channel_id: int, session_id: int, messages: list[Message], malformed: dict[str, int]) -> None:
+    result = storage.messages_store(channel_id=channel_id, session_id=session_id, messages=messages)
+    if malformed:
+        services.channel_malformed_add(channel_id=channel_id, counts=malformed)
+    if result.stored:
+        live.messages_push(channel_id=channel_id, rows=result.stored)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc)[:480] or type(exc).__name__
+
+
+class Host:
+    """All the followers of one worker process, on one event loop."""
+
+    def __init__(self, *, owner: str | None = None, scan_s: float | None = None, flush_s: float = 0.1,
+                 lease_s: float | None = None):
+        self.owner = owner or owner_name()
+        self.scan_s = scan_s if scan_s is not None else settings.LIVEFEED_SCAN_S
+        self.lease_s = lease_s if lease_s is not None else settings.LIVEFEED_LEASE_S
+        self.flush_s = flush_s
+        self.followers: dict[int, Follower] = {}
+        self.db = _in_db_thread
+        self._stopping: asyncio.Event | None = None
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Follow until `stop` is set; then stop every follower (flushing) and release its lease."""
+        self._stopping = stop or asyncio.Event()
+        heartbeat = asyncio.ensure_future(self._heartbeat())
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self.scan()
+                except Exception:
+                    logger.exception("live fetcher scan failed; trying again")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self.scan_s)
+        finally:
+            heartbeat.cancel()
+            await self.shutdown()
+
+    async def scan(self) -> None:
+        """Take the channels that want following and that nobody holds; let go of those whose
+        user asked to stop (their follower flushes and goes idle)."""
+        todo = await self.db(services.channels_to_follow)(owner=self.owner, held=list(self.followers))
+        for channel_id in todo.take:
+            if channel_id in self.followers:
+                continue
+            token = await self.db(services.lease_take)(channel_id=channel_id, owner=self.owner, ttl_s=self.lease_s)
+            if token:
+                self._start(channel_id, token)
+        for channel_id in todo.stop:
+            follower = self.followers.get(channel_id)
+            if follower:
+                follower.request_stop()
+        for channel_id, follower in list(self.followers.items()):
+            if follower.task is not None and follower.task.done():
+                self.followers.pop(channel_id, None)
+
+    def _start(self, channel_id: int, token: str) -> None:
+        follower = Follower(host=self, channel_id=channel_id, lease_token=token)
+        follower.task = asyncio.ensure_future(follower.run())
+        self.followers[channel_id] = follower
+        logger.info("live channel taken", extra={"channel_id": channel_id, "owner": self.owner})
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            for channel_id, follower in list(self.followers.items()):
+                try:
+                    kept = await self.db(services.lease_renew)(channel_id=channel_id, token=follower.lease_token,
+                                                               ttl_s=self.lease_s)
+                except Exception:
+                    logger.exception("live lease renewal failed", extra={"channel_id": channel_id})
+                    continue
+                if not kept:  # someone else holds it now: stop without touching its state
+                    logger.warning("live lease lost", extra={"channel_id": channel_id})
+                    follower.lost_lease = True
+                    if follower.task:
+                        follower.task.cancel()
+                    self.followers.pop(channel_id, None)
+
+    async def shutdown(self, timeout_s: float = 2.0) -> None:
+        """Stop every follower: each flushes what it received; their sessions stay open (the
+        next fetcher continues them) and their leases are released for a fast take-over."""
+        followers = list(self.followers.values())
+        for follower in followers:
+            if follower.task:
+                follower.task.cancel()
+        tasks = [f.task for f in followers if f.task]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        self.followers.clear()
