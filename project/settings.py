@@ -208,7 +208,14 @@ CELERY_BEAT_SCHEDULE = {
     # Rooms move on at the end of a track even with nobody connected (HTTP clients count).
     "rooms-clock": {"task": "rooms.tasks.clock_sweep", "schedule": ROOMS_CLOCK_SWEEP_S,
                     "options": {"expire_seconds": max(1, round(ROOMS_CLOCK_SWEEP_S))}},
+    # Live messages older than LIVEFEED_RETENTION_DAYS are deleted in batches (nothing when unset).
+    "livefeed-retention": {"task": "livefeed.tasks.retention_sweep", "schedule": 3600.0,
+                           "options": {"expire_seconds": 3600}},
 }
+# The live feed's tasks (its fetchers, its retention) run on their own queue and worker line.
+CELERY_TASK_ROUTES = {"livefeed.tasks.*": {"queue": "livefeed"}}
+# Live messages are kept this many days (empty or 0: for ever).
+LIVEFEED_RETENTION_DAYS = config.get_int("LIVEFEED_RETENTION_DAYS", 0, minimum=0) or None
 
 NINJA_PAGINATION_PER_PAGE = 50
 NINJA_PAGINATION_MAX_LIMIT = 500
