@@ -1,0 +1,172 @@
+"""Live session statistics: hot words, messages per minute, viewers over time, top users.
+
+Everything here reads counters that storage (livefeed/storage.py) keeps up to date in the
+same transaction as the messages it stores, so a stats request never scans or segments
+messages:
+
+- hot words: each new chat is segmented once, when it is stored (`tokens`, jieba, with a
+  cache: live chat repeats itself a lot); its words go to a per-minute table
+  (`LiveWordMinute`: session, minute, word, count) and a whole-session one (`LiveSessionWord`).
+  The last 1, 5 and 60 minutes are a GROUP BY over at most that many minutes' rows; the
+  whole session is an index scan of the session's top words. The database, not Redis,
+  holds them: they are written in the transaction that decides a message is new, so a
+  message re-sent after a reconnect is never counted twice, and they survive restarts.
+- words: platform emoji tokens (`[比心]`, `[doge]`) count as words as they are; the rest is
+  segmented by jieba; punctuation, numbers, single characters and the stop words in
+  livefeed/stopwords.txt are left out; a word counts once per message (a message repeating
+  a word ten times is one vote, not ten); ASCII words are lower-cased.
+- messages per minute and viewers: `LiveMinute` (session, minute of platform time).
+- top chatters and gifters: `LiveUserStat` rows per (session, user), indexed for both orders;
+  the channel's regulars are a roll-up of those rows over its sessions.
+
+The JSON shape of `session_stats` is in docs/protocol.md ("Live feed").
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+from pathlib import Path
+
+from django.db.models import Count, Max, Sum
+
+from livefeed.models import LiveMinute, LiveSession, LiveSessionWord, LiveUserStat, LiveWordMinute
+
+WINDOWS_MIN = (1, 5, 60)
+TOP_LIMIT = 10
+HOT_WORDS_LIMIT = 20
+MAX_WORD_LENGTH = 50  # LiveWordMinute.word
+
+STOPWORDS_FILE = Path(__file__).with_name("stopwords.txt")
+EMOJI_RE = re.compile(r"\[[^\[\]\s]{1,12}\]")
+# A token worth counting has a letter or a CJK character; a number ("666", "3.5") is left out.
+WORDLIKE_RE = re.compile(r"[^\W\d_]", re.UNICODE)
+NUMBER_RE = re.compile(r"[\d.,:%+\-]+")
+
+
+@functools.cache
+def stopwords() -> frozenset[str]:
+    lines = STOPWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
+
+
+@functools.cache
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
+@functools.lru_cache(maxsize=50_000)
+def tokens(text: str) -> tuple[str, ...]:
+    """The distinct words of one chat message, in order of first appearance."""
+    if not text:
+        return ()
+    stop = stopwords()
+    seen: dict[str, None] = {}
+    for emoji in EMOJI_RE.findall(text):
+        if len(emoji) <= MAX_WORD_LENGTH:
+            seen.setdefault(emoji, None)
+    rest = EMOJI_RE.sub(" ", text)
+    if rest.strip():
+        for raw in _jieba().lcut(rest):
+            word = raw.strip().lower()
+            if (len(word) < 2 or len(word) > MAX_WORD_LENGTH or word in stop or NUMBER_RE.fullmatch(word)
+                    or not WORDLIKE_RE.search(word)):
+                continue
+            seen.setdefault(word, None)
+    return tuple(seen)
+
+
+def minute_of(ts_ms: int) -> int:
+    return ts_ms // 60_000
+
+
+def _reference_minute(session: LiveSession, now_ms: int | None) -> int:
+    """"The last N minutes" of a live session end now; of an ended one, at its end."""
+    if session.ended_at is not None:
+        return minute_of(int(session.ended_at.timestamp() * 1000))
+    return minute_of(now_ms if now_ms is not None else time.time_ns() // 1_000_000)
+
+
+def hot_words(*, session_id: int, minutes: int | None = None, limit: int = HOT_WORDS_LIMIT,
+              now_ms: int | None = None) -> list[dict]:
+    """[{"word", "count"}] most said first: over the last `minutes` minutes (the current
+    minute included), or the whole session when `minutes` is None."""
+    if minutes is None:
+        rows = (LiveSessionWord.objects.filter(session_id=session_id).order_by("-count", "word")
+                .values_list("word", "count")[:limit])
+        return [{"word": word, "count": count} for word, count in rows]
+    session = LiveSession.objects.only("ended_at").get(pk=session_id)
+    last = _reference_minute(session, now_ms)
+    rows = (LiveWordMinute.objects.filter(session_id=session_id, minute__gt=last - minutes, minute__lte=last)
+            .values("word").annotate(total=Sum("count")).order_by("-total", "word").values_list("word", "total")[:limit])
+    return [{"word": word, "count": total} for word, total in rows]
+
+
+def per_minute(*, session_id: int) -> list[dict]:
+    """One entry per minute that had messages, oldest first (`minute_ms`: its start)."""
+    rows = LiveMinute.objects.filter(session_id=session_id).order_by("minute").values_list(
+        "minute", "messages", "chats", "gifts", "likes", "members", "gift_value", "viewers")
+    return [{"minute_ms": minute * 60_000, "messages": messages, "chats": chats, "gifts": gifts, "likes": likes,
+             "members": members, "gift_value": gift_value, "viewers": viewers}
+            for minute, messages, chats, gifts, likes, members, gift_value, viewers in rows]
+
+
+def _user_row(stat: LiveUserStat) -> dict:
+    return {"user_id": stat.user_id, "user_name": stat.user_name, "messages": stat.messages, "chats": stat.chats,
+            "gift_value": stat.gift_value, "likes": stat.likes, "first_seen_ms": stat.first_seen_ms,
+            "last_seen_ms": stat.last_seen_ms}
+
+
+def top_chatters(*, session_id: int, limit: int = TOP_LIMIT) -> list[dict]:
+    rows = LiveUserStat.objects.filter(session_id=session_id, chats__gt=0).order_by("-chats", "first_seen_ms")[:limit]
+    return [_user_row(stat) for stat in rows]
+
+
+def top_gifters(*, session_id: int, limit: int = TOP_LIMIT) -> list[dict]:
+    rows = (LiveUserStat.objects.filter(session_id=session_id, gift_value__gt=0)
+            .order_by("-gift_value", "first_seen_ms")[:limit])
+    return [_user_row(stat) for stat in rows]
+
+
+def channel_regulars(*, channel_id: int, limit: int = 20) -> list[dict]:
+    """The channel's regulars: users seen in the most sessions, then by messages."""
+    rows = (LiveUserStat.objects.filter(channel_id=channel_id).values("user_id")
+            .annotate(sessions=Count("session_id"), messages=Sum("messages"), chats=Sum("chats"),
+                      gift_value=Sum("gift_value"), last_seen_ms=Max("last_seen_ms"), user_name=Max("user_name"))
+            .order_by("-sessions", "-messages", "user_id")[:limit])
+    return [dict(row) for row in rows]
+
+
+def session_stats(*, session_id: int, now_ms: int | None = None) -> dict:
+    """Everything the session page and GET /api/live/sessions/{id}/stats show."""
+    session = LiveSession.objects.get(pk=session_id)
+    return {
+        "session_id": session.pk,
+        "channel_id": session.channel_id,
+        "started_at": session.started_at.isoformat(),
+        "ended_at": session.ended_at.isoformat() if session.ended_at else None,
+        "end_reason": session.end_reason or None,
+        "totals": {
+            "messages": session.messages_total,
+            "by_type": dict(session.totals),
+            "distinct_users": session.distinct_users,
+            "likes": session.likes_total,
+            "gift_value": session.gift_value,
+            "gift_value_unit": session.gift_value_unit or None,
+            "peak_viewers": session.peak_viewers,
+        },
+        "gaps": session.gaps,
+        "per_minute": per_minute(session_id=session_id),
+        "top_chatters": top_chatters(session_id=session_id),
+        "top_gifters": top_gifters(session_id=session_id),
+        "hot_words": {
+            **{f"{minutes}m": hot_words(session_id=session_id, minutes=minutes, now_ms=now_ms) for minutes in WINDOWS_MIN},
+            "session": hot_words(session_id=session_id),
+        },
+    }

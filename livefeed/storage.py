@@ -1,0 +1,502 @@
+"""Storing live messages: each exactly once, with the session's statistics in step.
+
+`messages_store` takes the messages a fetcher received (one frame or many) and, in one
+transaction:
+
+1. locks the session row (so two writers of one session, e.g. a fetcher and the one that
+   takes it over while the first is still flushing, take turns and every counter below is
+   read and written by one of them at a time);
+2. inserts the messages that are not gift combos in one statement per chunk,
+   `INSERT ... ON CONFLICT DO NOTHING RETURNING id, platform_msg_id`: the unique key
+   (channel, platform_msg_id) decides what is new, so a message the platform sends again
+   after a reconnect, or a batch stored twice, adds nothing;
+3. merges gift combos: every step of a streak carries the same combo id; the batch's steps
+   are folded into one (the highest count, the first message's platform_msg_id), the rows
+   the channel has for those combos are read, and one upsert on (channel, combo_id) writes
+   the new combos and raises the count of known ones (GREATEST: a count never goes down);
+   the gift value added to the totals is the difference to what was stored, so a combo is
+   counted once with its final count;
+4. adds what is new to the counters: the session's totals per type, likes, gift value,
+   peak viewers and distinct users, `LiveUserStat` per user, `LiveMinute` per minute and
+   the hot-word tables (livefeed/stats.py), each an upsert that adds to the stored value.
+
+A crash at any point rolls all of it back; storing the same list again then stores it once.
+The SQL is the same on PostgreSQL and SQLite (3.35+: ON CONFLICT ... DO UPDATE and
+RETURNING) except for GREATEST/LEAST (max/min in SQLite) and the jsonb casts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from livefeed import messages as kinds
+from livefeed import stats
+from livefeed.messages import LiveUser, Message
+from livefeed.models import GIFT_TYPES, LiveChannel, LiveMessage, LiveSession
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1000  # rows per INSERT statement (SQLite allows 32,766 parameters: 14 a row)
+CHAT_TYPES = (kinds.CHAT, kinds.EMOJI_CHAT)
+MESSAGE_TABLE = LiveMessage._meta.db_table
+COLUMNS = ("channel_id", "session_id", "type", "platform_msg_id", "ts_ms", "received_ms", "user_id", "user_name",
+           "user", "content", "extra", "combo_id", "gift_count", "gift_value")
+JSON_COLUMNS = {"user", "extra"}
+
+
+@dataclass
+class StoreResult:
+    """What a messages_store call changed. `stored`: the new rows as their JSON (the shape of
+    Message.as_json, with id and session_id), in the order received; `updated`: gift combos
+    already stored whose count went up, as their JSON now (push them as well: the browser
+    replaces the row with the same id); `duplicates`: messages that added nothing."""
+
+    stored: list[dict] = field(default_factory=list)
+    updated: list[dict] = field(default_factory=list)
+    duplicates: int = 0
+
+
+# --- rows -------------------------------------------------------------------------------
+
+
+def _bounded(value: str, limit: int) -> str:
+    """An id that fits its column: a longer one becomes a digest (still unique in practice)."""
+    if len(value) <= limit:
+        return value
+    return "h:" + hashlib.sha256(value.encode()).hexdigest()[: limit - 2]
+
+
+def _whole(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return max(int(value), 0) if value == value and abs(value) < 2**62 else None
+
+
+def _gift_value(message: Message) -> int | None:
+    extra = message.extra
+    total = _whole(extra.get("total_value"))
+    if total is None:
+        unit, count = _whole(extra.get("unit_value")), _whole(extra.get("count"))
+        if unit is not None:
+            total = unit * (count if count is not None else 1)
+    return total
+
+
+def _combo_id(message: Message) -> str | None:
+    combo = message.extra.get("combo_id") if message.type == kinds.GIFT else None
+    if combo is None or combo == "" or combo == 0:
+        return None
+    return _bounded(str(combo), 100)
+
+
+def _row(channel_id: int, session_id: int, message: Message, *, combo_id: str | None) -> dict[str, Any]:
+    user = message.user
+    rest = None
+    if user is not None:
+        rest = {key: value for key, value in user.as_json().items() if key not in ("id", "name")} or None
+    is_gift = message.type in GIFT_TYPES
+    return {
+        "channel_id": channel_id, "session_id": session_id, "type": message.type[:16],
+        "platform_msg_id": _bounded(str(message.platform_msg_id), 100),
+        "ts_ms": int(message.ts_ms), "received_ms": int(message.received_ms),
+        "user_id": _bounded(str(user.id), 64) if user else "", "user_name": (user.name or "")[:200] if user else "",
+        "user": rest, "content": message.content or "", "extra": message.extra or {},
+        "combo_id": combo_id,
+        "gift_count": _whole(message.extra.get("count")) if is_gift else None,
+        "gift_value": _gift_value(message) if is_gift else None,
+    }
+
+
+def _row_json(row: dict[str, Any], row_id: int) -> dict:
+    user = None
+    if row["user_id"] or row["user_name"] or row["user"]:
+        rest = row["user"] or {}
+        user = LiveUser(id=row["user_id"], name=row["user_name"], display_id=rest.get("display_id", ""),
+                        gender=rest.get("gender"), level=rest.get("level"))
+    return Message(type=row["type"], platform_msg_id=row["platform_msg_id"], ts_ms=row["ts_ms"], user=user,
+                   content=row["content"], extra=row["extra"], received_ms=row["received_ms"]).as_json(
+        id=row_id, session_id=row["session_id"])
+
+
+def _fold_combos(steps: list[Message]) -> Message:
+    """The steps of one combo in a batch as one message: the first step's id, time and user,
+    the highest step's count and value, ended if any step ended it."""
+    first = steps[0]
+    top = max(steps, key=lambda m: _whole(m.extra.get("count")) or 0)
+    extra = dict(top.extra)
+    if any(m.extra.get("combo_end") for m in steps):
+        extra["combo_end"] = True
+    return Message(type=first.type, platform_msg_id=first.platform_msg_id, ts_ms=first.ts_ms, user=first.user or top.user,
+                   content=top.content, extra=extra, received_ms=first.received_ms)
+
+
+# --- SQL --------------------------------------------------------------------------------
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _greatest() -> str:
+    return "GREATEST" if _postgres() else "max"
+
+
+def _least() -> str:
+    return "LEAST" if _postgres() else "min"
+
+
+def _placeholders(columns: tuple[str, ...]) -> str:
+    cast = "::jsonb" if _postgres() else ""
+    return "(" + ", ".join(f"%s{cast}" if column in JSON_COLUMNS else "%s" for column in columns) + ")"
+
+
+def _params(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[Any]:
+    params: list[Any] = []
+    for row in rows:
+        for column in columns:
+            value = row[column]
+            if column in JSON_COLUMNS:
+                value = None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            params.append(value)
+    return params
+
+
+def _column_list(columns: tuple[str, ...]) -> str:
+    return ", ".join(connection.ops.quote_name(column) for column in columns)
+
+
+def _insert_new(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """platform_msg_id -> id of the rows that were new."""
+    inserted: dict[str, int] = {}
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        sql = (f"INSERT INTO {MESSAGE_TABLE} ({_column_list(COLUMNS)}) VALUES "  # noqa: S608 - names are constants
+               + ", ".join([_placeholders(COLUMNS)] * len(chunk))
+               + " ON CONFLICT DO NOTHING RETURNING id, platform_msg_id")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, _params(chunk, COLUMNS))
+            inserted.update((platform_msg_id, row_id) for row_id, platform_msg_id in cursor.fetchall())
+    return inserted
+
+
+def _upsert_combos(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """combo_id -> id, for new combos and combos whose count went up."""
+    out: dict[str, int] = {}
+    table, greatest = MESSAGE_TABLE, _greatest()
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        sql = (f"INSERT INTO {table} ({_column_list(COLUMNS)}) VALUES "  # noqa: S608 - names are constants
+               + ", ".join([_placeholders(COLUMNS)] * len(chunk))
+               + " ON CONFLICT (channel_id, combo_id) WHERE combo_id IS NOT NULL DO UPDATE SET"
+               f" gift_count = {greatest}({table}.gift_count, excluded.gift_count),"
+               f" gift_value = CASE WHEN excluded.gift_count >= {table}.gift_count THEN excluded.gift_value"
+               f" ELSE {table}.gift_value END,"
+               f" extra = CASE WHEN excluded.gift_count >= {table}.gift_count THEN excluded.extra"
+               f" ELSE {table}.extra END,"
+               f" content = CASE WHEN excluded.gift_count >= {table}.gift_count THEN excluded.content"
+               f" ELSE {table}.content END"
+               " RETURNING id, combo_id")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, _params(chunk, COLUMNS))
+            out.update((combo_id, row_id) for row_id, combo_id in cursor.fetchall())
+    return out
+
+
+def _upsert(table: str, columns: tuple[str, ...], conflict: tuple[str, ...], updates: dict[str, str],
+            rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT (conflict) DO UPDATE SET column = expression (`{t}`: the table)."""
+    if not rows:
+        return
+    assignments = ", ".join(f"{column} = {expression.format(t=table)}" for column, expression in updates.items())
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        sql = (f"INSERT INTO {table} ({_column_list(columns)}) VALUES "  # noqa: S608 - names are constants
+               + ", ".join([_placeholders(columns)] * len(chunk))
+               + f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {assignments}")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, _params(chunk, columns))
+
+
+# --- the counters -----------------------------------------------------------------------
+
+
+@dataclass
+class _Counted:
+    """What the new rows and the combo increases add to the statistics."""
+
+    by_type: Counter = field(default_factory=Counter)
+    likes: int = 0
+    gift_value: int = 0
+    gift_value_unit: str = ""
+    peak_viewers: int = 0
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    minutes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    words: Counter = field(default_factory=Counter)  # (minute, word) -> count
+
+    def add(self, row: dict[str, Any], *, new: bool, gift_delta: int) -> None:
+        kind, extra, ts_ms = row["type"], row["extra"], row["ts_ms"]
+        minute = self.minutes.setdefault(stats.minute_of(ts_ms), {
+            "messages": 0, "chats": 0, "gifts": 0, "likes": 0, "members": 0, "gift_value": 0, "viewers": None})
+        likes = (_whole(extra.get("count")) or 0) if kind == kinds.LIKE and new else 0
+        if new:
+            self.by_type[kind] += 1
+            minute["messages"] += 1
+            minute["chats"] += kind in CHAT_TYPES
+            minute["gifts"] += kind in GIFT_TYPES
+            minute["members"] += kind == kinds.MEMBER
+            minute["likes"] += likes
+            self.likes += likes
+            if kind == kinds.VIEWERS:
+                current = _whole(extra.get("current"))
+                if current is not None:
+                    self.peak_viewers = max(self.peak_viewers, current)
+                    minute["viewers"] = max(minute["viewers"] or 0, current)
+            if kind in CHAT_TYPES:
+                for word in stats.tokens(row["content"]):
+                    self.words[(stats.minute_of(ts_ms), word)] += 1
+        if gift_delta:
+            self.gift_value += gift_delta
+            minute["gift_value"] += gift_delta
+            self.gift_value_unit = self.gift_value_unit or str(extra.get("value_unit") or "")[:20]
+        if row["user_id"]:
+            user = self.users.setdefault(row["user_id"], {
+                "user_name": "", "messages": 0, "chats": 0, "gift_value": 0, "likes": 0,
+                "first_seen_ms": ts_ms, "last_seen_ms": ts_ms})
+            user["user_name"] = row["user_name"] or user["user_name"]
+            user["messages"] += new
+            user["chats"] += new and kind in CHAT_TYPES
+            user["gift_value"] += gift_delta
+            user["likes"] += likes
+            user["first_seen_ms"] = min(user["first_seen_ms"], ts_ms)
+            user["last_seen_ms"] = max(user["last_seen_ms"], ts_ms)
+
+
+def _write_counters(session: LiveSession, counted: _Counted, *, new_rows: int) -> None:
+    from livefeed.models import LiveMinute, LiveSessionWord, LiveUserStat, LiveWordMinute
+
+    greatest, least = _greatest(), _least()
+    existing_users = set(LiveUserStat.objects.filter(session_id=session.pk, user_id__in=list(counted.users))
+                         .values_list("user_id", flat=True)) if counted.users else set()
+    _upsert(
+        LiveUserStat._meta.db_table,
+        ("session_id", "channel_id", "user_id", "user_name", "messages", "chats", "gift_value", "likes",
+         "first_seen_ms", "last_seen_ms"),
+        ("session_id", "user_id"),
+        {"user_name": "CASE WHEN excluded.user_name <> '' THEN excluded.user_name ELSE {t}.user_name END",
+         "messages": "{t}.messages + excluded.messages", "chats": "{t}.chats + excluded.chats",
+         "gift_value": "{t}.gift_value + excluded.gift_value", "likes": "{t}.likes + excluded.likes",
+         "first_seen_ms": least + "({t}.first_seen_ms, excluded.first_seen_ms)",
+         "last_seen_ms": greatest + "({t}.last_seen_ms, excluded.last_seen_ms)"},
+        [{"session_id": session.pk, "channel_id": session.channel_id, "user_id": user_id, **user}
+         for user_id, user in counted.users.items()],
+    )
+    _upsert(
+        LiveMinute._meta.db_table,
+        ("session_id", "minute", "messages", "chats", "gifts", "likes", "members", "gift_value", "viewers"),
+        ("session_id", "minute"),
+        {**{column: f"{{t}}.{column} + excluded.{column}"
+            for column in ("messages", "chats", "gifts", "likes", "members", "gift_value")},
+         "viewers": "CASE WHEN excluded.viewers IS NULL THEN {t}.viewers WHEN {t}.viewers IS NULL THEN excluded.viewers"
+                    f" ELSE {greatest}({{t}}.viewers, excluded.viewers) END"},
+        [{"session_id": session.pk, "minute": minute, **values} for minute, values in counted.minutes.items()],
+    )
+    if counted.words:
+        _upsert(LiveWordMinute._meta.db_table, ("session_id", "minute", "word", "count"), ("session_id", "minute", "word"),
+                {"count": "{t}.count + excluded.count"},
+                [{"session_id": session.pk, "minute": minute, "word": word, "count": count}
+                 for (minute, word), count in counted.words.items()])
+        per_word: Counter = Counter()
+        for (_, word), count in counted.words.items():
+            per_word[word] += count
+        _upsert(LiveSessionWord._meta.db_table, ("session_id", "word", "count"), ("session_id", "word"),
+                {"count": "{t}.count + excluded.count"},
+                [{"session_id": session.pk, "word": word, "count": count} for word, count in per_word.items()])
+
+    totals = dict(session.totals)
+    for kind, count in counted.by_type.items():
+        totals[kind] = totals.get(kind, 0) + count
+    session.totals = totals
+    session.messages_total += new_rows
+    session.likes_total += counted.likes
+    session.gift_value += counted.gift_value
+    session.gift_value_unit = session.gift_value_unit or counted.gift_value_unit
+    session.peak_viewers = max(session.peak_viewers, counted.peak_viewers)
+    session.distinct_users += len(set(counted.users) - existing_users)
+    session.save(update_fields=["totals", "messages_total", "likes_total", "gift_value", "gift_value_unit",
+                                "peak_viewers", "distinct_users"])
+    if new_rows:
+        LiveChannel.objects.filter(pk=session.channel_id).update(
+            messages_total=F("messages_total") + new_rows, last_message_at=timezone.now())
+
+
+# --- the entry point --------------------------------------------------------------------
+
+
+def messages_store(*, channel_id: int, session_id: int, messages: list[Message]) -> StoreResult:
+    """Store what is new in `messages` (see the module docstring); safe to call again with
+    the same messages. LiveSession.DoesNotExist if the session is not the channel's (or the
+    channel was removed meanwhile: the fetcher then stops)."""
+    result = StoreResult()
+    if not messages:
+        return result
+    plain: dict[str, dict[str, Any]] = {}
+    combos: dict[str, list[Message]] = {}
+    position: dict[tuple[str, str], int] = {}  # where each new row was first seen, to keep that order
+    for index, message in enumerate(messages):
+        combo_id = _combo_id(message)
+        if combo_id is not None:
+            combos.setdefault(combo_id, []).append(message)
+            position.setdefault(("combo", combo_id), index)
+            continue
+        row = _row(channel_id, session_id, message, combo_id=None)
+        if row["platform_msg_id"] in plain:
+            result.duplicates += 1
+        else:
+            plain[row["platform_msg_id"]] = row
+            position[("msg", row["platform_msg_id"])] = index
+    result.duplicates += sum(len(steps) - 1 for steps in combos.values())
+
+    with transaction.atomic():
+        session = LiveSession.objects.select_for_update().get(pk=session_id, channel_id=channel_id)
+        counted = _Counted()
+        new: list[tuple[int, dict]] = []
+        inserted = _insert_new(list(plain.values())) if plain else {}
+        for pmid, row in plain.items():
+            row_id = inserted.get(pmid)
+            if row_id is None:
+                result.duplicates += 1
+                continue
+            counted.add(row, new=True, gift_delta=row["gift_value"] or 0)
+            new.append((position[("msg", pmid)], _row_json(row, row_id)))
+        if combos:
+            new.extend(_store_combos(channel_id, session_id, combos, counted, result, position))
+        result.stored = [item for _, item in sorted(new, key=lambda pair: pair[0])]
+        _write_counters(session, counted, new_rows=len(result.stored))
+    return result
+
+
+def _store_combos(channel_id: int, session_id: int, combos: dict[str, list[Message]], counted: _Counted,
+                  result: StoreResult, position: dict[tuple[str, str], int]) -> list[tuple[int, dict]]:
+    """Merge the batch's gift combos with the stored ones (the session row is locked)."""
+    known = {combo_id: (count or 0, value or 0, extra or {}) for combo_id, count, value, extra in
+             LiveMessage.objects.filter(channel_id=channel_id, combo_id__in=list(combos))
+             .values_list("combo_id", "gift_count", "gift_value", "extra")}
+    writes: list[tuple[dict[str, Any], bool, int]] = []
+    for combo_id, steps in combos.items():
+        row = _row(channel_id, session_id, _fold_combos(steps), combo_id=combo_id)
+        count, value = row["gift_count"] or 0, row["gift_value"] or 0
+        if combo_id not in known:
+            writes.append((row, True, value))
+            continue
+        old_count, old_value, old_extra = known[combo_id]
+        ends = bool(row["extra"].get("combo_end")) and not old_extra.get("combo_end")
+        if count > old_count or (count == old_count and ends):
+            if old_extra.get("combo_end"):
+                row["extra"]["combo_end"] = True
+            writes.append((row, False, max(value - old_value, 0) if count > old_count else 0))
+        else:
+            result.duplicates += 1
+    if not writes:
+        return []
+    ids = _upsert_combos([row for row, _, _ in writes])
+    new: list[tuple[int, dict]] = []
+    grown: list[int] = []
+    for row, is_new, delta in writes:
+        counted.add(row, new=is_new, gift_delta=delta)
+        if is_new:
+            new.append((position[("combo", row["combo_id"])], _row_json(row, ids[row["combo_id"]])))
+        else:
+            result.duplicates += 1  # the message itself was stored before; only its count grew
+            grown.append(ids[row["combo_id"]])
+    if grown:
+        result.updated = [row.as_json() for row in LiveMessage.objects.filter(id__in=grown).order_by("id")]
+    return new
+
+
+# --- deleting ---------------------------------------------------------------------------
+
+DELETE_BATCH = 5000  # rows per DELETE: each statement is short, so it holds its locks briefly
+
+
+def _first_id_at_or_after(cutoff_ms: int, lo: int, hi: int) -> int:
+    """The smallest id whose message was received at or after cutoff_ms (hi + 1 if none),
+    by a binary search on the primary key: ids grow in the order messages are stored, so
+    received_ms grows with them (to within the few seconds two fetchers may differ by; each
+    DELETE also checks received_ms, so nothing newer is ever deleted). About 25 index
+    lookups at 10 million rows, instead of an index on received_ms every insert would pay."""
+    rows = LiveMessage.objects.order_by("id").values_list("id", "received_ms")
+    answer = hi + 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        probe = rows.filter(id__gte=mid).first()
+        if probe is None:
+            hi = mid - 1
+            continue
+        probe_id, received_ms = probe
+        if received_ms >= cutoff_ms:
+            answer = min(answer, probe_id)
+            hi = mid - 1
+        else:
+            lo = probe_id + 1
+    return answer
+
+
+def messages_delete_older_than(*, cutoff_ms: int, batch: int = DELETE_BATCH, max_batches: int | None = None) -> tuple[int, bool]:
+    """Delete messages received before cutoff_ms, `batch` ids at a time, each DELETE its own
+    short transaction. (deleted, done): done is False when max_batches stopped it first.
+    Sessions, their totals and statistics stay."""
+    bounds = LiveMessage.objects.order_by("id").values_list("id", flat=True)
+    first = bounds.first()
+    if first is None:
+        return 0, True
+    last = bounds.last()
+    stop = _first_id_at_or_after(cutoff_ms, first, last)
+    deleted, batches, start = 0, 0, first
+    while start < stop:
+        if max_batches is not None and batches >= max_batches:
+            return deleted, False
+        end = min(start + batch, stop)
+        count, _ = LiveMessage.objects.filter(id__gte=start, id__lt=end, received_ms__lt=cutoff_ms).delete()
+        deleted += count
+        batches += 1
+        start = end
+    return deleted, True
+
+
+def messages_delete(*, channel_id: int, batch: int = DELETE_BATCH) -> int:
+    """Delete every message of a channel, session by session, `batch` ids at a time."""
+    deleted = 0
+    for session_id in LiveSession.objects.filter(channel_id=channel_id).values_list("id", flat=True):
+        ids = LiveMessage.objects.filter(session_id=session_id).order_by("id").values_list("id", flat=True)
+        first, last = ids.first(), ids.last()
+        if first is None:
+            continue
+        for start in range(first, last + 1, batch):
+            count, _ = LiveMessage.objects.filter(session_id=session_id, id__gte=start, id__lt=start + batch).delete()
+            deleted += count
+    return deleted
+
+
+def word_minutes_delete(*, ended_before, batch: int = DELETE_BATCH) -> int:
+    """Delete the per-minute word counts of sessions that ended before `ended_before` (the
+    session's own hot words, LiveSessionWord, stay)."""
+    from livefeed.models import LiveWordMinute
+
+    deleted = 0
+    for session_id in LiveSession.objects.filter(ended_at__lt=ended_before).values_list("id", flat=True):
+        while True:
+            ids = list(LiveWordMinute.objects.filter(session_id=session_id).values_list("id", flat=True)[:batch])
+            if not ids:
+                break
+            count, _ = LiveWordMinute.objects.filter(id__in=ids).delete()
+            deleted += count
+    return deleted
