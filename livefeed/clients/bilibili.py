@@ -63,6 +63,19 @@ from project import outside
 
 logger = logging.getLogger(__name__)
 
+
+class _HideCookie(logging.Filter):
+    """The websockets library logs the handshake's headers at DEBUG: never the Cookie."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "cookie" in str(record.msg).lower() or any("cookie" in str(arg).lower() for arg in record.args or ()):
+            record.msg, record.args = "> Cookie: (hidden)", ()
+        return True
+
+
+socket_logger = logging.getLogger(f"{__name__}.socket")  # the websockets library's logger for our sockets
+socket_logger.addFilter(_HideCookie())
+
 HEADER = struct.Struct(">IHHII")  # packet length, header length, version, operation, sequence
 HEADER_BYTES = HEADER.size  # 16
 OP_HEARTBEAT = 2
@@ -702,7 +715,7 @@ class BilibiliClient(LiveClient):
         try:
             ws = await ws_connect(url, open_timeout=self.timeout_s, close_timeout=1, ping_interval=None,
                                   max_size=MAX_FRAME_BYTES * 4, compression=None, user_agent_header=USER_AGENT,
-                                  additional_headers=headers)
+                                  additional_headers=headers, logger=socket_logger)
         except websockets.InvalidStatus as exc:
             status = exc.response.status_code
             if status in (403, 412):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import secrets
 import struct
 import zlib
@@ -37,6 +38,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 HEADER = struct.Struct(">IHHII")
+quiet = logging.getLogger("tests.livefeed.bilibili_fake")  # the fake's own server logs (they show the cookie)
+quiet.setLevel(logging.WARNING)
 ENC_TAB = (46, 47, 18, 2, 53, 8, 23, 32, 15, 50, 10, 31, 58, 3, 45, 35, 27, 43, 5, 49, 33, 9, 42, 19, 29, 28,
            14, 39, 12, 38, 41, 13, 37, 48, 7, 16, 24, 55, 40, 61, 26, 17, 0, 1, 60, 51, 30, 4, 22, 25, 54, 21,
            56, 59, 6, 63, 57, 62, 11, 36, 20, 34, 44, 52)
@@ -106,7 +109,7 @@ class FakeBilibili:
     async def start(self) -> Self:
         for host in self.hosts:
             server = await serve(self._socket, host, 0, process_request=self._http, compression=None,
-                                 ping_interval=None, max_size=None)
+                                 ping_interval=None, max_size=None, logger=quiet)
             self._servers.append(server)
             self.ports.append(server.sockets[0].getsockname()[1])
         return self
