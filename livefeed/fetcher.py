@@ -38,13 +38,15 @@ import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 
-from livefeed import live, services, storage
+from livefeed import live, selectors, services, storage
 from livefeed import messages as kinds
 from livefeed.clients import GiveUp, LiveClient, NotAllowed, RetryLater, registry
 from livefeed.messages import Malformed, Message
@@ -113,7 +115,7 @@ class Follower:
 
     async def _follow(self) -> None:
         db = self.host.db
-        channel = await db(services.channel_get)(channel_id=self.channel_id)
+        channel = await db(selectors.channel_get)(channel_id=self.channel_id)
         client: LiveClient = registry.get(channel.platform)()
         try:
             await db(services.channel_transition)(channel_id=self.channel_id, to="starting", reason="following")
@@ -125,26 +127,22 @@ class Follower:
                 if outcome == "ended":
                     failures = 0
                     if not channel.auto_follow:
-                        await db(services.channel_transition)(channel_id=self.channel_id, to="idle",
-                                                              reason="The broadcast ended.", desired="stop")
+                        await self._settle("idle", "The broadcast ended.")
                         return
                     await self._wait_offline(channel, reason="The broadcast ended; waiting for the next one.")
                     continue
                 if outcome == "offline":
                     if not channel.auto_follow:
-                        await db(services.channel_transition)(
-                            channel_id=self.channel_id, to="error", desired="stop",
-                            reason="The room is not live now. Turn on auto-follow to start when it goes live.")
+                        await self._settle("error", "The room is not live now. Turn on auto-follow to start when it goes live.")
                         return
                     await self._wait_offline(channel, reason="The room is offline.")
                     continue
                 if isinstance(outcome, GiveUp | NotAllowed):
                     await self._close_session("error")
-                    await db(services.channel_transition)(channel_id=self.channel_id, to="error",
-                                                          reason=_reason(outcome), desired="stop")
+                    await self._settle("error", _reason(outcome))
                     return
                 # RetryLater: a drop, a stall, a timeout, a 5xx
-                failures = 0 if outcome.connected else failures + 1
+                failures = 1 if outcome.connected else await db(services.channel_failure)(channel_id=self.channel_id)
                 if failures >= settings.LIVEFEED_MAX_FAILURES:
                     reason = f"Gave up after {failures} failed connects: {_reason(outcome)}"
                     if channel.auto_follow:
@@ -152,13 +150,12 @@ class Follower:
                         failures = 0
                         continue
                     await self._close_session("error")
-                    await db(services.channel_transition)(channel_id=self.channel_id, to="error", reason=reason,
-                                                          desired="stop")
+                    await self._settle("error", reason)
                     return
                 self.gap_started_ms = self.gap_started_ms or kinds.now_ms()
                 await db(services.channel_transition)(channel_id=self.channel_id, to="reconnecting",
-                                                      reason=_reason(outcome), reconnect=True)
-                await self._sleep(backoff_s(failures + 1, max_s=settings.LIVEFEED_RECONNECT_MAX_S))
+                                                      reason=_reason(outcome))
+                await self._sleep(backoff_s(failures, max_s=settings.LIVEFEED_RECONNECT_MAX_S))
             # a user asked to stop
             await db(services.channel_transition)(channel_id=self.channel_id, to="stopping", reason="stop asked")
             await self._flush()
@@ -175,15 +172,16 @@ class Follower:
         connected = False
         try:
             info = await client.room_info(channel.ref)
-            await db(services.channel_room_info)(channel_id=self.channel_id, info=info)
+            await db(services.channel_update_info)(channel_id=self.channel_id, title=info.title,
+                                                  streamer_name=info.streamer_name, streamer_id=info.streamer_id,
+                                                  avatar_url=info.avatar_url)
             if not info.live:
                 return "offline"
             await self._open_session(info)
             connection = await client.connect(info, stall_s=settings.LIVEFEED_STALL_S)
             async with connection:
                 connected = True
-                await db(services.channel_transition)(channel_id=self.channel_id, to="running", reason="connected",
-                                                      succeeded=True)
+                await db(services.channel_transition)(channel_id=self.channel_id, to="running", reason="connected")
                 await self._close_gap()
                 reader = asyncio.ensure_future(self._read(connection))
                 stopper = asyncio.ensure_future(self.stop_requested.wait())
@@ -265,11 +263,11 @@ class Follower:
         if self.session_id is not None and not self.session_ended:
             return
         self.session_ended = False
-        session_id, resumed_from_ms = await self.host.db(services.session_continue_or_open)(
-            channel_id=self.channel_id, title=info.title)
-        self.session_id = session_id
-        if resumed_from_ms is not None:  # a take-over: nobody listened since then
-            self.gap_started_ms = resumed_from_ms
+        session, created = await self.host.db(services.session_open)(channel_id=self.channel_id, title=info.title)
+        self.session_id = session.pk
+        if not created and self.gap_started_ms is None:
+            # A take-over (or a restart): nobody listened since the last message stored.
+            self.gap_started_ms = await self.host.db(selectors.channel_last_received_ms)(channel_id=self.channel_id)
 
     async def _close_gap(self) -> None:
         if self.gap_started_ms is not None and self.session_id is not None:
@@ -287,9 +285,15 @@ class Follower:
         """Auto-follow: waiting until the next check (or a stop)."""
         await self._close_session("ended")
         next_check_s = max(5, channel.check_interval_s)
-        await self.host.db(services.channel_transition)(channel_id=self.channel_id, to="waiting", reason=reason,
-                                                        next_check_s=next_check_s)
+        await self.host.db(services.channel_transition)(
+            channel_id=self.channel_id, to="waiting", reason=reason,
+            next_check_at=timezone.now() + timedelta(seconds=next_check_s))
         await self._sleep(next_check_s)
+
+    async def _settle(self, to: str, reason: str) -> None:
+        """The follower ends for good: the user's wish becomes "stop" (or the next scan would
+        start it again), then the final state with its reason."""
+        await self.host.db(services.channel_settle)(channel_id=self.channel_id, to=to, reason=reason)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -299,9 +303,9 @@ class Follower:
 def _store_and_push(*, channel_id: int, session_id: int, messages: list[Message], malformed: dict[str, int]) -> None:
     result = storage.messages_store(channel_id=channel_id, session_id=session_id, messages=messages)
     if malformed:
-        services.channel_malformed_add(channel_id=channel_id, counts=malformed)
-    if result.stored:
-        live.messages_push(channel_id=channel_id, rows=result.stored)
+        services.channel_count_malformed(channel_id=channel_id, kinds=malformed)
+    if result.stored or result.updated:
+        live.messages_push(channel_id=channel_id, rows=result.stored + result.updated)
 
 
 def _reason(exc: BaseException) -> str:
@@ -340,7 +344,7 @@ class Host:
     async def scan(self) -> None:
         """Take the channels that want following and that nobody holds; let go of those whose
         user asked to stop (their follower flushes and goes idle)."""
-        todo = await self.db(services.channels_to_follow)(owner=self.owner, held=list(self.followers))
+        todo = await self.db(selectors.channels_to_follow)(held=list(self.followers))
         for channel_id in todo.take:
             if channel_id in self.followers:
                 continue

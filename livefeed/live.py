@@ -17,17 +17,13 @@ import logging
 import redis
 from django.conf import settings
 
+from livefeed.services import live_group
 from project import realtime
 from project.realtime import encode
 
 logger = logging.getLogger(__name__)
 
 RECENT_TTL_S = 24 * 3600
-
-
-def live_topic(channel_id: int) -> str:
-    """The realtime topic of one channel: every frame its watchers receive."""
-    return f"live.{channel_id}"
 
 
 def _recent_key(channel_id: int) -> str:
@@ -48,7 +44,7 @@ def messages_push(*, channel_id: int, rows: list[dict]) -> None:
         pipe.ltrim(key, -settings.LIVEFEED_RECENT, -1)
         pipe.expire(key, RECENT_TTL_S)
         pipe.execute()
-        realtime.publish(live_topic(channel_id), {"type": "live.messages", "channel_id": channel_id, "messages": rows})
+        realtime.publish(live_group(channel_id), {"type": "live.messages", "channel_id": channel_id, "messages": rows})
     except redis.RedisError:
         logger.warning("live push failed (Redis)", extra={"channel_id": channel_id})
 

@@ -1,9 +1,178 @@
+"""Live pages: the channel list (add by URL, start, stop), a channel's live page, and past
+sessions with search and export. Thin: forms parse, services act, selectors read."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
-from django.views.decorators.http import require_safe
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from livefeed import messages as kinds
+from livefeed import selectors, services, stats
+from livefeed.forms import ChannelAddForm
+from livefeed.models import LiveChannel, LiveSession
+from livefeed.services import LiveError
+
+EXPORT_CHUNK = 2000
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def index(request):
+    form = ChannelAddForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            channel, created = services.channel_add(user=request.user, url=form.cleaned_data["url"],
+                                                    auto_follow=form.cleaned_data["auto_follow"])
+        except LiveError as exc:
+            form.add_error("url" if exc.field == "url" else None, exc.message.removeprefix("url: "))
+        else:
+            messages.success(request, "Channel added: start it to follow its messages." if created
+                             else "That room was already here.")
+            return redirect("livefeed:channel", channel_id=channel.pk)
+    channels = list(selectors.channel_list())
+    for channel in channels:
+        channel.manageable = services.can_manage(channel, request.user)
+    return render(request, "livefeed/index.html", {"form": form, "channels": channels},
+                  status=400 if form.errors else 200)
 
 
 @login_required
 @require_safe
-def index(request):
-    return render(request, "livefeed/index.html")
+def channel(request, channel_id: int):
+    live_channel = get_object_or_404(LiveChannel.objects.select_related("current_session", "added_by"), pk=channel_id)
+    session = live_channel.current_session
+    config = {
+        "websocket": f"/ws/live/{live_channel.pk}/",
+        "types": list(kinds.TYPES),
+        "maxRows": 300,
+        "stateNames": dict(LiveChannel.State.choices),
+        "initialStats": stats.session_stats(session_id=session.pk) if session else None,
+    }
+    context = {
+        "channel": live_channel,
+        "status": services.status_event(live_channel),
+        "manageable": services.can_manage(live_channel, request.user),
+        "sessions": selectors.channel_sessions(channel=live_channel)[:20],
+        "live_config": config,
+        "types": kinds.TYPES,
+        "hidden_by_default": {kinds.LIKE, kinds.MEMBER, kinds.VIEWERS, kinds.ROOM_STATS, kinds.RANK},
+        "recent_limit": settings.LIVEFEED_RECENT,
+    }
+    return render(request, "livefeed/channel.html", context)
+
+
+def _channel_action(request, channel_id: int, act, done: str):
+    try:
+        act(channel_id=channel_id, actor=request.user)
+    except LiveError as exc:
+        messages.error(request, exc.message)
+        if exc.code == "not_found":
+            return redirect("livefeed:index")
+    else:
+        messages.success(request, done)
+    return redirect("livefeed:channel", channel_id=channel_id)
+
+
+@login_required
+@require_POST
+def start(request, channel_id: int):
+    return _channel_action(request, channel_id, services.channel_follow, "Following: messages appear within seconds.")
+
+
+@login_required
+@require_POST
+def stop(request, channel_id: int):
+    return _channel_action(request, channel_id, services.channel_unfollow, "Stopping: what was received is kept.")
+
+
+@login_required
+@require_POST
+def remove(request, channel_id: int):
+    try:
+        services.channel_remove(channel_id=channel_id, actor=request.user)
+    except LiveError as exc:
+        messages.error(request, exc.message)
+        return redirect("livefeed:channel", channel_id=channel_id) if exc.code != "not_found" else redirect("livefeed:index")
+    messages.success(request, "Channel removed with its sessions and messages.")
+    return redirect("livefeed:index")
+
+
+def _session_filters(request) -> dict:
+    kind = request.GET.get("type", "")
+    return {"type": kind if kind in kinds.TYPES else None, "user": request.GET.get("user", "").strip()[:64] or None,
+            "query": request.GET.get("q", "").strip()[:200]}
+
+
+@login_required
+@require_safe
+def session(request, session_id: int):
+    live_session = get_object_or_404(LiveSession.objects.select_related("channel"), pk=session_id)
+    filters = _session_filters(request)
+    rows = selectors.session_search(session=live_session, type=filters["type"], user=filters["user"],
+                                    query=filters["query"], limit=200)
+    context = {"session": live_session, "channel": live_session.channel, "rows": rows, "filters": filters,
+               "types": kinds.TYPES, "stats": stats.session_stats(session_id=live_session.pk)}
+    return render(request, "livefeed/session.html", context)
+
+
+EXPORT_FIELDS = ("id", "type", "ts_ms", "received_ms", "user_id", "user_name", "content", "extra")
+
+
+@login_required
+@require_safe
+def session_export(request, session_id: int, fmt: str):
+    live_session = get_object_or_404(LiveSession, pk=session_id)
+    if fmt not in ("csv", "json"):
+        raise Http404("Export as csv or json.")
+    filters = _session_filters(request)
+
+    def messages_iter() -> Iterator[dict]:
+        after = 0
+        while True:
+            page, after = selectors.session_messages(session=live_session, type=filters["type"], user=filters["user"],
+                                                     after_id=after, limit=EXPORT_CHUNK)
+            yield from (row.as_json() for row in page)
+            if after is None:
+                return
+
+    name = f"live-session-{live_session.pk}.{fmt}"
+    if fmt == "json":
+        body = _json_lines(messages_iter())
+        response = StreamingHttpResponse(body, content_type="application/json; charset=utf-8")
+    else:
+        body = _csv_rows(messages_iter())
+        response = StreamingHttpResponse(body, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+def _json_lines(rows: Iterator[dict]) -> Iterator[str]:
+    """A JSON array, written as it is read (a long session has millions of messages)."""
+    yield "["
+    first = True
+    for row in rows:
+        yield ("" if first else ",\n") + json.dumps(row, ensure_ascii=False)
+        first = False
+    yield "]\n"
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_rows(rows: Iterator[dict]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield "\ufeff" + writer.writerow(EXPORT_FIELDS)  # the BOM: spreadsheets then read UTF-8
+    for row in rows:
+        user = row.get("user") or {}
+        yield writer.writerow([row["id"], row["type"], row["ts_ms"], row["received_ms"], user.get("id", ""),
+                               user.get("name", ""), row["content"], json.dumps(row["extra"], ensure_ascii=False)])

@@ -17,6 +17,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 
 from catalog.api import router as catalog_router
+from livefeed.api import router as livefeed_router
 from project import inputs
 from project.accounts.api import router as accounts_router
 from project.accounts.auth import api_auth
@@ -118,3 +119,4 @@ api.add_router("/", accounts_router)
 api.add_router("/library", catalog_router)
 api.add_router("/rooms", rooms_router)
 api.add_router("/scrobbling", scrobbling_router)
+api.add_router("/live", livefeed_router)

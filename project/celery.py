@@ -30,6 +30,16 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+def _add_live_fetcher() -> None:
+    """Workers that consume the livefeed queue also run the live-feed fetcher (livefeed/worker.py)."""
+    from livefeed.worker import FetcherStep
+
+    app.steps["worker"].add(FetcherStep)
+
+
+_add_live_fetcher()
+
+
 @signals.before_task_publish.connect
 def _attach_request_id(headers=None, **kwargs):
     """Carry the current request id into the task so its log lines can be traced."""

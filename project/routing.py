@@ -1,5 +1,6 @@
 """Websocket routes of every app, gathered in one list."""
 
+from livefeed.routing import websocket_urlpatterns as livefeed_ws
 from rooms.routing import websocket_urlpatterns as rooms_ws
 
-websocket_urlpatterns = [*rooms_ws]
+websocket_urlpatterns = [*rooms_ws, *livefeed_ws]

@@ -1,0 +1,96 @@
+"""Websocket /ws/live/<id>/ against the real ASGI app and Redis: the status and the recent
+messages on connect, new messages pushed as one frame, auth, and bad frames answered with an
+error that names what was wrong."""
+
+from __future__ import annotations
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from livefeed import live, services, storage
+from project.accounts.services import token_create
+from tests.livefeed.conftest import chat
+from tests.rooms.conftest import Client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def clean_redis(redis_client):
+    redis_client.flushdb()
+    yield
+    redis_client.flushdb()
+
+
+@pytest.fixture
+async def watch(alice):
+    from project.asgi import application
+
+    opened: list[Client] = []
+    _, raw = token_create(user=alice, name="ws")
+
+    async def open_socket(channel_id: int, *, token: str | None = raw) -> Client:
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        communicator = WebsocketCommunicator(application, f"/ws/live/{channel_id}/", headers=headers)
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        client = Client(communicator)
+        opened.append(client)
+        return client
+
+    yield open_socket
+    for client in opened:
+        await client.close()
+
+
+def _store(channel, session, messages):
+    result = storage.messages_store(channel_id=channel.pk, session_id=session.pk, messages=messages)
+    live.messages_push(channel_id=channel.pk, rows=result.stored)
+    return result
+
+
+async def test_a_watcher_gets_the_status_then_the_recent_messages_then_new_ones(watch, channel, session):
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(_store)(channel, session, [chat("早上好"), chat("hello")])
+    client = await watch(channel.pk)
+    status = await client.expect("live.status")
+    assert status["channel_id"] == channel.pk and status["session_id"] == session.pk
+    history = await client.expect("live.messages")
+    assert history["history"] is True
+    assert [m["content"] for m in history["messages"]] == ["早上好", "hello"]
+    await sync_to_async(_store)(channel, session, [chat("第三条"), chat("第四条")])
+    pushed = await client.expect("live.messages")
+    assert [m["content"] for m in pushed["messages"]] == ["第三条", "第四条"]
+    assert all(isinstance(m["id"], int) for m in pushed["messages"])
+
+
+async def test_a_status_change_reaches_the_watchers(watch, channel, alice):
+    from asgiref.sync import sync_to_async
+
+    client = await watch(channel.pk)
+    await client.expect("live.status")
+    await sync_to_async(services.channel_follow)(channel_id=channel.pk, actor=alice)
+    event = await client.expect("live.status", desired="follow")
+    assert event["state"] == "idle"
+
+
+async def test_no_login_is_4401_and_an_unknown_channel_4404(watch, channel):
+    anonymous = await watch(channel.pk, token=None)
+    assert await anonymous.closed_with() == 4401
+    unknown = await watch(999999)
+    assert await unknown.closed_with() == 4404
+
+
+@pytest.mark.parametrize(("frame", "field"), [("not json", None), ('{"type": "control"}', "type"),
+                                              ('{"a": NaN}', None), ("[" * 20000 + "]" * 20000, None)])
+async def test_garbage_from_a_watcher_is_an_error_event_and_the_socket_stays(watch, channel, frame, field):
+    client = await watch(channel.pk)
+    await client.expect("live.status")
+    await client.send(frame)
+    error = await client.expect("error")
+    assert error["message"]
+    if field:
+        assert error["field"] == field
+    await client.send({"type": "ping"})
+    await client.expect("pong")
