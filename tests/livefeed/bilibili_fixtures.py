@@ -1,5 +1,5 @@
 """Fixtures for the Bilibili tests: a fake Bilibili on two loopback hosts and a client pointed
-at it. Import them into a test module: `from tests.livefeed.bilibili_fixtures import bilibili, client`."""
+at it. Import them into a test module: `from tests.livefeed.bilibili_fixtures import bilibili_fixture, bilibili_client_fixture`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from livefeed.clients.bilibili import BilibiliClient
 from tests.livefeed.bilibili_fake import FakeBilibili
 
 
-@pytest.fixture
-async def bilibili():
+@pytest.fixture(name="bilibili")
+async def bilibili_fixture():
     fake = await FakeBilibili(hosts=("127.0.0.1", "127.0.0.2")).start()
     yield fake
     await fake.stop()
@@ -22,8 +22,8 @@ def client_for(fake: FakeBilibili, **kwargs) -> BilibiliClient:
     return BilibiliClient(**options)
 
 
-@pytest.fixture
-async def client(bilibili):
+@pytest.fixture(name="bilibili_client")
+async def bilibili_client_fixture(bilibili):
     bilibili_client = client_for(bilibili)
     yield bilibili_client
     await bilibili_client.aclose()

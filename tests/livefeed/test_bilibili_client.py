@@ -9,7 +9,7 @@ import pytest
 from livefeed.clients import Blocked, GiveUp, RetryLater, RoomNotFound
 from livefeed.clients.bilibili import BilibiliClient, mixin_key, wbi_sign
 from tests.livefeed.bilibili_fake import FakeRoom
-from tests.livefeed.bilibili_fixtures import bilibili, client, client_for  # noqa: F401
+from tests.livefeed.bilibili_fixtures import bilibili_client_fixture, bilibili_fixture, client_for  # noqa: F401
 
 SECRET_COOKIE = "SESSDATA=fake-sessdata-value; buvid3=BUVID-1234-abcd; DedeUserID=424242"
 
@@ -49,8 +49,8 @@ def test_wbi_signature_matches_the_published_example():
     assert spaced["q"] == "one one"
 
 
-async def test_short_id_is_resolved_to_the_real_room(bilibili, client):
-    info = await client.room_info("3")
+async def test_short_id_is_resolved_to_the_real_room(bilibili, bilibili_client):
+    info = await bilibili_client.room_info("3")
     assert info.ref == "3"
     assert info.internal["room_id"] == 5440
     assert info.live is True
@@ -62,8 +62,8 @@ async def test_short_id_is_resolved_to_the_real_room(bilibili, client):
     assert danmu_call.params["w_rid"] == bilibili.expected_w_rid(danmu_call.params)
 
 
-async def test_stream_urls_are_listed_by_protocol_format_and_codec(bilibili, client):
-    info = await client.room_info("5440")
+async def test_stream_urls_are_listed_by_protocol_format_and_codec(bilibili, bilibili_client):
+    info = await bilibili_client.room_info("5440")
     assert info.stream_urls == {
         "http_stream_flv_avc": "https://cn-fake.bilivideo.com/live-bvc/1/live_9617619.flv?expires=1&qn=10000",
         "http_hls_ts_avc": "https://cn-fake.bilivideo.com/live-bvc/1/live_9617619.m3u8?expires=1&qn=10000",
@@ -72,41 +72,41 @@ async def test_stream_urls_are_listed_by_protocol_format_and_codec(bilibili, cli
     assert (play.params["protocol"], play.params["format"], play.params["codec"]) == ("0,1", "0,1,2", "0,1")
 
 
-async def test_an_offline_room_is_not_live_and_needs_no_token(bilibili, client):
+async def test_an_offline_room_is_not_live_and_needs_no_token(bilibili, bilibili_client):
     bilibili.rooms[777] = FakeRoom(room_id=777, live_status=0)
     replaying = FakeRoom(room_id=778, live_status=2)  # replaying old videos: not live either
     bilibili.rooms[778] = replaying
-    assert (await client.room_info("777")).live is False
-    assert (await client.room_info("778")).live is False
+    assert (await bilibili_client.room_info("777")).live is False
+    assert (await bilibili_client.room_info("778")).live is False
     assert not [r for r in bilibili.requests if r.path.endswith("getDanmuInfo")]
 
 
-async def test_a_room_that_does_not_exist_is_room_not_found(bilibili, client):
+async def test_a_room_that_does_not_exist_is_room_not_found(bilibili, bilibili_client):
     with pytest.raises(RoomNotFound, match=r"no live room 999999.*60004.*直播间不存在"):
-        await client.room_info("999999")
+        await bilibili_client.room_info("999999")
     with pytest.raises(RoomNotFound, match="not a Bilibili room id"):
-        await client.room_info("abc")
+        await bilibili_client.room_info("abc")
 
 
 @pytest.mark.parametrize(("code", "error"), [(19002000, RoomNotFound), (-400, RoomNotFound), (-352, Blocked),
                                              (-412, Blocked), (12345, GiveUp)])
-async def test_platform_error_codes_are_mapped_with_the_platform_message(bilibili, client, code, error):
+async def test_platform_error_codes_are_mapped_with_the_platform_message(bilibili, bilibili_client, code, error):
     bilibili.fail_next("/room/v1/Room/room_init", code=code, message="平台说的话")
     with pytest.raises(error, match="平台说的话") as raised:
-        await client.room_info("5440")
+        await bilibili_client.room_info("5440")
     assert raised.value.code == code
 
 
-async def test_busy_answers_are_retry_later_and_refusals_blocked(bilibili, client):
+async def test_busy_answers_are_retry_later_and_refusals_blocked(bilibili, bilibili_client):
     bilibili.fail_next("/room/v1/Room/room_init", status=503)
     with pytest.raises(RetryLater, match="HTTP 503"):
-        await client.room_info("5440")
+        await bilibili_client.room_info("5440")
     bilibili.fail_next("/room/v1/Room/room_init", status=412)
     with pytest.raises(Blocked, match="HTTP 412"):
-        await client.room_info("5440")
+        await bilibili_client.room_info("5440")
     bilibili.fail_next("/room/v1/Room/room_init", status=400)
     with pytest.raises(GiveUp, match="HTTP 400"):
-        await client.room_info("5440")
+        await bilibili_client.room_info("5440")
 
 
 async def test_an_unreachable_api_is_retry_later():
@@ -117,17 +117,17 @@ async def test_an_unreachable_api_is_retry_later():
     await unreachable.aclose()
 
 
-async def test_a_refused_signature_is_blocked_and_the_wbi_keys_are_fetched_again(bilibili, client):
+async def test_a_refused_signature_is_blocked_and_the_wbi_keys_are_fetched_again(bilibili, bilibili_client):
     bilibili.fail_next("/xlive/web-room/v1/index/getDanmuInfo", code=-352, message="风控校验失败")
     with pytest.raises(Blocked, match=r"-352.*风控校验失败.*LIVEFEED_BILIBILI_COOKIE"):
-        await client.room_info("5440")
+        await bilibili_client.room_info("5440")
     navs = len([r for r in bilibili.requests if r.path == "/x/web-interface/nav"])
-    info = await client.room_info("5440")
+    info = await bilibili_client.room_info("5440")
     assert info.internal["danmu"]["token"] == bilibili.token
     assert len([r for r in bilibili.requests if r.path == "/x/web-interface/nav"]) == navs + 1
 
 
-async def test_wrong_wbi_keys_are_refused_by_the_platform(bilibili, client):
+async def test_wrong_wbi_keys_are_refused_by_the_platform(bilibili, bilibili_client):
     bilibili.img_key = "0" * 32  # the nav answer and the fake's check both use the new keys
     wrong = client_for(bilibili, nav_url=bilibili.nav_url + "?other")  # a separate key cache
     await wrong._wbi_keys()
@@ -137,10 +137,10 @@ async def test_wrong_wbi_keys_are_refused_by_the_platform(bilibili, client):
     await wrong.aclose()
 
 
-async def test_a_nav_answer_without_keys_is_a_clear_error(bilibili, client):
+async def test_a_nav_answer_without_keys_is_a_clear_error(bilibili, bilibili_client):
     bilibili.fail_next("/x/web-interface/nav", code=-101, message="账号未登录")
     with pytest.raises(GiveUp, match="no wbi_img keys"):
-        await client.room_info("5440")
+        await bilibili_client.room_info("5440")
 
 
 async def test_the_cookie_is_sent_and_never_logged_or_shown(bilibili, caplog):

@@ -120,4 +120,5 @@ def test_every_message_has_the_json_shape():
         assert isinstance(item, Message)
         shape = item.as_json()
         assert json.loads(json.dumps(shape)) == shape
-        assert isinstance(shape["ts_ms"], int) and shape["platform_msg_id"]
+        assert isinstance(shape["ts_ms"], int)
+        assert shape["platform_msg_id"]

@@ -15,7 +15,7 @@ from livefeed.clients import Blocked, RetryLater
 from livefeed.messages import Malformed, Message
 from tests.livefeed import bilibili_fake as fake_cmds
 from tests.livefeed.bilibili_fake import packet
-from tests.livefeed.bilibili_fixtures import bilibili, client, client_for  # noqa: F401
+from tests.livefeed.bilibili_fixtures import bilibili_client_fixture, bilibili_fixture, client_for  # noqa: F401
 
 
 async def open_socket(fake, bilibili_client, *, stall_s: float = 5.0):
@@ -36,26 +36,26 @@ async def wait_until(condition, timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_auth_packet_carries_the_token_and_the_real_room_id(bilibili, client):
-    connection, _frames = await open_socket(bilibili, client)
+async def test_auth_packet_carries_the_token_and_the_real_room_id(bilibili, bilibili_client):
+    connection, _frames = await open_socket(bilibili, bilibili_client)
     assert bilibili.auths == [{"uid": 0, "roomid": 5440, "protover": 3, "platform": "web", "type": 2,
                                "key": bilibili.token}]
     await connection.close()
 
 
-async def test_a_refused_token_is_a_clear_error(bilibili, client):
-    info = await client.room_info("3")
+async def test_a_refused_token_is_a_clear_error(bilibili, bilibili_client):
+    info = await bilibili_client.room_info("3")
     info.internal["danmu"]["token"] = "expired-token"
     with pytest.raises(Blocked, match=r"refused to join room 5440.*token"):
-        await client.connect(info, stall_s=5)
+        await bilibili_client.connect(info, stall_s=5)
     assert bilibili.auths[-1]["key"] == "expired-token"
 
 
-async def test_an_auth_answer_other_than_zero_is_blocked(bilibili, client):
+async def test_an_auth_answer_other_than_zero_is_blocked(bilibili, bilibili_client):
     bilibili.auth_code = -101
-    info = await client.room_info("3")
+    info = await bilibili_client.room_info("3")
     with pytest.raises(Blocked, match=r"-101"):
-        await client.connect(info, stall_s=5)
+        await bilibili_client.connect(info, stall_s=5)
 
 
 async def test_heartbeats_go_out_every_interval_and_their_replies_are_read(bilibili):
@@ -75,9 +75,9 @@ async def test_heartbeats_go_out_every_interval_and_their_replies_are_read(bilib
     await beating.aclose()
 
 
-async def test_a_quiet_room_whose_heartbeats_are_answered_is_not_stalled(bilibili, client):
+async def test_a_quiet_room_whose_heartbeats_are_answered_is_not_stalled(bilibili, bilibili_client):
     # heartbeat_s is 30, but a stall limit of 0.6 s makes the heartbeat go out every 0.3 s.
-    connection, frames = await open_socket(bilibili, client, stall_s=0.6)
+    connection, frames = await open_socket(bilibili, bilibili_client, stall_s=0.6)
     await asyncio.sleep(1.5)
     await bilibili.push([fake_cmds.danmu("还在")])
     batch = await next_batch(frames)
@@ -86,9 +86,9 @@ async def test_a_quiet_room_whose_heartbeats_are_answered_is_not_stalled(bilibil
     await connection.close()
 
 
-async def test_a_silent_socket_is_a_stall(bilibili, client):
+async def test_a_silent_socket_is_a_stall(bilibili, bilibili_client):
     bilibili.answer_heartbeats = False
-    connection, frames = await open_socket(bilibili, client, stall_s=0.5)
+    connection, frames = await open_socket(bilibili, bilibili_client, stall_s=0.5)
     started = time.monotonic()
     with pytest.raises(RetryLater, match=r"sent nothing for 0.5s"):
         await next_batch(frames)
@@ -96,8 +96,8 @@ async def test_a_silent_socket_is_a_stall(bilibili, client):
     await connection.close()
 
 
-async def test_a_drop_is_retry_later(bilibili, client):
-    connection, frames = await open_socket(bilibili, client)
+async def test_a_drop_is_retry_later(bilibili, bilibili_client):
+    connection, frames = await open_socket(bilibili, bilibili_client)
     await bilibili.drop()
     with pytest.raises(RetryLater, match="closed the live socket"):
         await next_batch(frames)
@@ -105,8 +105,8 @@ async def test_a_drop_is_retry_later(bilibili, client):
 
 
 @pytest.mark.parametrize("version", [0, 2, 3])
-async def test_several_packets_in_one_body_arrive_in_order(bilibili, client, version):
-    connection, frames = await open_socket(bilibili, client)
+async def test_several_packets_in_one_body_arrive_in_order(bilibili, bilibili_client, version):
+    connection, frames = await open_socket(bilibili, bilibili_client)
     texts = ["第一", "第二", "第三"]
     await bilibili.push([fake_cmds.danmu(text, id_str=f"id{n}") for n, text in enumerate(texts)], version=version)
     batch = await next_batch(frames)
@@ -115,8 +115,8 @@ async def test_several_packets_in_one_body_arrive_in_order(bilibili, client, ver
     await connection.close()
 
 
-async def test_every_command_is_mapped(bilibili, client):
-    connection, frames = await open_socket(bilibili, client)
+async def test_every_command_is_mapped(bilibili, bilibili_client):
+    connection, frames = await open_socket(bilibili, bilibili_client)
     sticker = {"emoticon_unique": "official_147", "url": "https://i0.hdslb.com/sticker.png", "width": 60}
     commands = [fake_cmds.danmu("主播好[比心]"), fake_cmds.danmu("赞", id_str="s1", sticker=sticker),
                 fake_cmds.send_gift(), fake_cmds.guard_buy(), fake_cmds.super_chat(price=30),
@@ -141,7 +141,8 @@ async def test_every_command_is_mapped(bilibili, client):
     assert (sc.type, sc.content, sc.extra["price_cny"], sc.extra["total_value"], sc.platform_msg_id) == (
         m.SUPER_CHAT, "主播加油", 30.0, 30000, "SUPER_CHAT_MESSAGE:6522809")
     assert [member.type, follow.type, share.type] == [m.MEMBER, m.FOLLOW, m.SHARE]
-    assert member.user.name == "TIM_Init" and member.ts_ms == 1644563948000
+    assert member.user.name == "TIM_Init"
+    assert member.ts_ms == 1644563948000
     assert (like.type, like.extra["count"], like.user.id) == (m.LIKE, 1, "32174213")
     assert (watched.type, watched.extra) == (m.VIEWERS, {"cumulative": 17903})
     assert (online.type, online.extra) == (m.VIEWERS, {"current": 42})
@@ -152,8 +153,8 @@ async def test_every_command_is_mapped(bilibili, client):
     await connection.close()
 
 
-async def test_a_gift_combo_keeps_one_combo_id_and_a_rising_count(bilibili, client):
-    connection, frames = await open_socket(bilibili, client)
+async def test_a_gift_combo_keeps_one_combo_id_and_a_rising_count(bilibili, bilibili_client):
+    connection, frames = await open_socket(bilibili, bilibili_client)
     combo = "batch:gift:combo_id:510149209:36047134:31036:1673622464.8445"
     await bilibili.push([fake_cmds.send_gift(batch_combo_id=combo, super_batch_gift_num=1, combo_total_coin=100)])
     await bilibili.push([fake_cmds.combo_send(batch_combo_id=combo, count=2, msg_id="c2")], version=2)
@@ -165,8 +166,8 @@ async def test_a_gift_combo_keeps_one_combo_id_and_a_rising_count(bilibili, clie
     await connection.close()
 
 
-async def test_malformed_packets_are_reported_and_the_socket_goes_on(bilibili, client):
-    connection, frames = await open_socket(bilibili, client)
+async def test_malformed_packets_are_reported_and_the_socket_goes_on(bilibili, bilibili_client):
+    connection, frames = await open_socket(bilibili, bilibili_client)
     await bilibili.push_raw(packet(5, b"\x78\x9cnot zlib at all", version=2))
     await bilibili.push_raw(packet(5, b"\x0bnot brotli", version=3))
     await bilibili.push_raw(packet(5, b'{"cmd": "DANMU_MSG", "info": '))
@@ -179,8 +180,8 @@ async def test_malformed_packets_are_reported_and_the_socket_goes_on(bilibili, c
     await connection.close()
 
 
-async def test_preparing_ends_the_broadcast_and_the_iteration(bilibili, client):
-    connection, frames = await open_socket(bilibili, client)
+async def test_preparing_ends_the_broadcast_and_the_iteration(bilibili, bilibili_client):
+    connection, frames = await open_socket(bilibili, bilibili_client)
     await bilibili.push([fake_cmds.danmu("拜拜"), fake_cmds.preparing()], version=2)
     batch = await next_batch(frames)
     assert [item.type for item in batch] == [m.CHAT, m.CONTROL]
@@ -202,10 +203,10 @@ async def test_each_reconnect_goes_to_the_next_host(bilibili):
     await rotating.aclose()
 
 
-async def test_a_fixed_socket_url_is_always_used(bilibili, client):
-    info = await client.room_info("3")
+async def test_a_fixed_socket_url_is_always_used(bilibili, bilibili_client):
+    info = await bilibili_client.room_info("3")
     for _ in range(2):
-        connection = await client.connect(info, stall_s=5)
+        connection = await bilibili_client.connect(info, stall_s=5)
         await bilibili.wait_for_socket()
         await connection.close()
     assert bilibili.connections == ["127.0.0.1", "127.0.0.1"]
@@ -219,8 +220,8 @@ async def test_an_unreachable_socket_is_retry_later(bilibili):
     await nowhere.aclose()
 
 
-async def test_close_ends_the_iteration_within_a_second(bilibili, client):
-    connection, frames = await open_socket(bilibili, client)
+async def test_close_ends_the_iteration_within_a_second(bilibili, bilibili_client):
+    connection, frames = await open_socket(bilibili, bilibili_client)
     waiting = asyncio.create_task(anext(frames))
     await asyncio.sleep(0.1)
     started = time.monotonic()
