@@ -82,7 +82,7 @@ class LiveChannel(models.Model):
         indexes = [models.Index(fields=["desired", "state"], name="livechannel_desired_state_idx")]
 
     def __str__(self) -> str:
-        return f"{self.get_platform_display()} {self.ref}" + (f" ({self.title})" if self.title else "")
+        return f"{self.platform} {self.ref}" + (f" ({self.title})" if self.title else "")
 
     @property
     def room_url(self) -> str:

@@ -86,24 +86,26 @@ def minute_of(ts_ms: int) -> int:
     return ts_ms // 60_000
 
 
-def _reference_minute(session: LiveSession, now_ms: int | None) -> int:
+def _reference_ms(session: LiveSession, now_ms: int | None) -> int:
     """"The last N minutes" of a live session end now; of an ended one, at its end."""
     if session.ended_at is not None:
-        return minute_of(int(session.ended_at.timestamp() * 1000))
-    return minute_of(now_ms if now_ms is not None else time.time_ns() // 1_000_000)
+        return int(session.ended_at.timestamp() * 1000)
+    return now_ms if now_ms is not None else time.time_ns() // 1_000_000
 
 
 def hot_words(*, session_id: int, minutes: int | None = None, limit: int = HOT_WORDS_LIMIT,
               now_ms: int | None = None) -> list[dict]:
-    """[{"word", "count"}] most said first: over the last `minutes` minutes (the current
-    minute included), or the whole session when `minutes` is None."""
+    """[{"word", "count"}] most said first: over the last `minutes` minutes, or the whole
+    session when `minutes` is None. Counts are per minute, so a window is rounded out to
+    whole minutes: the last minute is the minute that was 60 s ago and the current one."""
     if minutes is None:
         rows = (LiveSessionWord.objects.filter(session_id=session_id).order_by("-count", "word")
                 .values_list("word", "count")[:limit])
         return [{"word": word, "count": count} for word, count in rows]
     session = LiveSession.objects.only("ended_at").get(pk=session_id)
-    last = _reference_minute(session, now_ms)
-    rows = (LiveWordMinute.objects.filter(session_id=session_id, minute__gt=last - minutes, minute__lte=last)
+    end_ms = _reference_ms(session, now_ms)
+    rows = (LiveWordMinute.objects.filter(session_id=session_id, minute__gte=minute_of(end_ms - minutes * 60_000),
+                                          minute__lte=minute_of(end_ms))
             .values("word").annotate(total=Sum("count")).order_by("-total", "word").values_list("word", "total")[:limit])
     return [{"word": word, "count": total} for word, total in rows]
 

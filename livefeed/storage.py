@@ -450,10 +450,12 @@ def _first_id_at_or_after(cutoff_ms: int, lo: int, hi: int) -> int:
     return answer
 
 
-def messages_delete_older_than(*, cutoff_ms: int, batch: int = DELETE_BATCH, max_batches: int | None = None) -> tuple[int, bool]:
-    """Delete messages received before cutoff_ms, `batch` ids at a time, each DELETE its own
-    short transaction. (deleted, done): done is False when max_batches stopped it first.
-    Sessions, their totals and statistics stay."""
+def messages_delete_older_than(*, cutoff_ms: int, batch: int | None = None,
+                               max_batches: int | None = None) -> tuple[int, bool]:
+    """Delete messages received before cutoff_ms, `batch` ids at a time (DELETE_BATCH), each
+    DELETE its own short transaction. (deleted, done): done is False when max_batches stopped
+    it first. Sessions, their totals and statistics stay."""
+    batch = batch or DELETE_BATCH
     bounds = LiveMessage.objects.order_by("id").values_list("id", flat=True)
     first = bounds.first()
     if first is None:
