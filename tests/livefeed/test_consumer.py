@@ -23,11 +23,16 @@ def clean_redis(redis_client):
 
 
 @pytest.fixture
-async def watch(alice):
+def alice_token(alice) -> str:
+    return token_create(user=alice, name="ws")[1]
+
+
+@pytest.fixture
+async def watch(alice_token):
     from project.asgi import application
 
     opened: list[Client] = []
-    _, raw = token_create(user=alice, name="ws")
+    raw = alice_token
 
     async def open_socket(channel_id: int, *, token: str | None = raw) -> Client:
         headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
@@ -55,7 +60,8 @@ async def test_a_watcher_gets_the_status_then_the_recent_messages_then_new_ones(
     await sync_to_async(_store)(channel, session, [chat("早上好"), chat("hello")])
     client = await watch(channel.pk)
     status = await client.expect("live.status")
-    assert status["channel_id"] == channel.pk and status["session_id"] == session.pk
+    assert status["channel_id"] == channel.pk
+    assert status["session_id"] == session.pk
     history = await client.expect("live.messages")
     assert history["history"] is True
     assert [m["content"] for m in history["messages"]] == ["早上好", "hello"]

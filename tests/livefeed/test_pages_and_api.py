@@ -37,8 +37,10 @@ def test_adding_a_channel_by_url_answers_201_then_200_with_the_same_one(client, 
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
     body = first.json()
-    assert body["platform"] == "douyin" and body["ref"] == "123456789"
-    assert body["status"]["state"] == "idle" and body["websocket"] == f"/ws/live/{body['id']}/"
+    assert body["platform"] == "douyin"
+    assert body["ref"] == "123456789"
+    assert body["status"]["state"] == "idle"
+    assert body["websocket"] == f"/ws/live/{body['id']}/"
 
 
 @pytest.mark.parametrize("url", ["https://example.com/live/1", "", "x" * 3000, "javascript:alert(1)"])
@@ -120,12 +122,15 @@ def test_the_live_page_lists_channels_and_adds_by_url_keeping_bad_input(alice_cl
     bad = alice_client.post("/live/", {"url": "https://example.com/nope"})
     assert bad.status_code == 400
     html = bad.content.decode()
-    assert "https://example.com/nope" in html and "Not a live room" in html
+    assert "https://example.com/nope" in html
+    assert "Not a live room" in html
     good = alice_client.post("/live/", {"url": DOUYIN})
     channel = LiveChannel.objects.get()
-    assert good.status_code == 302 and good.url == f"/live/{channel.pk}/"
+    assert good.status_code == 302
+    assert good.url == f"/live/{channel.pk}/"
     page = alice_client.get(f"/live/{channel.pk}/").content.decode()
-    assert 'id="live-config"' in page and "Start" in page
+    assert 'id="live-config"' in page
+    assert "Start" in page
 
 
 def test_start_and_stop_buttons_change_what_is_wanted(alice_client, channel):
@@ -147,13 +152,15 @@ def test_a_session_exports_every_message_as_csv_and_json(alice_client, channel, 
     assert response.status_code == 200
     text = b"".join(response.streaming_content).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0][:3] == ["id", "type", "ts_ms"] and len(rows) == 6
+    assert rows[0][:3] == ["id", "type", "ts_ms"]
+    assert len(rows) == 6
     assert rows[1][6] == "第0条, with a comma"
     response = alice_client.get(f"/live/sessions/{session.pk}/export.json")
     items = json.loads(b"".join(response.streaming_content))
     assert [item["content"] for item in items] == [f"第{n}条, with a comma" for n in range(5)]
     page = alice_client.get(f"/live/sessions/{session.pk}/", {"q": "第3"}).content.decode()
-    assert "第3条" in page and "第2条" not in page
+    assert "第3条" in page
+    assert "第2条" not in page
 
 
 def test_removing_a_channel_takes_its_messages(client, alice_api, channel, session):

@@ -1,0 +1,191 @@
+"""The fetcher end to end against the local fake Bilibili over real websockets, with the real
+database and Redis: follow, store once across a drop and a re-send, reconnect, stop within
+2 s, end of broadcast, take-over of an abandoned lease, one fetcher per channel."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from livefeed import services
+from livefeed.fetcher import Host, backoff_s
+from livefeed.models import LiveChannel, LiveMessage, LiveSession, LiveStateChange
+from tests.livefeed.bilibili_fake import danmu, preparing
+from tests.livefeed.bilibili_fixtures import bilibili_fixture  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def clean_redis(redis_client):
+    redis_client.flushdb()
+    yield
+    redis_client.flushdb()
+
+
+@pytest.fixture
+def platform(settings, bilibili):
+    settings.LIVEFEED_BILIBILI_API_ROOT = bilibili.api_root
+    settings.LIVEFEED_BILIBILI_NAV_URL = bilibili.nav_url
+    settings.LIVEFEED_BILIBILI_WS_URL = bilibili.ws_url
+    settings.LIVEFEED_RECONNECT_MAX_S = 0.5
+    settings.LIVEFEED_STALL_S = 5
+    return bilibili
+
+
+@pytest.fixture
+def followed(alice):
+    channel = LiveChannel.objects.create(platform="bilibili", ref="5440", added_by=alice)
+    services.channel_follow(channel_id=channel.pk, actor=alice)
+    return channel
+
+
+class Running:
+    def __init__(self, host: Host):
+        self.host = host
+        self.stop = asyncio.Event()
+        self.task = asyncio.ensure_future(host.run(self.stop))
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 10)
+
+
+@pytest.fixture
+async def hosts():
+    running: list[Running] = []
+
+    def start(owner: str = "test-host", **options) -> Running:
+        item = Running(Host(owner=owner, scan_s=0.1, lease_s=options.pop("lease_s", 3), **options))
+        running.append(item)
+        return item
+
+    yield start
+    for item in running:
+        if not item.task.done():
+            await item.close()
+
+
+def _channel(pk: int) -> LiveChannel:
+    return LiveChannel.objects.select_related("current_session").get(pk=pk)
+
+
+async def until(predicate, timeout_s: float = 10, what: str = ""):
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await sync_to_async(predicate)()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout_s}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+def _contents(channel_id: int) -> list[str]:
+    return list(LiveMessage.objects.filter(channel_id=channel_id).order_by("id").values_list("content", flat=True))
+
+
+async def test_following_stores_every_message_once_across_a_drop_and_a_resend(platform, followed, hosts):
+    hosts()
+    await platform.wait_for_socket()
+    await until(lambda: _channel(followed.pk).state == "running", what="running")
+    first = [danmu(f"第{n}条", id_str=f"id{n}", ts_ms=1_723_979_200_000 + n) for n in range(5)]
+    await platform.push(first)
+    await until(lambda: len(_contents(followed.pk)) == 5, what="5 stored")
+    await platform.drop()
+    await platform.wait_for_socket()  # reconnected by itself
+    # The platform sends recent messages again after a reconnect, then new ones.
+    await platform.push(first[2:] + [danmu(f"第{n}条", id_str=f"id{n}") for n in range(5, 8)], version=2)
+    await until(lambda: len(_contents(followed.pk)) == 8, what="8 stored")
+    await asyncio.sleep(0.3)  # a late duplicate would be stored by now
+    assert await sync_to_async(_contents)(followed.pk) == [f"第{n}条" for n in range(8)]
+    channel = await sync_to_async(_channel)(followed.pk)
+    assert channel.state == "running"
+    assert channel.reconnects >= 1
+    session = await sync_to_async(LiveSession.objects.get)(channel=followed)
+    assert session.messages_total == 8
+    assert session.ended_at is None
+    assert len(session.gaps) == 1
+    assert session.gaps[0][0] <= session.gaps[0][1]
+    states = await sync_to_async(lambda: list(LiveStateChange.objects.filter(channel=followed).order_by("id")
+                                               .values_list("to_state", flat=True)))()
+    assert states[:2] == ["starting", "running"]
+    assert "reconnecting" in states
+
+
+async def test_stop_finishes_within_two_seconds_and_keeps_what_was_received(platform, followed, hosts, alice):
+    hosts()
+    await platform.wait_for_socket()
+    await until(lambda: _channel(followed.pk).state == "running")
+    await platform.push([danmu("最后一条", id_str="last")])
+    await until(lambda: _contents(followed.pk) == ["最后一条"])
+    started = asyncio.get_running_loop().time()
+    await sync_to_async(services.channel_unfollow)(channel_id=followed.pk, actor=alice)
+    await until(lambda: _channel(followed.pk).state == "idle", timeout_s=2, what="idle within 2 s")
+    assert asyncio.get_running_loop().time() - started < 2
+    session = await sync_to_async(LiveSession.objects.get)(channel=followed)
+    assert session.end_reason == "stopped"
+    assert session.messages_total == 1
+    await until(lambda: not _channel(followed.pk).lease_token, what="lease released")
+
+
+async def test_the_end_of_the_broadcast_closes_the_session(platform, followed, hosts):
+    hosts()
+    await platform.wait_for_socket()
+    await until(lambda: _channel(followed.pk).state == "running")
+    await platform.push([danmu("拜拜", id_str="bye"), preparing()])
+    await until(lambda: _channel(followed.pk).state == "idle", what="idle after PREPARING")
+    channel = await sync_to_async(_channel)(followed.pk)
+    assert channel.desired == "stop"
+    assert channel.current_session is None
+    session = await sync_to_async(LiveSession.objects.get)(channel=followed)
+    assert session.end_reason == "ended"
+    assert session.ended_at is not None
+
+
+async def test_an_abandoned_lease_is_taken_over_and_the_same_session_continues(platform, followed, hosts):
+    # A worker that was killed: it held the lease (now expired) and left its session open.
+    session = await sync_to_async(services.session_open)(channel_id=followed.pk, title="before")
+    await sync_to_async(LiveChannel.objects.filter(pk=followed.pk).update)(
+        lease_owner="dead-worker", lease_token="deadbeef" * 4, state="running",
+        lease_expires_at=timezone.now() + timedelta(seconds=1),
+        last_message_at=timezone.now() - timedelta(seconds=5))
+    hosts(owner="survivor")
+    await platform.wait_for_socket(timeout_s=15)
+    await until(lambda: _channel(followed.pk).lease_owner == "survivor")
+    await platform.push([danmu("接着来", id_str="after")])
+    await until(lambda: _contents(followed.pk) == ["接着来"])
+    sessions = await sync_to_async(lambda: list(LiveSession.objects.filter(channel=followed)))()
+    assert [s.pk for s in sessions] == [session[0].pk]
+    assert len(sessions[0].gaps) == 1
+    gap_start, gap_end = sessions[0].gaps[0]
+    assert gap_end - gap_start >= 4000  # from the last message stored until the new fetcher listened
+
+
+async def test_two_fetchers_never_follow_one_channel_at_once(platform, followed, hosts):
+    hosts(owner="one")
+    hosts(owner="two")
+    await platform.wait_for_socket()
+    await until(lambda: _channel(followed.pk).state == "running")
+    await asyncio.sleep(1)
+    assert len(platform.connections) == 1
+
+
+async def test_a_room_that_does_not_exist_is_an_error_a_person_can_read(platform, alice, hosts):
+    channel = await sync_to_async(LiveChannel.objects.create)(platform="bilibili", ref="99999999", added_by=alice)
+    await sync_to_async(services.channel_follow)(channel_id=channel.pk, actor=alice)
+    hosts()
+    found = await until(lambda: _channel(channel.pk).state == "error" and _channel(channel.pk), what="error state")
+    assert found.desired == "stop"
+    assert found.last_error
+
+
+def test_reconnect_back_off_starts_within_two_seconds_and_is_capped():
+    firsts = [backoff_s(1, max_s=60) for _ in range(200)]
+    assert max(firsts) <= 1.0
+    assert min(firsts) >= 0.5
+    assert max(backoff_s(30, max_s=60) for _ in range(200)) <= 60
