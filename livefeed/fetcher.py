@@ -46,10 +46,11 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from livefeed import live, selectors, services, storage
+from livefeed import live, selectors, services, stats, storage
 from livefeed import messages as kinds
 from livefeed.clients import GiveUp, LiveClient, NotAllowed, RetryLater, registry
 from livefeed.messages import Malformed, Message
+from project import metrics, realtime
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class Follower:
     session_id: int | None = None
     session_ended: bool = False
     gap_started_ms: int | None = None
+    platform: str = ""
+    stored_since_stats: int = 0
 
     def request_stop(self) -> None:
         self.stop_requested.set()
@@ -117,6 +120,7 @@ class Follower:
         db = self.host.db
         channel = await db(selectors.channel_get)(channel_id=self.channel_id)
         client: LiveClient = registry.get(channel.platform)()
+        self.platform = channel.platform
         try:
             await db(services.channel_transition)(channel_id=self.channel_id, to="starting", reason="following")
             failures = 0
@@ -153,6 +157,7 @@ class Follower:
                     await self._settle("error", reason)
                     return
                 self.gap_started_ms = self.gap_started_ms or kinds.now_ms()
+                metrics.live_reconnects.labels(self.platform).inc()
                 await db(services.channel_transition)(channel_id=self.channel_id, to="reconnecting",
                                                       reason=_reason(outcome))
                 await self._sleep(backoff_s(failures, max_s=settings.LIVEFEED_RECONNECT_MAX_S))
@@ -211,21 +216,30 @@ class Follower:
 
     async def _read(self, connection) -> None:
         flusher = asyncio.ensure_future(self._flush_every(self.host.flush_s))
+        stats_pusher = asyncio.ensure_future(self._stats_every(settings.LIVEFEED_STATS_S))
+        received = metrics.live_messages.labels(self.platform, "received")
+        lag = metrics.live_lag_seconds.labels(self.platform)
         try:
             async for batch in connection:
+                newest = None
                 for item in batch:
                     if isinstance(item, Malformed):
                         self._count_malformed(item)
                         continue
                     self.buffer.append(item)
+                    newest = item
                     if item.type == kinds.CONTROL and item.extra.get("status") == kinds.ENDED:
                         self.session_ended = True
+                if newest is not None:
+                    received.inc(len(batch))
+                    lag.observe(max(0, newest.received_ms - newest.ts_ms) / 1000)
                 if self.session_ended:
                     break
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in (flusher, stats_pusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._flush()
             if self.session_ended:
                 await self._close_session("ended")
@@ -235,6 +249,17 @@ class Follower:
             await asyncio.sleep(period_s)
             await self._flush()
 
+    async def _stats_every(self, period_s: float) -> None:
+        """live.stats for the watchers every few seconds, while messages come in."""
+        while True:
+            await asyncio.sleep(period_s)
+            if self.stored_since_stats and self.session_id is not None:
+                self.stored_since_stats = 0
+                try:
+                    await self.host.db(_push_stats)(channel_id=self.channel_id, session_id=self.session_id)
+                except Exception:
+                    logger.warning("live stats not pushed", exc_info=True, extra={"channel_id": self.channel_id})
+
     async def _flush(self) -> None:
         """Store what was received since the last flush, then push what was new."""
         if self.lost_lease or self.session_id is None or not (self.buffer or self.malformed):
@@ -242,8 +267,9 @@ class Follower:
         batch, self.buffer = self.buffer, []
         malformed, self.malformed = self.malformed, {}
         try:
-            await self.host.db(_store_and_push)(channel_id=self.channel_id, session_id=self.session_id,
-                                                messages=batch, malformed=malformed)
+            stored = await self.host.db(_store_and_push)(channel_id=self.channel_id, session_id=self.session_id,
+                                                         messages=batch, malformed=malformed, platform=self.platform)
+            self.stored_since_stats += stored
         except Exception:
             # The database is away: keep the messages for the next flush, nothing is dropped.
             self.buffer[:0] = batch
@@ -253,6 +279,7 @@ class Follower:
                              extra={"channel_id": self.channel_id, "pending": len(self.buffer)})
 
     def _count_malformed(self, item: Malformed) -> None:
+        metrics.live_messages.labels(self.platform, "malformed").inc()
         self.malformed[item.kind] = self.malformed.get(item.kind, 0) + 1
         if item.kind not in self.logged_kinds:
             self.logged_kinds.add(item.kind)
@@ -300,12 +327,22 @@ class Follower:
             await asyncio.wait_for(self.stop_requested.wait(), timeout=seconds)
 
 
-def _store_and_push(*, channel_id: int, session_id: int, messages: list[Message], malformed: dict[str, int]) -> None:
+def _store_and_push(*, channel_id: int, session_id: int, messages: list[Message], malformed: dict[str, int],
+                    platform: str) -> int:
+    """Store, count, push; the number of new rows."""
     result = storage.messages_store(channel_id=channel_id, session_id=session_id, messages=messages)
+    metrics.live_messages.labels(platform, "stored").inc(len(result.stored))
+    metrics.live_messages.labels(platform, "duplicate").inc(result.duplicates)
     if malformed:
         services.channel_count_malformed(channel_id=channel_id, kinds=malformed)
     if result.stored or result.updated:
         live.messages_push(channel_id=channel_id, rows=result.stored + result.updated)
+    return len(result.stored) + len(result.updated)
+
+
+def _push_stats(*, channel_id: int, session_id: int) -> None:
+    event = {"type": "live.stats", "channel_id": channel_id, **stats.session_stats(session_id=session_id)}
+    realtime.publish(services.live_group(channel_id), event)
 
 
 def _reason(exc: BaseException) -> str:
@@ -362,6 +399,8 @@ class Host:
     def _start(self, channel_id: int, token: str) -> None:
         follower = Follower(host=self, channel_id=channel_id, lease_token=token)
         follower.task = asyncio.ensure_future(follower.run())
+        follower.task.add_done_callback(lambda _task: metrics.live_fetchers.dec())
+        metrics.live_fetchers.inc()
         self.followers[channel_id] = follower
         logger.info("live channel taken", extra={"channel_id": channel_id, "owner": self.owner})
 

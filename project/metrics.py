@@ -4,7 +4,7 @@ With several processes (web, worker), set PROMETHEUS_MULTIPROC_DIR to a shared e
 folder so that /metrics adds up every process's counters; `make run` does.
 """
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 import_files = Counter(
     "chorus_import_files",
@@ -29,6 +29,16 @@ scrobbles_dead_lettered = Counter(
 )
 scrobble_requests = Counter(
     "chorus_scrobble_requests", "Requests sent to scrobbling services, by service and kind.", ["service", "kind"]
+)
+
+live_messages = Counter(
+    "chorus_live_messages", "Live-feed messages, by platform and outcome.", ["platform", "outcome"]
+)  # received | stored | duplicate | malformed
+live_reconnects = Counter("chorus_live_reconnects", "Live-feed socket reconnects, by platform.", ["platform"])
+live_fetchers = Gauge("chorus_live_fetchers", "Live channels this process follows now.", multiprocess_mode="livesum")
+live_lag_seconds = Histogram(
+    "chorus_live_lag_seconds", "From the platform's time of a message to Chorus receiving it.", ["platform"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 
 

@@ -1,14 +1,18 @@
-"""Fixtures shared by the live-feed tests: a channel, an open session, message builders."""
+"""Fixtures shared by the live-feed tests: a channel, an open session, message builders, a
+watcher's websocket."""
 
 from __future__ import annotations
 
 import itertools
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from livefeed import messages as kinds
 from livefeed.messages import LiveUser, Message
+from project.accounts.services import token_create
+from tests.rooms.conftest import Client
 
 _ids = itertools.count(1)
 BASE_MS = 1_764_590_400_000  # 2025-12-01 12:00 UTC, on a minute
@@ -60,3 +64,31 @@ def like(count: int, *, by: int = 3, at_ms: int = BASE_MS) -> Message:
 def viewers(current: int, *, at_ms: int = BASE_MS) -> Message:
     return Message(type=kinds.VIEWERS, platform_msg_id=f"v{next(_ids)}", ts_ms=at_ms,
                    extra={"current": current, "total": current * 3}, received_ms=at_ms + 100)
+
+
+# Watching a channel over the real ASGI app (test_consumer.py, test_fetcher.py).
+
+@pytest.fixture
+def alice_token(alice) -> str:
+    return token_create(user=alice, name="ws")[1]
+
+
+@pytest.fixture
+async def watch(alice_token):
+    from project.asgi import application
+
+    opened: list[Client] = []
+    raw = alice_token
+
+    async def open_socket(channel_id: int, *, token: str | None = raw) -> Client:
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        communicator = WebsocketCommunicator(application, f"/ws/live/{channel_id}/", headers=headers)
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        client = Client(communicator)
+        opened.append(client)
+        return client
+
+    yield open_socket
+    for client in opened:
+        await client.close()

@@ -5,12 +5,9 @@ error that names what was wrong."""
 from __future__ import annotations
 
 import pytest
-from channels.testing import WebsocketCommunicator
 
 from livefeed import live, services, storage
-from project.accounts.services import token_create
 from tests.livefeed.conftest import chat
-from tests.rooms.conftest import Client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,32 +17,6 @@ def clean_redis(redis_client):
     redis_client.flushdb()
     yield
     redis_client.flushdb()
-
-
-@pytest.fixture
-def alice_token(alice) -> str:
-    return token_create(user=alice, name="ws")[1]
-
-
-@pytest.fixture
-async def watch(alice_token):
-    from project.asgi import application
-
-    opened: list[Client] = []
-    raw = alice_token
-
-    async def open_socket(channel_id: int, *, token: str | None = raw) -> Client:
-        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
-        communicator = WebsocketCommunicator(application, f"/ws/live/{channel_id}/", headers=headers)
-        connected, _ = await communicator.connect(timeout=5)
-        assert connected
-        client = Client(communicator)
-        opened.append(client)
-        return client
-
-    yield open_socket
-    for client in opened:
-        await client.close()
 
 
 def _store(channel, session, messages):

@@ -189,3 +189,22 @@ def test_reconnect_back_off_starts_within_two_seconds_and_is_capped():
     assert max(firsts) <= 1.0
     assert min(firsts) >= 0.5
     assert max(backoff_s(30, max_s=60) for _ in range(200)) <= 60
+
+
+async def test_watchers_get_new_messages_in_one_frame_and_stats_every_few_seconds(platform, followed, hosts, watch,
+                                                                                settings):
+    settings.LIVEFEED_STATS_S = 0.3
+    client = await watch(followed.pk)
+    await client.expect("live.status")
+    hosts()
+    await platform.wait_for_socket()
+    await client.expect("live.status", state="running", timeout=10)
+    await platform.push([danmu(f"弹幕{n}", id_str=f"w{n}") for n in range(20)])
+    frame = await client.expect("live.messages", timeout=5)
+    contents = [m["content"] for m in frame["messages"]]
+    while len(contents) < 20:  # a frame carries what one flush stored: 20 messages in one or a few frames
+        contents += [m["content"] for m in (await client.expect("live.messages", timeout=5))["messages"]]
+    assert contents == [f"弹幕{n}" for n in range(20)]
+    stats_frame = await client.expect("live.stats", timeout=5)
+    assert stats_frame["totals"]["messages"] == 20
+    assert stats_frame["top_chatters"][0]["chats"] == 20
