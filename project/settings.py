@@ -241,6 +241,7 @@ LIVEFEED_STALL_S = config.get_float("LIVEFEED_STALL_S", 30.0, minimum=1)  # a si
 LIVEFEED_RECONNECT_MAX_S = config.get_float("LIVEFEED_RECONNECT_MAX_S", 60.0, minimum=0.1)
 LIVEFEED_MAX_FAILURES = config.get_int("LIVEFEED_MAX_FAILURES", 10, minimum=1)  # failed connects in a row
 LIVEFEED_RECENT = config.get_int("LIVEFEED_RECENT", 200, minimum=1)  # messages a new socket starts with
+LIVEFEED_STATS_S = config.get_float("LIVEFEED_STATS_S", 5.0, minimum=0.1)  # live.stats to watchers this often
 
 # Scrobbling (see docs/protocol.md). Last.fm needs an API account:
 # https://www.last.fm/api/account/create. Base URLs are settings so that tests (and
