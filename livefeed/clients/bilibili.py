@@ -493,7 +493,8 @@ def wbi_sign(params: dict[str, Any], *, img_key: str, sub_key: str, wts: int | N
     return {**signed, "w_rid": digest}
 
 
-_wbi_cache: dict[str, tuple[float, str, str, int]] = {}  # nav URL -> (fetched, img_key, sub_key, mid)
+# (nav URL, digest of the cookie) -> (fetched, img_key, sub_key, logged-in mid)
+_wbi_cache: dict[tuple[str, str], tuple[float, str, str, int]] = {}
 
 
 def _key_from_url(url: Any) -> str:
@@ -525,6 +526,7 @@ class BilibiliClient(LiveClient):
         self.heartbeat_s = heartbeat_s if heartbeat_s is not None else settings.LIVEFEED_BILIBILI_HEARTBEAT_S
         self.timeout_s = timeout_s if timeout_s is not None else settings.LIVEFEED_BILIBILI_HTTP_TIMEOUT_S
         self._cookie = cookie if cookie is not None else settings.LIVEFEED_BILIBILI_COOKIE
+        self._wbi_cache_key = (self.nav_url, hashlib.sha256(self._cookie.encode()).hexdigest()[:16])
         self._http: httpx.AsyncClient | None = None
         self._turns: dict[int, int] = {}  # real room id -> how many connects so far (host rotation)
         self.last_url = ""
@@ -608,7 +610,7 @@ class BilibiliClient(LiveClient):
 
     async def _wbi_keys(self, *, refresh: bool = False) -> tuple[str, str, int]:
         """(img_key, sub_key, logged-in user's mid or 0) from the nav endpoint, cached for an hour."""
-        cached = _wbi_cache.get(self.nav_url)
+        cached = _wbi_cache.get(self._wbi_cache_key)
         if cached and not refresh and time.monotonic() - cached[0] < WBI_KEYS_MAX_AGE_S:
             return cached[1], cached[2], cached[3]
         body = await self._get(self.nav_url, {}, what="Bilibili nav (WBI keys)")
@@ -619,7 +621,7 @@ class BilibiliClient(LiveClient):
             raise GiveUp("Bilibili nav (WBI keys): the answer has no wbi_img keys, so getDanmuInfo cannot be "
                          "signed (the signing scheme may have changed)", answer=json.dumps(body)[:500])
         mid = _int(data.get("mid")) if data.get("isLogin") else 0
-        _wbi_cache[self.nav_url] = (time.monotonic(), img_key, sub_key, mid)
+        _wbi_cache[self._wbi_cache_key] = (time.monotonic(), img_key, sub_key, mid)
         return img_key, sub_key, mid
 
     async def _danmu_info(self, room_id: int) -> dict[str, Any]:
@@ -628,7 +630,7 @@ class BilibiliClient(LiveClient):
         try:
             data = await self._api("/xlive/web-room/v1/index/getDanmuInfo", params, what="Bilibili getDanmuInfo")
         except Blocked:
-            _wbi_cache.pop(self.nav_url, None)  # the keys change daily: fetch them again next time
+            _wbi_cache.pop(self._wbi_cache_key, None)  # the keys change daily: fetch them again next time
             raise
         token = data.get("token")
         if not isinstance(token, str) or not token:
@@ -636,7 +638,7 @@ class BilibiliClient(LiveClient):
         hosts = [{"host": str(h["host"]), "port": _int(h.get("port"), 2243), "wss_port": _int(h.get("wss_port"), 443),
                   "ws_port": _int(h.get("ws_port"), 2244)}
                  for h in data.get("host_list") or [] if isinstance(h, dict) and h.get("host")]
-        uid = mid or _int(_cookie_value(self._cookie, "DedeUserID")) if self._cookie else 0
+        uid = (mid or _int(_cookie_value(self._cookie, "DedeUserID"))) if self._cookie else 0
         return {"token": token, "hosts": hosts, "uid": uid, "fetched_at": time.time()}
 
     async def _stream_urls(self, room_id: int) -> dict[str, str]:
@@ -655,6 +657,18 @@ class BilibiliClient(LiveClient):
                     key = f"{stream.get('protocol_name')}_{fmt.get('format_name')}_{codec.get('codec_name')}"
                     urls.setdefault(key, f"{first.get('host', '')}{codec['base_url']}{first.get('extra', '')}")
         return urls
+
+    async def _avatar(self, uid: str) -> str:
+        """The streamer's avatar (live_user/v1/Master/info); "" when Bilibili does not say."""
+        if not uid.isdigit():
+            return ""
+        try:
+            data = await self._api("/live_user/v1/Master/info", {"uid": uid}, what="Bilibili Master/info")
+        except (RetryLater, GiveUp) as exc:  # a picture is not worth failing the room for
+            logger.info("bilibili streamer %s: no avatar: %s", uid, exc)
+            return ""
+        face = (data.get("info") or {}).get("face") if isinstance(data.get("info"), dict) else ""
+        return face if isinstance(face, str) and face.startswith(("https://", "http://")) else ""
 
     async def room_info(self, ref: str) -> RoomInfo:
         if not str(ref).isdigit():
@@ -675,6 +689,7 @@ class BilibiliClient(LiveClient):
                         streamer_id=str(init.get("uid") or room.get("uid") or ""),
                         viewers=_int(room["online"]) if room.get("online") is not None else None,
                         internal={"room_id": room_id, "short_id": _int(init.get("short_id"))})
+        info.avatar_url = await self._avatar(info.streamer_id)
         if live:
             info.internal["danmu"] = await self._danmu_info(room_id)
             try:

@@ -168,6 +168,7 @@ class FakeBilibili:
             "/x/web-interface/nav": self._nav,
             "/xlive/web-room/v1/index/getDanmuInfo": self._danmu_info,
             "/xlive/web-room/v2/index/getRoomPlayInfo": self._play_info,
+            "/live_user/v1/Master/info": self._master_info,
         }.get(url.path)
         if handler is None:
             return self._json(404, {"code": -404, "message": "啥都木有"})
@@ -187,6 +188,14 @@ class FakeBilibili:
                                      "uname": room.uname, "online": room.online, "live_status": room.live_status,
                                      "short_id": room.short_id, "cover": ""}} if room else {}
         return self._json(200, {"code": 0, "message": "0", "ttl": 1, "data": {"by_uids": {}, "by_room_ids": found}})
+
+    def _master_info(self, params: dict[str, str], request: Request) -> Response:
+        room = next((r for r in self.rooms.values() if str(r.uid) == params.get("uid")), None)
+        if room is None:
+            return self._json(200, {"code": 1, "msg": "参数错误", "message": "参数错误", "data": {}})
+        return self._json(200, {"code": 0, "msg": "", "message": "", "data": {
+            "info": {"uid": room.uid, "uname": room.uname, "face": f"https://i0.hdslb.com/bfs/face/{room.uid}.jpg"},
+            "follower_num": 10, "room_id": room.short_id or room.room_id}})
 
     def _logged_in(self, request: Request) -> bool:
         cookie = request.headers.get("Cookie", "")

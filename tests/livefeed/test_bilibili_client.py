@@ -55,6 +55,7 @@ async def test_short_id_is_resolved_to_the_real_room(bilibili, bilibili_client):
     assert info.internal["room_id"] == 5440
     assert info.live is True
     assert (info.title, info.streamer_name, info.streamer_id, info.viewers) == ("三号直播间", "三号主播", "9617619", 1234)
+    assert info.avatar_url == "https://i0.hdslb.com/bfs/face/9617619.jpg"
     assert info.internal["danmu"]["token"] == bilibili.token
     assert [h["host"] for h in info.internal["danmu"]["hosts"]] == ["127.0.0.1", "127.0.0.2"]
     danmu_call = next(r for r in bilibili.requests if r.path.endswith("getDanmuInfo"))
@@ -79,6 +80,12 @@ async def test_an_offline_room_is_not_live_and_needs_no_token(bilibili, bilibili
     assert (await bilibili_client.room_info("777")).live is False
     assert (await bilibili_client.room_info("778")).live is False
     assert not [r for r in bilibili.requests if r.path.endswith("getDanmuInfo")]
+
+
+async def test_a_missing_avatar_does_not_fail_the_room(bilibili, bilibili_client):
+    bilibili.fail_next("/live_user/v1/Master/info", status=500)
+    info = await bilibili_client.room_info("3")
+    assert (info.avatar_url, info.title) == ("", "三号直播间")
 
 
 async def test_a_room_that_does_not_exist_is_room_not_found(bilibili, bilibili_client):
