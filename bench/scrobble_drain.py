@@ -9,7 +9,7 @@ What it does, on loopback, with its own PostgreSQL database and Redis database:
   1. the local fake Last.fm and ListenBrainz servers of the test suite (tests/scrobbling/fakes.py:
      they check signatures, tokens and payloads like the real services and store what they
      accept); USERS users, each linked to both;
-  2. USERS x PLAYS plays recorded (scrobbling.services.plays_record, in lists of 1000 like an
+  2. USERS x PLAYS plays recorded (scrobbling.recording.plays_record, in lists of 1000 like an
      offline player's sync), which buffers one row per play per service;
   3. batched: scrobbling.delivery.drain for every (user, service), as the Celery task does:
      Last.fm 50 plays per track.scrobble, ListenBrainz 1000 per import. Requests counted by
@@ -101,8 +101,9 @@ def setup(args, lastfm, listenbrainz) -> list:
     from _harness import create_users
     from django.utils import timezone
 
-    from scrobbling import services
+    from scrobbling.inputs import PlayInput
     from scrobbling.models import ScrobblerLink
+    from scrobbling.recording import plays_record
     from tests.factories import make_track
 
     tracks = [make_track(f"Song {i}", f"Artist {i % 7}", f"Album {i % 5}", duration_s=180.0 + i) for i in range(50)]
@@ -115,10 +116,10 @@ def setup(args, lastfm, listenbrainz) -> list:
     start = timezone.now() - timedelta(days=5)
     began = time.perf_counter()
     for user in users:
-        plays = [services.PlayInput.of_track(tracks[i % len(tracks)], played_at=start + timedelta(minutes=4 * i),
-                                             source="api") for i in range(args.plays)]
+        plays = [PlayInput.of_track(tracks[i % len(tracks)], played_at=start + timedelta(minutes=4 * i),
+                                    source="api") for i in range(args.plays)]
         for first in range(0, len(plays), 1000):
-            services.plays_record(user=user, plays=plays[first:first + 1000])
+            plays_record(user=user, plays=plays[first:first + 1000])
     print(f"recorded {args.users * args.plays} plays in {time.perf_counter() - began:.1f} s", file=sys.stderr)
     return users
 

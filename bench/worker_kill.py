@@ -9,7 +9,7 @@ What it does, on loopback, with its own PostgreSQL database and a private redis-
 (the broker; never the shared Redis):
   1. the fake Last.fm and ListenBrainz of the test suite (tests/scrobbling/fakes.py), each
      answering after DELAY seconds so that a drain takes a while; USERS users linked to both;
-  2. USERS x PLAYS plays recorded (scrobbling.services.plays_record), which buffers one row
+  2. USERS x PLAYS plays recorded (scrobbling.recording.plays_record), which buffers one row
      per play per service and queues one drain task per link;
   3. a real worker (`celery -A project worker`, as in the Procfile) starts draining; once
      the fakes hold KILL_AT of what is due (a positive signal, counted from their requests),
@@ -106,8 +106,9 @@ def setup(args, lastfm, listenbrainz) -> set[tuple[str, int]]:
     """Users linked to both fakes and their plays; returns the (user name, timestamp) due."""
     from django.utils import timezone
 
-    from scrobbling import services
+    from scrobbling.inputs import PlayInput
     from scrobbling.models import ScrobblerLink
+    from scrobbling.recording import plays_record
     from tests.factories import make_track
 
     tracks = [make_track(f"Song {i}", f"Artist {i % 7}", f"Album {i % 5}", duration_s=180.0 + i) for i in range(20)]
@@ -120,9 +121,9 @@ def setup(args, lastfm, listenbrainz) -> set[tuple[str, int]]:
     start = (timezone.now() - timedelta(days=3)).replace(microsecond=0)
     due = set()
     for user in users:
-        plays = [services.PlayInput.of_track(tracks[i % len(tracks)], played_at=start + timedelta(minutes=4 * i),
-                                             source="api") for i in range(args.plays)]
-        services.plays_record(user=user, plays=plays)  # queues a drain per link, after commit
+        plays = [PlayInput.of_track(tracks[i % len(tracks)], played_at=start + timedelta(minutes=4 * i),
+                                    source="api") for i in range(args.plays)]
+        plays_record(user=user, plays=plays)  # queues a drain per link, after commit
         due |= {(user.username, int(play.played_at.timestamp())) for play in plays}
     return due
 

@@ -31,7 +31,7 @@ from django.conf import settings
 from project.realtime import encode, get_hub
 from rooms import events, presence, services
 from rooms.models import Room
-from scrobbling.services import play_counts
+from scrobbling.services import heard_enough
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class RoomRuntime:
             position_s = events.position_at(state, now)
             duration_s = state["track"]["duration_s"]
             heard_s = events.heard_at(state, now)
-            if state["version"] != self._scrobble_version and play_counts(duration_s=duration_s, played_s=heard_s):
+            if state["version"] != self._scrobble_version and heard_enough(duration_s=duration_s, heard_s=heard_s):
                 self._scrobble_version = state["version"]
                 try:  # idempotent (the play's start time): a failed attempt is made again
                     await database_sync_to_async(services.scrobble_if_due)(room_id=self.room_id)

@@ -23,10 +23,9 @@ from catalog.models import Track
 from project import inputs
 from project.accounts import revocation
 from project.realtime import broadcast_on_commit
-from rooms import events, presence
+from rooms import events, presence, scrobbles
 from rooms.models import Membership, PlaybackState, QueueEntry, Room, new_invite_code
 from rooms.presence import now_ms
-from scrobbling import services as scrobbling
 
 logger = logging.getLogger(__name__)
 
@@ -475,7 +474,7 @@ def _apply(state: PlaybackState, changes: dict) -> PlaybackState:
 def _now_playing_changed(state: PlaybackState) -> None:
     """The members listening now show the room's track as their now playing."""
     try:
-        scrobbling.room_playback_changed(state=state, online_user_ids=presence.online_user_ids(state.room_id))
+        scrobbles.playback_changed(state=state, online_user_ids=presence.online_user_ids(state.room_id))
     except Exception:  # a side effect: it must never undo or fail a room change
         logger.exception("room now playing not updated", extra={"room_id": state.room_id})
 
@@ -488,7 +487,7 @@ def scrobble_if_due(*, room_id: int) -> int:
     ).first()
     if state is None:
         return 0
-    return scrobbling.room_scrobble(state=state, online_user_ids=presence.online_user_ids(room_id))
+    return scrobbles.play_heard(state=state, online_user_ids=presence.online_user_ids(room_id))
 
 
 # --- driven by the members' players and the room's clock ---------------------------
@@ -643,7 +642,7 @@ def member_disconnected(*, room: Room, user) -> None:
         offset_ms=report.get("offset_ms"), rtt_ms=report.get("rtt_ms"), drift_ms=report.get("drift_ms"),
     )
     if user.pk not in presence.online_user_ids(room.pk):
-        scrobbling.room_now_playing_clear(room_id=room.pk, user_ids={user.pk})
+        scrobbles.listeners_left(room_id=room.pk, user_ids={user.pk})
 
 
 def listeners_sweep() -> int:
@@ -651,10 +650,10 @@ def listeners_sweep() -> int:
     showing a room as their now playing, once their presence has expired (run by the beat).
     Returns how many were cleared."""
     cleared = 0
-    for room_id, user_ids in scrobbling.room_now_playing_users().items():
+    for room_id, user_ids in scrobbles.listeners_by_room().items():
         gone = user_ids - presence.online_user_ids(room_id)
         if gone:
-            cleared += scrobbling.room_now_playing_clear(room_id=room_id, user_ids=gone)
+            cleared += scrobbles.listeners_left(room_id=room_id, user_ids=gone)
     return cleared
 
 

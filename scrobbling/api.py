@@ -7,9 +7,10 @@ from ninja import Field, Query, Router, Schema, Status
 
 from catalog.models import Track
 from project import inputs
-from scrobbling import selectors, services
+from scrobbling import nowplaying, recording, selectors
+from scrobbling.inputs import MAX_PLAYS_PER_REQUEST, ItemError, ScrobbleError, parse_played_at
+from scrobbling.links import link_remove, link_token
 from scrobbling.models import Play
-from scrobbling.services import ScrobbleError
 
 router = Router(tags=["scrobbling"])
 
@@ -46,8 +47,8 @@ def play_out(play: Play) -> dict:
 def now_playing(request, payload: NowPlayingIn):
     track = get_object_or_404(Track.objects.select_related("artist", "album"), pk=payload.track_id)
     try:
-        entry = services.now_playing_set(user=request.auth, track=track, position_s=payload.position_s,
-                                         paused=payload.paused, source=_source(request))
+        entry = nowplaying.now_playing_set(user=request.auth, track=track, position_s=payload.position_s,
+                                           paused=payload.paused, source=_source(request))
     except ScrobbleError as exc:
         return _error(exc)
     return entry
@@ -55,7 +56,7 @@ def now_playing(request, payload: NowPlayingIn):
 
 @router.delete("/now-playing", response={204: None}, summary="Stop showing what you were playing")
 def now_playing_stop(request):
-    services.now_playing_clear(user_id=request.auth.pk)
+    nowplaying.now_playing_clear(user_id=request.auth.pk)
     return Status(204, None)
 
 
@@ -75,7 +76,7 @@ SCROBBLES_DOC = {
         "required": True,
         "content": {"application/json": {"schema": {
             "oneOf": [PlayIn.model_json_schema(),
-                      {"type": "array", "maxItems": services.MAX_PLAYS_PER_REQUEST,
+                      {"type": "array", "maxItems": MAX_PLAYS_PER_REQUEST,
                        "items": PlayIn.model_json_schema()}],
         }}},
     },
@@ -90,7 +91,7 @@ def scrobbles_submit(request):
     except inputs.InputError as exc:
         return _error(ScrobbleError("invalid", exc.message, field=exc.field or "body"))
     try:
-        result = services.scrobbles_submit(user=request.auth, items=body, source=_source(request))
+        result = recording.scrobbles_submit(user=request.auth, items=body, source=_source(request))
     except ScrobbleError as exc:
         return _error(exc)
     status = 201 if result.created else 200
@@ -108,8 +109,8 @@ def scrobbles_list(request, filters: Query[HistoryFilter]):
     if not 1 <= filters.limit <= 500:
         return _error(ScrobbleError("invalid", "limit is from 1 to 500."))
     try:
-        before = services.parse_played_at(filters.before, field="before") if filters.before else None
-    except services.ItemError as exc:
+        before = parse_played_at(filters.before, field="before") if filters.before else None
+    except ItemError as exc:
         return _error(ScrobbleError("invalid", exc.message, field="before"))
     plays = selectors.history(user=request.auth, limit=filters.limit, before=before)
     return {"plays": [play_out(p) for p in plays],
@@ -131,8 +132,7 @@ class TokenLinkIn(Schema):
                      "first")
 def link(request, service: str, payload: TokenLinkIn):
     try:
-        linked = services.link_token(user=request.auth, service=service, token=payload.token,
-                                     api_root=payload.api_root)
+        linked = link_token(user=request.auth, service=service, token=payload.token, api_root=payload.api_root)
     except ScrobbleError as exc:
         return _error(exc)
     return Status(201, _link_status(request.auth, linked.service))
@@ -142,7 +142,7 @@ def link(request, service: str, payload: TokenLinkIn):
                summary="Unlink a service; plays waiting for it are kept for a later link")
 def unlink(request, service: str):
     try:
-        services.link_remove(user=request.auth, service=service)
+        link_remove(user=request.auth, service=service)
     except ScrobbleError as exc:
         return _error(exc)
     return _link_status(request.auth, service)

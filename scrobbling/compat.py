@@ -12,7 +12,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from project import inputs
 from project.accounts.services import token_authenticate
-from scrobbling import services
+from scrobbling import recording
+from scrobbling.inputs import ScrobbleError
 
 # What ListenBrainz accepts per submit-listens request (MAX_LISTEN_PAYLOAD_SIZE): a
 # 1000-listen import with rich metadata is about 3 MB, over Django's own limit
@@ -90,8 +91,8 @@ def submit_listens(request):
     if not isinstance(data, dict):
         return _error(400, "Invalid JSON document submitted.")
     try:
-        services.listens_submit(user=user, listen_type=data.get("listen_type"), payload=data.get("payload"))
-    except services.ScrobbleError as exc:
+        recording.listens_submit(user=user, listen_type=data.get("listen_type"), payload=data.get("payload"))
+    except ScrobbleError as exc:
         return _error(400, exc.message)
     return JsonResponse({"status": "ok"})
 

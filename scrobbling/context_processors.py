@@ -1,6 +1,6 @@
 from django.utils.functional import SimpleLazyObject
 
-from scrobbling import selectors, services
+from scrobbling import inputs, selectors
 
 
 def scrobbling(request):
@@ -11,4 +11,4 @@ def scrobbling(request):
     if user is None or not user.is_authenticated:
         return {"paused_links": []}
     return {"paused_links": SimpleLazyObject(lambda: selectors.paused_links_with_waiting(user=user)),
-            "scrobble_rule": {"min_track_s": services.MIN_TRACK_S, "played_enough_s": services.PLAYED_ENOUGH_S}}
+            "scrobble_rule": {"min_track_s": inputs.MIN_TRACK_S, "played_enough_s": inputs.PLAYED_ENOUGH_S}}

@@ -36,8 +36,6 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from project import metrics
-from project.realtime import sync_redis
-from scrobbling import services
 from scrobbling.clients import (
     ACCEPTED,
     AuthExpired,
@@ -50,6 +48,8 @@ from scrobbling.clients import (
     ScrobblingClient,
     registry,
 )
+from scrobbling.inputs import PlayInput
+from scrobbling.links import link_pause
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
 
 logger = logging.getLogger(__name__)
@@ -79,42 +79,6 @@ def backoff_s(failures: int) -> float:
     return step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not security
 
 
-KICK_TTL_S = 60
-
-
-def _kick_key(user_id: int, service: str) -> str:
-    return f"chorus:scrobble:kick:{service}:{user_id}"
-
-
-def kick_on_commit(*, user_id: int, service: str) -> None:
-    """Start a drain for this link once the current transaction commits, unless one is
-    already queued: a flag in Redis (cleared by the drain as it starts) makes a burst of
-    plays cost one task, and a submit cost a Redis SET instead of a broker publish."""
-    kick_many_on_commit([(user_id, service)])
-
-
-def kick_many_on_commit(links: list[tuple[int, str]]) -> None:
-    """kick_on_commit for several links, with one Redis round trip."""
-    transaction.on_commit(lambda: kick_many(links))
-
-
-def kick_many(links: list[tuple[int, str]]) -> None:
-    from scrobbling import tasks
-
-    pipe = sync_redis().pipeline(transaction=False)
-    for user_id, service in links:
-        pipe.set(_kick_key(user_id, service), 1, nx=True, ex=KICK_TTL_S)
-    for (user_id, service), first in zip(links, pipe.execute(), strict=True):
-        if first:
-            tasks.drain_link.delay(user_id, service)
-
-
-def kicked(*, user_id: int, service: str) -> None:
-    """A drain starts: plays committed from now on need a new kick (the flag expires anyway,
-    and the beat's sweep catches anything a lost task left)."""
-    sync_redis().delete(_kick_key(user_id, service))
-
-
 def claim(*, user_id: int, service: str, size: int | None = None) -> tuple[str, list[BufferEntry]] | None:
     """Lease the oldest entries of an active link that nobody is sending; None if there is
     nothing to do (no entries, paused, backing off, or another worker's lease is live)."""
@@ -140,7 +104,7 @@ def claim(*, user_id: int, service: str, size: int | None = None) -> tuple[str, 
     return token, entries
 
 
-def listen_of(play: Play | services.PlayInput) -> Listen:
+def listen_of(play: Play | PlayInput) -> Listen:
     """What a service is sent for a recorded play, or for one just starting (now playing)."""
     return Listen(artist=play.artist_name, title=play.track_title, played_at=play.played_at, album=play.album_title,
                   duration_s=play.duration_s, mbid=play.recording_mbid,
@@ -170,7 +134,7 @@ def drain(*, user_id: int, service: str, budget_s: float = DRAIN_BUDGET_S) -> Dr
                 kind = registry.get(service)
                 if not kind.configured():  # the server's keys for it were removed
                     _release(token)
-                    services.link_pause(link=link, reason=kind.not_configured_message())
+                    link_pause(link=link, reason=kind.not_configured_message())
                     result.paused = True
                     return result
                 client = kind.from_link(link)
@@ -310,7 +274,7 @@ def _put_off(link: ScrobblerLink, exc: ClientError, *, waiting: int, result: Dra
         return
     # An expired login, or a server address this server no longer calls: the plays are
     # kept until the user links again (a banner says why).
-    services.link_pause(link=link, reason=str(exc) or "The service no longer accepts the saved login.")
+    link_pause(link=link, reason=str(exc) or "The service no longer accepts the saved login.")
     logger.warning("scrobbler link paused", extra={"service": service, "user_id": link.user_id})
     result.paused = True
 
@@ -391,7 +355,7 @@ def send_now_playing(*, user_id: int, track_id: int | None, listen: dict | None 
         track = Track.objects.select_related("artist", "album").filter(pk=track_id).first()
         if track is None:
             return 0
-        listen = listen_of(services.PlayInput.of_track(track, played_at=timezone.now(), source="api"))
+        listen = listen_of(PlayInput.of_track(track, played_at=timezone.now(), source="api"))
     elif listen is not None:
         listen = Listen(artist=listen["artist"], title=listen["title"], played_at=timezone.now(),
                         album=listen.get("album") or "", duration_s=listen.get("duration_s"),
@@ -412,7 +376,7 @@ def send_now_playing(*, user_id: int, track_id: int | None, listen: dict | None 
             client.now_playing(link.secret, listen)
             sent += 1
         except (AuthExpired, NotAllowed) as exc:
-            services.link_pause(link=link, reason=str(exc) or "The service no longer accepts the saved login.")
+            link_pause(link=link, reason=str(exc) or "The service no longer accepts the saved login.")
         except Exception as exc:  # best effort by design: logged, never retried
             logger.info("now playing not sent", extra={"service": link.service, "error": str(exc)[:200]})
         finally:

@@ -8,8 +8,9 @@ from datetime import timedelta
 from django.utils import timezone
 
 from catalog.models import Track
-from scrobbling import services
+from scrobbling.inputs import MAX_PLAYS_PER_REQUEST, MIN_TRACK_S, PlayInput
 from scrobbling.models import Play
+from scrobbling.recording import plays_record
 
 
 def history_create(*, user, days: int = 90, seed: int = 7) -> int:
@@ -18,7 +19,7 @@ def history_create(*, user, days: int = 90, seed: int = 7) -> int:
     busier); only for a user without any. Returns how many were recorded."""
     if Play.objects.filter(user=user).exists():
         return 0
-    tracks = list(Track.objects.select_related("artist", "album").filter(duration_s__gt=services.MIN_TRACK_S))
+    tracks = list(Track.objects.select_related("artist", "album").filter(duration_s__gt=MIN_TRACK_S))
     if not tracks:
         return 0
     rng = random.Random(seed)  # noqa: S311 - demo data
@@ -35,10 +36,10 @@ def history_create(*, user, days: int = 90, seed: int = 7) -> int:
                 track = rng.choices(tracks, weights)[0]
                 if moment + timedelta(seconds=track.duration_s) > now:
                     break  # not yet played
-                plays.append(services.PlayInput.of_track(track, played_at=moment, played_s=track.duration_s,
-                                                         source=services.Play.Source.LIBRARY))
+                plays.append(PlayInput.of_track(track, played_at=moment, played_s=track.duration_s,
+                                                source=Play.Source.LIBRARY))
                 moment += timedelta(seconds=track.duration_s + rng.randrange(1, 20))
     recorded = 0
-    for first in range(0, len(plays), services.MAX_PLAYS_PER_REQUEST):
-        recorded += len(services.plays_record(user=user, plays=plays[first:first + services.MAX_PLAYS_PER_REQUEST]).created)
+    for first in range(0, len(plays), MAX_PLAYS_PER_REQUEST):
+        recorded += len(plays_record(user=user, plays=plays[first:first + MAX_PLAYS_PER_REQUEST]).created)
     return recorded

@@ -8,7 +8,7 @@ from django.db.models import Count, IntegerField, Max, Min, OuterRef, QuerySet, 
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from scrobbling import services
+from scrobbling import nowplaying
 from scrobbling.clients import registry
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
 
@@ -126,7 +126,7 @@ def listening_now() -> list[dict]:
     """Who is listening to what right now, as anyone signed in may see it (the home page and
     GET /api/scrobbling/now-playing): a private room is only "a private room", without its
     name, address or id."""
-    entries = services.now_playing_list()
+    entries = nowplaying.now_playing_list()
     for entry in entries:
         room = entry.get("room")
         if room and room.get("private"):

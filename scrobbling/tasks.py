@@ -5,9 +5,9 @@ from celery import shared_task
 def drain_link(user_id: int, service: str) -> None:
     """Send a user's buffered plays to one service. Idempotent: the buffer is the truth,
     and a second drain of the same link finds the first one's lease and leaves."""
-    from scrobbling import delivery
+    from scrobbling import delivery, kicks
 
-    delivery.kicked(user_id=user_id, service=service)
+    kicks.kicked(user_id=user_id, service=service)
     result = delivery.drain(user_id=user_id, service=service)
     if result.retry_in_s is not None:
         drain_link.apply_async((user_id, service), countdown=result.retry_in_s)
@@ -29,8 +29,8 @@ def sweep() -> None:
     """Every minute (beat): requeued dead letters back to the buffer, and a drain for every
     link with plays due (after a back-off, an expired lease of a killed worker, a reconnect);
     and now playing entries whose time ran out are dropped."""
-    from scrobbling import delivery, services
+    from scrobbling import delivery, nowplaying
 
-    services.now_playing_expire()
+    nowplaying.now_playing_expire()
     for user_id, service in delivery.sweep():
         drain_link.delay(user_id, service)

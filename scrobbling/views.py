@@ -16,10 +16,10 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
-from scrobbling import charts, selectors, services
+from scrobbling import charts, links, selectors
 from scrobbling.clients import ScrobblingClient
 from scrobbling.forms import ListenBrainzLinkForm
-from scrobbling.services import ScrobbleError
+from scrobbling.inputs import ScrobbleError
 
 HISTORY_PAGE = 50
 TOP_LIMIT = 10
@@ -123,8 +123,8 @@ def token_link(request, service: str):
     form = ListenBrainzLinkForm(request.POST)
     if form.is_valid():
         try:
-            link = services.link_token(user=request.user, service=kind.name, token=form.cleaned_data["token"],
-                                       api_root=form.cleaned_data["api_root"])
+            link = links.link_token(user=request.user, service=kind.name, token=form.cleaned_data["token"],
+                                    api_root=form.cleaned_data["api_root"])
         except ScrobbleError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
@@ -135,7 +135,7 @@ def token_link(request, service: str):
 
 def _service(service: str) -> type[ScrobblingClient]:
     try:
-        return services.scrobbler(service)
+        return links.scrobbler(service)
     except ScrobbleError:
         raise Http404(f"No scrobbling service called “{service}”.") from None
 
@@ -145,7 +145,7 @@ def _service(service: str) -> type[ScrobblingClient]:
 def unlink(request, service: str):
     service = _service(service)
     try:
-        waiting = services.link_remove(user=request.user, service=service.name)
+        waiting = links.link_remove(user=request.user, service=service.name)
     except ScrobbleError as exc:
         messages.error(request, exc.message)
     else:
@@ -163,7 +163,7 @@ def unlink(request, service: str):
 def discard(request, service: str):
     service = _service(service)
     try:
-        deleted = services.buffer_discard(user=request.user, service=service.name)
+        deleted = links.buffer_discard(user=request.user, service=service.name)
     except ScrobbleError as exc:
         messages.error(request, exc.message)
     else:
@@ -193,7 +193,7 @@ def web_connect(request, service: str):
     callback = request.build_absolute_uri(f"{reverse('scrobbling:callback', args=[kind.name])}?"
                                           f"{urlencode({'state': state})}")
     try:
-        url = services.connect_url(service=kind.name, callback_url=callback)
+        url = links.connect_url(service=kind.name, callback_url=callback)
     except ScrobbleError as exc:
         messages.error(request, exc.message)
         return redirect("scrobbling:services")
@@ -214,7 +214,7 @@ def web_callback(request, service: str):
                                 f"press Connect {kind.label} again.")
     else:
         try:
-            link = services.link_web(user=request.user, service=kind.name, token=token)
+            link = links.link_web(user=request.user, service=kind.name, token=token)
         except ScrobbleError as exc:
             messages.error(request, f"{kind.label} was not linked: {exc.message}")
         else:

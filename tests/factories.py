@@ -46,3 +46,8 @@ def make_track(title: str, artist: str, album: str | None, *, duration_s: float,
         title=title, artist=artist_row, album=album_row, duration_s=duration_s, file_path=f"/nowhere/{n}.mp3",
         format="mp3", mime_type="audio/mpeg", size_bytes=1000, checksum=f"{n:064d}", musicbrainz_id=mbid,
     )
+
+
+def shown_room(room) -> dict:
+    """A room as the now-playing listing shows it (what rooms/scrobbles.py passes to scrobbling)."""
+    return {"id": room.pk, "name": room.name, "slug": room.slug, "private": room.visibility == "private"}

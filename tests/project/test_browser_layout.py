@@ -26,8 +26,8 @@ from catalog.models import Album, ImportJob, Track
 from project.accounts.services import invite_create, token_create
 from rooms import services as rooms
 from rooms.models import PlaybackState
-from scrobbling import services as scrobbling
-from scrobbling.models import ScrobblerLink
+from scrobbling import inputs, links, nowplaying, recording
+from scrobbling.models import Play, ScrobblerLink
 from tests.factories import UserFactory, make_track
 from tests.live import log_in
 
@@ -97,18 +97,18 @@ def demo(library_dir, settings):
     # Paused on the track with the longest title, so the room page shows it as what plays.
     PlaybackState.objects.filter(room=room).update(entry=entries[0], status="paused", position_s=12.0)
     start = timezone.now() - timedelta(hours=3)
-    plays = [scrobbling.PlayInput.of_track(track, played_at=start + timedelta(minutes=5 * i), played_s=track.duration_s,
-                                           source=scrobbling.Play.Source.LIBRARY)
+    plays = [inputs.PlayInput.of_track(track, played_at=start + timedelta(minutes=5 * i), played_s=track.duration_s,
+                                           source=Play.Source.LIBRARY)
              for i, track in enumerate(tracks[:12])]
     for user in (staff, member):
-        scrobbling.plays_record(user=user, plays=plays)
-    scrobbling.now_playing_set(user=member, track=tracks[0], position_s=10)
+        recording.plays_record(user=user, plays=plays)
+    nowplaying.now_playing_set(user=member, track=tracks[0], position_s=10)
     # Settings and services with long names: an API token, a paused ListenBrainz link, an invite.
     for user in (staff, member):
         token_create(user=user, name=LONG_ROOM)
         link = ScrobblerLink.objects.create(user=user, service="listenbrainz", account_name=LONG_ROOM, secret="x",
                                             api_root="https://" + "long" * 40 + ".example.org/")
-        scrobbling.link_pause(link=link, reason=LONG_TITLE[:300])
+        links.link_pause(link=link, reason=LONG_TITLE[:300])
     invite_create(created_by=staff, max_uses=5, note=LONG_ROOM)
     return {
         "staff": staff, "member": member, "room": room,

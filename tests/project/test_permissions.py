@@ -23,7 +23,7 @@ from project.accounts.models import ApiToken
 from project.accounts.services import token_create
 from rooms import services as rooms
 from rooms.models import Membership, QueueEntry, Room
-from scrobbling import services as scrobbling
+from scrobbling import inputs, nowplaying, recording
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
 from tests.factories import UserFactory, make_track
 
@@ -329,7 +329,7 @@ def test_an_import_job_is_not_shown_to_someone_who_is_not_staff(alice, library_d
 
 def test_plays_and_links_of_another_user_are_never_shown(alice, bob, song):
     when = timezone.now() - timedelta(minutes=10)
-    scrobbling.plays_record(user=bob, plays=[scrobbling.PlayInput.of_track(song, played_at=when,
+    recording.plays_record(user=bob, plays=[inputs.PlayInput.of_track(song, played_at=when,
                                                                            source=Play.Source.LIBRARY)])
     ScrobblerLink.objects.create(user=bob, service="listenbrainz", account_name="bobs-account", secret="t")
     client = Client()
@@ -346,7 +346,7 @@ def test_plays_and_links_of_another_user_are_never_shown(alice, bob, song):
 
 def test_unlink_and_discard_touch_only_your_own_links_and_plays(alice, bob, song):
     ScrobblerLink.objects.create(user=bob, service="lastfm", account_name="bob-fm", secret="sk")
-    play = scrobbling.plays_record(user=bob, plays=[scrobbling.PlayInput.of_track(
+    play = recording.plays_record(user=bob, plays=[inputs.PlayInput.of_track(
         song, played_at=timezone.now() - timedelta(minutes=5), source=Play.Source.LIBRARY)]).created[0]
     DeadLetter.objects.create(user=bob, service="lastfm", play=play, payload={}, reason="Timestamp too old")
     waiting = BufferEntry.objects.filter(user=bob).count()
@@ -368,7 +368,7 @@ def test_clearing_now_playing_clears_only_your_own(alice, bob, song, redis_clien
     Client().post("/api/scrobbling/now-playing", data={"track_id": song.pk}, content_type="application/json",
                   headers=bearer(bob))
     assert Client().delete("/api/scrobbling/now-playing", headers=bearer(alice)).status_code == 204
-    assert [entry["username"] for entry in scrobbling.now_playing_list()] == ["bob"]
+    assert [entry["username"] for entry in nowplaying.now_playing_list()] == ["bob"]
 
 
 def test_the_settings_page_lists_only_your_own_tokens(alice, bob):

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from project.accounts.services import token_create
-from scrobbling import services
+from scrobbling import inputs, recording
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
 from tests.factories import UserFactory, make_track
 from tests.live import DAPHNE, _server_env
@@ -103,8 +103,8 @@ def test_web_worker_and_another_process_write_the_database_at_once(asgi_server_f
     # Meanwhile this process records Bob's plays, one transaction each, while the worker
     # delivers and deletes buffer rows and the web server writes Alice's.
     for n in range(PLAYS_IN_THIS_PROCESS):
-        play = services.PlayInput.of_track(tracks[n % 5], played_at=start + timedelta(minutes=3 * n), source="api")
-        assert len(services.plays_record(user=bob, plays=[play]).created) == 1
+        play = inputs.PlayInput.of_track(tracks[n % 5], played_at=start + timedelta(minutes=3 * n), source="api")
+        assert len(recording.plays_record(user=bob, plays=[play]).created) == 1
     for sender in senders:
         sender.join(60)
     assert statuses == [201] * REQUESTS

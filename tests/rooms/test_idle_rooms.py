@@ -11,9 +11,10 @@ from django.conf import settings
 
 from catalog.models import Track
 from project import realtime
-from rooms import presence, services, tasks
+from rooms import presence, scrobbles, services, tasks
 from rooms.models import PlaybackState, QueueEntry
-from scrobbling import services as scrobbling
+from scrobbling import nowplaying
+from tests.factories import shown_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,7 +160,7 @@ async def test_a_socket_joining_an_idle_room_gets_the_state_it_has_now(room, peo
 
 
 def _listening() -> dict[int, int | None]:
-    return {e["user_id"]: (e["room"] or {}).get("id") for e in scrobbling.now_playing_list()}
+    return {e["user_id"]: (e["room"] or {}).get("id") for e in nowplaying.now_playing_list()}
 
 
 async def test_a_member_who_closes_the_room_stops_listening_now(room, people, tokens, connect):
@@ -194,8 +195,8 @@ def test_a_member_whose_socket_died_stops_listening_now_once_their_presence_expi
     state = PlaybackState.objects.select_related("entry__track", "room").get(room=room)
     track = _entries(room)[0].track
     presence.touch(room.pk, [(lis.pk, "dead-tab"), (dj.pk, "live-tab")])
-    scrobbling.now_playing_set_many(users=[lis, dj], track=track, position_s=0, source="room", room=state.room)
-    scrobbling.now_playing_set(user=out, track=track)  # not from a room: not the rooms' business
+    nowplaying.now_playing_set_many(users=[lis, dj], track=track, position_s=0, source="room", room=shown_room(state.room))
+    nowplaying.now_playing_set(user=out, track=track)  # not from a room: not the rooms' business
     # lis's server process died: its presence entry is no longer refreshed and runs out.
     presence.sync_redis().zadd(presence._key(room.pk, "presence"), {f"{lis.pk}:dead-tab": presence.now_ms() - 1})
 
@@ -208,9 +209,9 @@ def test_listening_now_is_not_cleared_for_someone_who_moved_to_another_room(room
     lis = people["lis"]
     other = services.room_create(owner=people["out"], name="Elsewhere")
     presence.touch(other.pk, [(lis.pk, "tab")])
-    scrobbling.now_playing_set(user=lis, track=tracks[0], source="room", room=other)
+    nowplaying.now_playing_set(user=lis, track=tracks[0], source="room", room=shown_room(other))
 
-    assert scrobbling.room_now_playing_clear(room_id=room.pk, user_ids={lis.pk}) == 0
+    assert scrobbles.listeners_left(room_id=room.pk, user_ids={lis.pk}) == 0
     services.listeners_sweep()
 
     assert _listening() == {lis.pk: other.pk}

@@ -10,7 +10,7 @@ import pytest
 from catalog.models import Track
 from rooms import presence, services
 from rooms.models import PlaybackState, Room
-from scrobbling import services as scrobbling
+from scrobbling import nowplaying
 from scrobbling.models import Play
 from tests.factories import make_track
 from tests.rooms.test_two_processes import next_event, open_socket
@@ -138,12 +138,12 @@ def test_members_listening_see_the_room_track_as_now_playing(long_room, people, 
     host = people["hana"]
     services.playback_control(room=long_room, actor=host, control=services.parse_control({"action": "play"}))
     services.start_if_ready(room_id=long_room.pk, force=True)
-    entries = {e["username"]: e for e in scrobbling.now_playing_list()}
+    entries = {e["username"]: e for e in nowplaying.now_playing_list()}
     assert set(entries) == {"hana", "lis"}
     assert entries["lis"]["room"]["slug"] == long_room.slug
     assert entries["lis"]["title"] == "Long Song"
     assert entries["lis"]["paused"] is False
     services.playback_control(room=long_room, actor=host, control=services.parse_control({"action": "pause"}))
-    assert all(e["paused"] for e in scrobbling.now_playing_list())
+    assert all(e["paused"] for e in nowplaying.now_playing_list())
     services.playback_control(room=long_room, actor=host, control=services.parse_control({"action": "stop"}))
-    assert scrobbling.now_playing_list() == []
+    assert nowplaying.now_playing_list() == []

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from scrobbling import services
+from scrobbling import nowplaying
 from tests.scrobbling.fakes import FakeLastfm, FakeListenBrainz
 
 LASTFM_API_KEY = "0123456789abcdef0123456789abcdef"
@@ -56,7 +56,7 @@ def allow_loopback(settings):
 @pytest.fixture(autouse=True)
 def no_one_listening(redis_client):
     """Now playing starts and ends empty (it lives in Redis, not the test database)."""
-    keys = (services.NOW_PLAYING_KEY, services.NOW_PLAYING_KEY + ":expires")
+    keys = (nowplaying.NOW_PLAYING_KEY, nowplaying.NOW_PLAYING_KEY + ":expires")
     redis_client.delete(*keys)
     yield
     redis_client.delete(*keys)

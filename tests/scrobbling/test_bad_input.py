@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from project.accounts.services import token_create
-from scrobbling import services
+from scrobbling import nowplaying
 from scrobbling.models import Play
 from tests.factories import make_track
 
@@ -97,7 +97,7 @@ def test_now_playing_refuses_numbers_out_of_range(post, song, body):
     status, answer = post("/api/scrobbling/now-playing", body)
     assert 400 <= status < 500, answer
     assert "track_id" in json.dumps(answer) or "position_s" in json.dumps(answer)
-    assert services.now_playing_list() == []
+    assert nowplaying.now_playing_list() == []
 
 
 def test_a_negative_position_is_a_400_naming_it(post, song):

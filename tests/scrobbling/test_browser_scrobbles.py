@@ -16,7 +16,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from rooms import services as room_services
-from scrobbling import services
+from scrobbling import inputs, links, nowplaying, recording
 from scrobbling.models import Play, ScrobblerLink
 from tests.conftest import make_audio
 from tests.factories import make_track
@@ -76,7 +76,7 @@ def test_library_player_scrobbles_a_play_once_and_says_now_playing(alice, long_t
         play_fast(page, long_track)
     assert np.value.post_data_json["track_id"] == long_track.pk
     assert np.value.response().status == 200
-    listening = services.now_playing_list()
+    listening = nowplaying.now_playing_list()
     assert [(e["username"], e["track_id"], e["source"]) for e in listening] == [("alice", long_track.pk, "library")]
 
     play = wait_for(lambda: Play.objects.filter(user=alice).first(), what="the scrobble")
@@ -87,7 +87,7 @@ def test_library_player_scrobbles_a_play_once_and_says_now_playing(alice, long_t
     # It plays on to the end (about 2 s more): still one play, and nobody listening any more.
     page.wait_for_function("() => document.querySelector('#player-audio').ended")
     expect(page.locator("#player")).to_have_attribute("data-state", "ended")
-    wait_for(lambda: not services.now_playing_list(), what="now playing to be cleared after the last track")
+    wait_for(lambda: not nowplaying.now_playing_list(), what="now playing to be cleared after the last track")
     assert Play.objects.filter(user=alice).count() == 1
     assert page.evaluate("localStorage.getItem('chorus.pendingScrobbles')") is None
     assert js_errors == []
@@ -141,13 +141,13 @@ def test_scrobbles_page_renders_and_refreshes_its_recent_plays(alice, page, js_e
     for days in range(0, 80, 3):
         for n in range(days % 7 + 1):
             track = (song, other, third)[(days + n) % 3]
-            plays.append(services.PlayInput.of_track(track, played_at=now - timedelta(days=days, minutes=10 + n * 7),
+            plays.append(inputs.PlayInput.of_track(track, played_at=now - timedelta(days=days, minutes=10 + n * 7),
                                                       source=Play.Source.LIBRARY))
-    plays.append(services.PlayInput.of_track(other, played_at=now - timedelta(minutes=3), source=Play.Source.ROOM,
+    plays.append(inputs.PlayInput.of_track(other, played_at=now - timedelta(minutes=3), source=Play.Source.ROOM,
                                              room_id=room.pk, played_s=305.0))
-    plays.append(services.PlayInput(played_at=now - timedelta(minutes=6), artist_name="Boards of Canada",
+    plays.append(inputs.PlayInput(played_at=now - timedelta(minutes=6), artist_name="Boards of Canada",
                                     track_title="Roygbiv", source=Play.Source.EXTERNAL, client="Pano Scrobbler"))
-    services.plays_record(user=alice, plays=plays)
+    recording.plays_record(user=alice, plays=plays)
     ScrobblerLink.objects.create(user=alice, service="lastfm", account_name="alice_fm", secret="sk",
                                  last_sent_at=now - timedelta(minutes=2))
 
@@ -162,7 +162,7 @@ def test_scrobbles_page_renders_and_refreshes_its_recent_plays(alice, page, js_e
     shoot(page, "scrobbles.png")
 
     # A new play shows up without reloading (the list polls every 10 s).
-    services.plays_record(user=alice, plays=[services.PlayInput.of_track(
+    recording.plays_record(user=alice, plays=[inputs.PlayInput.of_track(
         third, played_at=timezone.now() - timedelta(seconds=5), source=Play.Source.API)])
     expect(page.locator("#recent tbody tr").first).to_contain_text("Teardrop", timeout=15_000)
     page.set_viewport_size({"width": 390, "height": 844})
@@ -179,7 +179,7 @@ def test_services_page_renders_and_follows_the_link_state(alice, page, js_errors
     expect(lastfm).to_contain_text("Linked as alice_fm")
     page.get_by_label("User token").fill("typed but not sent")
 
-    services.link_pause(link=link, reason="Invalid session key - Please re-authenticate")
+    links.link_pause(link=link, reason="Invalid session key - Please re-authenticate")
     page.locator("body").click(position={"x": 5, "y": 300})  # the form loses focus: polling resumes
     expect(lastfm).to_contain_text("Paused: Invalid session key", timeout=8_000)
     expect(lastfm.get_by_role("link", name="Reconnect")).to_be_visible()
@@ -196,7 +196,7 @@ def test_home_shows_who_is_listening(alice, bob, page, js_errors):
     song = make_track("Windowlicker", "Aphex Twin", "Windowlicker", duration_s=366.0)
     log_in(page, username=alice.username)
     expect(page.locator("#listening-now")).to_contain_text("Nobody is listening right now")
-    services.now_playing_set(user=bob, track=song, position_s=120.0)
+    nowplaying.now_playing_set(user=bob, track=song, position_s=120.0)
     expect(page.locator("#listening-now")).to_contain_text("Windowlicker", timeout=15_000)
     expect(page.locator("#listening-now")).to_contain_text("bob")
     shoot(page, "home-listening.png")

@@ -20,7 +20,7 @@ from django.db import connection
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from scrobbling import delivery, services, tasks
+from scrobbling import delivery, inputs, links, nowplaying, recording, tasks
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
 from tests.factories import UserFactory, make_track
 from tests.scrobbling.fakes import FakeListenBrainz, FakeMaloja, lastfm_signature
@@ -84,8 +84,8 @@ def play_times(count: int, *, ago: timedelta = timedelta(days=2), step: timedelt
 
 def record(user, track, times: list[datetime]) -> list[Play]:
     """Record plays as the API does (one buffer row per linked service)."""
-    plays = [services.PlayInput.of_track(track, played_at=t, source=Play.Source.API) for t in times]
-    return services.plays_record(user=user, plays=plays).created
+    plays = [inputs.PlayInput.of_track(track, played_at=t, source=Play.Source.API) for t in times]
+    return recording.plays_record(user=user, plays=plays).created
 
 
 def unix(times) -> list[int]:
@@ -390,9 +390,9 @@ def test_a_revoked_lastfm_session_pauses_the_link_and_relinking_sends_the_kept_p
     assert delivery.drain(user_id=alice.pk, service=LASTFM).requests == 0  # paused: nothing is tried
 
     if relink_with == "session_key":
-        services.link_web(user=alice, service=LASTFM, session_key=fake_lastfm.add_session("alice_lfm"))
+        links.link_web(user=alice, service=LASTFM, session_key=fake_lastfm.add_session("alice_lfm"))
     else:
-        services.link_web(user=alice, service=LASTFM, token=fake_lastfm.authorize_token("alice_lfm"))
+        links.link_web(user=alice, service=LASTFM, token=fake_lastfm.authorize_token("alice_lfm"))
     linked.refresh_from_db()
     assert (linked.status, linked.paused_reason, linked.paused_at) == (ScrobblerLink.Status.ACTIVE, "", None)
 
@@ -664,7 +664,7 @@ def test_staff_requeue_sends_dead_letters_again_once_the_link_is_active(staff, s
     ids = list(DeadLetter.objects.values_list("id", flat=True))
     assert len(ids) == 2
     settings.LASTFM_API_SECRET = good_secret
-    services.link_pause(link=linked, reason="testing: not yet")
+    links.link_pause(link=linked, reason="testing: not yet")
 
     response = staff_client.post("/admin/scrobbling/deadletter/", {"action": "requeue", "_selected_action": ids})
 
@@ -733,7 +733,7 @@ def test_a_late_worker_deletes_nothing_of_a_reclaimed_batch(alice, song, fake_la
     assert new_token != late_token
     assert [e.pk for e in new_entries] == [e.pk for e in late_entries]
     linked = ScrobblerLink.objects.get(user=alice)
-    client = services.scrobbler(LASTFM).build()
+    client = links.scrobbler(LASTFM).build()
     try:
         # The late worker's request goes through, but the rows are the new worker's now.
         delivery._send(linked, client, late_token, late_entries, delivery.DrainResult())
@@ -758,7 +758,7 @@ def raw_secret(link_id: int) -> str:
 
 def test_session_keys_are_encrypted_at_rest(alice, fake_lastfm):
     session_key = fake_lastfm.add_session("alice_lfm")
-    linked = services.link_web(user=alice, service=LASTFM, session_key=session_key)
+    linked = links.link_web(user=alice, service=LASTFM, session_key=session_key)
     stored = raw_secret(linked.pk)
     assert stored.startswith("fernet:")
     assert session_key not in stored
@@ -795,7 +795,7 @@ def test_a_submitted_play_reaches_the_services_through_the_drain_task(
     played_at = (timezone.now() - timedelta(minutes=20)).replace(microsecond=0)
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        services.scrobbles_submit(user=alice, items={"track_id": song.pk, "played_at": played_at.isoformat()})
+        recording.scrobbles_submit(user=alice, items={"track_id": song.pk, "played_at": played_at.isoformat()})
 
     assert callbacks  # the drains were started only after the commit
     assert stored_timestamps(fake_lastfm, "alice_lfm") == [int(played_at.timestamp())]
@@ -838,7 +838,7 @@ def test_now_playing_is_sent_once_per_track_start(eager_celery, alice, song, fak
     link_listenbrainz(alice, fake_listenbrainz)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.now_playing_set(user=alice, track=song, position_s=0)
+        nowplaying.now_playing_set(user=alice, track=song, position_s=0)
     lastfm_sent, listenbrainz_sent = now_playing_requests(fake_lastfm, fake_listenbrainz)
     assert len(lastfm_sent) == len(listenbrainz_sent) == 1
     assert fake_lastfm.now_playing["alice_lfm"]["track"] == "Jóga"
@@ -846,7 +846,7 @@ def test_now_playing_is_sent_once_per_track_start(eager_celery, alice, song, fak
     assert "listened_at" not in fake_listenbrainz.playing_now["alice_lb"]
 
     with django_capture_on_commit_callbacks(execute=True):  # the same play, a little later
-        services.now_playing_set(user=alice, track=song, position_s=30)
+        nowplaying.now_playing_set(user=alice, track=song, position_s=30)
     assert tuple(map(len, now_playing_requests(fake_lastfm, fake_listenbrainz))) == (1, 1)
     assert not Play.objects.exists()
     assert not BufferEntry.objects.exists()
@@ -860,7 +860,7 @@ def test_now_playing_is_not_retried_when_the_service_fails(eager_celery, alice, 
     fake_listenbrainz.fail_next(1, status=503)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.now_playing_set(user=alice, track=song, position_s=0)
+        nowplaying.now_playing_set(user=alice, track=song, position_s=0)
 
     lastfm_sent, listenbrainz_sent = now_playing_requests(fake_lastfm, fake_listenbrainz)
     assert [r.status for r in lastfm_sent] == [503]
@@ -869,7 +869,7 @@ def test_now_playing_is_not_retried_when_the_service_fails(eager_celery, alice, 
     assert fake_listenbrainz.playing_now == {}
     for linked in ScrobblerLink.objects.filter(user=alice):
         assert (linked.status, linked.failures, linked.retry_at) == (ScrobblerLink.Status.ACTIVE, 0, None)
-    assert services.now_playing_list()[0]["track_id"] == song.pk  # still shown here
+    assert nowplaying.now_playing_list()[0]["track_id"] == song.pk  # still shown here
 
 
 def test_an_unknown_artist_is_not_sent_as_now_playing(eager_celery, alice, fake_lastfm,
@@ -879,10 +879,10 @@ def test_an_unknown_artist_is_not_sent_as_now_playing(eager_celery, alice, fake_
     untagged = make_track("Track 05", "Unknown Artist", None, duration_s=200.0)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.now_playing_set(user=alice, track=untagged, position_s=0)
+        nowplaying.now_playing_set(user=alice, track=untagged, position_s=0)
 
     assert now_playing_requests(fake_lastfm, fake_listenbrainz) == ([], [])
-    assert [e["track_id"] for e in services.now_playing_list()] == [untagged.pk]
+    assert [e["track_id"] for e in nowplaying.now_playing_list()] == [untagged.pk]
 
 
 # --- manage.py link_scrobbler -----------------------------------------------------------------------

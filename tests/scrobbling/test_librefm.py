@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from project.accounts.services import token_create
-from scrobbling import delivery, services
+from scrobbling import delivery, inputs, recording
 from scrobbling.clients import registry
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
 from tests.factories import make_track
@@ -64,8 +64,8 @@ def test_librefm_links_in_the_browser_and_gets_a_batch(alice_client, alice, song
 
     start = (timezone.now() - timedelta(days=1)).replace(microsecond=0)
     times = [start + timedelta(minutes=i) for i in range(3)]
-    plays = [services.PlayInput.of_track(song, played_at=t, source=Play.Source.API) for t in times]
-    services.plays_record(user=alice, plays=plays)
+    plays = [inputs.PlayInput.of_track(song, played_at=t, source=Play.Source.API) for t in times]
+    recording.plays_record(user=alice, plays=plays)
     assert BufferEntry.objects.filter(user=alice, service="librefm").count() == 3
 
     result = delivery.drain(user_id=alice.pk, service="librefm")

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from project.accounts.services import token_create
-from scrobbling import delivery, services
+from scrobbling import delivery, inputs, recording
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
 from tests.factories import make_track
 from tests.scrobbling.fakes import FakeListenBrainz, FakeMaloja
@@ -130,9 +130,9 @@ def song(db):
 
 def record(user, track, count: int) -> list[Play]:
     start = (timezone.now() - timedelta(days=1)).replace(microsecond=0)
-    plays = [services.PlayInput.of_track(track, played_at=start + timedelta(minutes=i), source=Play.Source.API)
+    plays = [inputs.PlayInput.of_track(track, played_at=start + timedelta(minutes=i), source=Play.Source.API)
              for i in range(count)]
-    return services.plays_record(user=user, plays=plays).created
+    return recording.plays_record(user=user, plays=plays).created
 
 
 def test_delivery_to_a_refused_address_pauses_the_link_and_keeps_the_plays(no_private, alice, song, own_server):

@@ -19,7 +19,7 @@ from liblistenbrainz.errors import InvalidAuthTokenException
 
 from catalog.models import Track
 from project.accounts.services import token_create, token_revoke
-from scrobbling import services
+from scrobbling import nowplaying
 from scrobbling.models import Play, ScrobblerLink
 from tests.factories import make_track
 
@@ -146,7 +146,7 @@ def test_playing_now_shows_the_track_as_now_playing_without_recording_a_play(lis
                                                                            joga):
     assert listenbrainz.submit_playing_now(Listen(track_name="JOGA", artist_name="björk")) == {"status": "ok"}
 
-    [entry] = services.now_playing_list()
+    [entry] = nowplaying.now_playing_list()
     assert (entry["username"], entry["track_id"], entry["source"], entry["paused"]) == ("alice", joga.pk,
                                                                                         "external", False)
     assert not Play.objects.exists()
@@ -219,7 +219,7 @@ def test_a_bad_submission_is_refused_with_400_and_records_nothing(client, alice_
     assert answer["code"] == 400
     assert needle in answer["error"]
     assert not Play.objects.exists()
-    assert services.now_playing_list() == []
+    assert nowplaying.now_playing_list() == []
     joga.refresh_from_db()
     assert joga.play_count == 0
 
@@ -345,7 +345,7 @@ def test_playing_now_for_a_track_not_in_the_library_is_shown_and_sent_on(
         assert submit(client, {"listen_type": "playing_now", "payload": [playing]}, alice_token) == (
             200, {"status": "ok"})
 
-    [entry] = services.now_playing_list()
+    [entry] = nowplaying.now_playing_list()
     assert (entry["username"], entry["track_id"], entry["title"], entry["artist"], entry["duration_s"]) == (
         "alice", None, "Hoppípolla", "Sigur Rós", 268.0)
     forwarded = fake_listenbrainz.playing_now["alice_lb"]["track_metadata"]

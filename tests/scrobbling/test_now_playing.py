@@ -7,8 +7,8 @@ import pytest
 
 from project.accounts.services import token_create
 from rooms.models import Room
-from scrobbling import services
-from tests.factories import UserFactory, make_track
+from scrobbling import nowplaying
+from tests.factories import UserFactory, make_track, shown_room
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def rooms(bob):
 def test_the_api_does_not_name_other_peoples_private_rooms(client, alice, bob, song, rooms):
     private, public = rooms
     carol = UserFactory(username="carol")
-    services.now_playing_set(user=bob, track=song, room=private)
-    services.now_playing_set(user=carol, track=song, room=public)
+    nowplaying.now_playing_set(user=bob, track=song, room=shown_room(private))
+    nowplaying.now_playing_set(user=carol, track=song, room=shown_room(public))
     _, raw = token_create(user=alice, name="player")
 
     response = client.get("/api/scrobbling/now-playing", headers={"Authorization": f"Bearer {raw}"})
@@ -44,7 +44,7 @@ def test_the_api_does_not_name_other_peoples_private_rooms(client, alice, bob, s
 
 def test_the_home_page_and_the_api_agree(client, alice, bob, song, rooms):
     private, _ = rooms
-    services.now_playing_set(user=bob, track=song, room=private)
+    nowplaying.now_playing_set(user=bob, track=song, room=shown_room(private))
     client.force_login(alice)
 
     page = client.get("/listening-now").content.decode()
@@ -64,15 +64,15 @@ def test_listing_leaves_out_a_finished_track_and_the_sweep_deletes_it(bob, song,
     from project.realtime import sync_redis
     from scrobbling import tasks
 
-    services.now_playing_set(user=bob, track=song)
+    nowplaying.now_playing_set(user=bob, track=song)
     later = timezone.now() + timedelta(seconds=song.duration_s + 60)
     monkeypatch.setattr(timezone, "now", lambda: later)
 
-    assert services.now_playing_list() == []
-    assert services.now_playing_list() == []
-    assert sync_redis().hexists(services.NOW_PLAYING_KEY, str(bob.pk)), "a read deleted the entry"
+    assert nowplaying.now_playing_list() == []
+    assert nowplaying.now_playing_list() == []
+    assert sync_redis().hexists(nowplaying.NOW_PLAYING_KEY, str(bob.pk)), "a read deleted the entry"
 
     tasks.sweep()
 
-    assert not sync_redis().hexists(services.NOW_PLAYING_KEY, str(bob.pk))
-    assert services.now_playing_expire() == 0
+    assert not sync_redis().hexists(nowplaying.NOW_PLAYING_KEY, str(bob.pk))
+    assert nowplaying.now_playing_expire() == 0

@@ -11,9 +11,9 @@ import pytest
 from django.utils import timezone
 
 from rooms import services as room_services
-from scrobbling import charts, services
+from scrobbling import charts, inputs, links, nowplaying, recording
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
-from tests.factories import make_track
+from tests.factories import make_track, shown_room
 
 BAR = re.compile(r'<g class="day[^"]*"><title>([^<]*)</title><rect class="hit"[^>]*/><rect class="bar" '
                  r'x="[^"]*" y="([^"]*)" width="[^"]*" height="([^"]*)"')
@@ -31,11 +31,11 @@ def other_song(db):
 
 def record(user, track, played_at, **kwargs):
     kwargs.setdefault("source", Play.Source.LIBRARY)
-    return services.plays_record(user=user, plays=[services.PlayInput.of_track(track, played_at=played_at, **kwargs)])
+    return recording.plays_record(user=user, plays=[inputs.PlayInput.of_track(track, played_at=played_at, **kwargs)])
 
 
 def unmatched(user, played_at, *, artist="Boards of Canada", title="Roygbiv", client="Pano Scrobbler"):
-    return services.plays_record(user=user, plays=[services.PlayInput(
+    return recording.plays_record(user=user, plays=[inputs.PlayInput(
         played_at=played_at, artist_name=artist, track_title=title, source=Play.Source.EXTERNAL, client=client)])
 
 
@@ -486,7 +486,7 @@ def test_banner_on_every_page_while_a_link_is_paused(alice_client, alice, song):
         record(alice, song, timezone.now() - timedelta(minutes=minutes))
     assert "stopped accepting" not in body(alice_client.get("/"))
 
-    services.link_pause(link=link, reason="Invalid session key - Please re-authenticate")
+    links.link_pause(link=link, reason="Invalid session key - Please re-authenticate")
     for url in ("/", "/library/", "/scrobbles/"):
         banner = body(alice_client.get(url)).split('<aside class="banner"')[1].split("</aside>")[0]
         assert ("<strong>Last.fm stopped accepting your plays:</strong> Invalid session key - Please "
@@ -528,8 +528,8 @@ def test_home_says_when_nobody_is_listening(alice_client):
 
 def test_home_shows_who_is_listening_to_what(alice_client, alice, bob, song, other_song):
     room = room_services.room_create(owner=bob, name="Friday Mix")
-    services.now_playing_set(user=bob, track=song, position_s=100.0, room=room, source=Play.Source.ROOM)
-    services.now_playing_set(user=alice, track=other_song, position_s=30.0, paused=True, source=Play.Source.LIBRARY)
+    nowplaying.now_playing_set(user=bob, track=song, position_s=100.0, room=shown_room(room), source=Play.Source.ROOM)
+    nowplaying.now_playing_set(user=alice, track=other_song, position_s=30.0, paused=True, source=Play.Source.LIBRARY)
 
     page = body(alice_client.get("/"))
     section = page.split('id="listening-now"')[1].split("</section>")[0]
@@ -547,7 +547,7 @@ def test_home_shows_who_is_listening_to_what(alice_client, alice, bob, song, oth
 
 
 def test_listening_now_partial(alice_client, client, bob, song):
-    services.now_playing_set(user=bob, track=song)
+    nowplaying.now_playing_set(user=bob, track=song)
     page = body(alice_client.get("/listening-now", headers={"HX-Request": "true"}))
     assert page.lstrip().startswith('<section id="listening-now"')
     assert "Windowlicker" in page
@@ -556,7 +556,7 @@ def test_listening_now_partial(alice_client, client, bob, song):
 
 
 def test_the_library_player_gets_the_play_threshold_from_the_server(alice_client, monkeypatch):
-    monkeypatch.setattr(services, "PLAYED_ENOUGH_S", 120.0)
+    monkeypatch.setattr(inputs, "PLAYED_ENOUGH_S", 120.0)
     page = alice_client.get("/").content.decode()
-    assert f'data-min-track-s="{services.MIN_TRACK_S:g}"' in page
+    assert f'data-min-track-s="{inputs.MIN_TRACK_S:g}"' in page
     assert 'data-played-enough-s="120"' in page

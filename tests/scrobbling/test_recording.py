@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from catalog.models import Album, Artist, Track
+from catalog.models import Album, Artist, Track, match_key
 from project.accounts.services import token_create
-from scrobbling import services
+from scrobbling import nowplaying, recording
 from scrobbling.models import BufferEntry, Play, ScrobblerLink
 from tests.factories import make_track
 
@@ -26,7 +26,7 @@ ONE_STATEMENT_ONLY_ON_POSTGRESQL = pytest.mark.postgres_only(
 def recording_path(request, monkeypatch):
     """Every recording test runs on both paths: PostgreSQL's single statement and the
     portable ORM transaction (what SQLite uses)."""
-    monkeypatch.setattr(services, "ONE_STATEMENT", request.param == "one statement")
+    monkeypatch.setattr(recording, "ONE_STATEMENT", request.param == "one statement")
     return request.param
 
 
@@ -229,13 +229,13 @@ def test_submitting_does_not_wait_for_services(api, alice, song, settings):
 def test_now_playing_is_kept_with_a_ttl(api, alice, song, redis_client):
     response = api({"track_id": song.pk, "position_s": 300}, url="/api/scrobbling/now-playing")
     assert response.status_code == 200, response.content
-    [entry] = services.now_playing_list()
+    [entry] = nowplaying.now_playing_list()
     assert (entry["username"], entry["track_id"], entry["paused"]) == ("alice", song.pk, False)
-    expires_ms = redis_client.zscore(services.NOW_PLAYING_KEY + ":expires", str(alice.pk))
+    expires_ms = redis_client.zscore(nowplaying.NOW_PLAYING_KEY + ":expires", str(alice.pk))
     ttl_s = expires_ms / 1000 - timezone.now().timestamp()
     assert 66 < ttl_s <= 71.5  # 66 s left + 5 s
     api({"track_id": song.pk, "position_s": 310, "paused": True}, url="/api/scrobbling/now-playing")
-    expires_ms = redis_client.zscore(services.NOW_PLAYING_KEY + ":expires", str(alice.pk))
+    expires_ms = redis_client.zscore(nowplaying.NOW_PLAYING_KEY + ":expires", str(alice.pk))
     assert 29 * 60 < expires_ms / 1000 - timezone.now().timestamp() <= 30 * 60
     bad = api({"track_id": song.pk, "position_s": -1}, url="/api/scrobbling/now-playing")
     assert bad.status_code == 400
@@ -258,7 +258,7 @@ def test_history_api(api, alice, song, client):
 
 def test_a_track_is_matched_case_and_accent_insensitively(db):
     track = make_track("Jóga", "Björk", "Homogenic", duration_s=305.0)
-    assert Track.objects.get(match_key=services.match_key("BJORK", " joga ")) == track
+    assert Track.objects.get(match_key=match_key("BJORK", " joga ")) == track
 
 
 def test_the_demo_history_fills_90_days_once(alice):

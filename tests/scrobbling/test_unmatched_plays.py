@@ -10,9 +10,9 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from scrobbling import services
+from scrobbling import recording
+from scrobbling.inputs import PlayInput
 from scrobbling.models import Play
-from scrobbling.services import PlayInput
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
     "orm",
 ])
 def recording_path(request, monkeypatch):
-    monkeypatch.setattr(services, "ONE_STATEMENT", request.param == "one statement")
+    monkeypatch.setattr(recording, "ONE_STATEMENT", request.param == "one statement")
 
 
 def listen(artist: str, title: str, played_at) -> PlayInput:
@@ -33,19 +33,19 @@ def listen(artist: str, title: str, played_at) -> PlayInput:
 @pytest.mark.parametrize(("again_artist", "again_title"), [("BJÖRK", "JÓGA"), ("Bjork", "Joga"), ("  björk ", "jóga")])
 def test_an_unmatched_listen_sent_again_in_other_case_or_accents_is_a_duplicate(alice, again_artist, again_title):
     played_at = timezone.now() - timedelta(hours=1)
-    first = services.plays_record(user=alice, plays=[listen("Björk", "Jóga", played_at)])
+    first = recording.plays_record(user=alice, plays=[listen("Björk", "Jóga", played_at)])
     assert len(first.created) == 1
-    again = services.plays_record(user=alice, plays=[listen(again_artist, again_title, played_at)])
+    again = recording.plays_record(user=alice, plays=[listen(again_artist, again_title, played_at)])
     assert (again.created, again.duplicates) == ([], [0])
     assert Play.objects.get(user=alice).artist_name == "Björk"
 
 
 def test_other_listens_of_the_same_moment_are_kept(alice, bob):
     played_at = timezone.now() - timedelta(hours=1)
-    services.plays_record(user=alice, plays=[listen("Björk", "Jóga", played_at)])
-    assert len(services.plays_record(user=bob, plays=[listen("Björk", "Jóga", played_at)]).created) == 1
-    assert len(services.plays_record(user=alice, plays=[listen("Björk", "Hyperballad", played_at)]).created) == 1
-    assert len(services.plays_record(user=alice, plays=[listen("Björk", "Jóga", played_at + timedelta(seconds=1))]).created) == 1
+    recording.plays_record(user=alice, plays=[listen("Björk", "Jóga", played_at)])
+    assert len(recording.plays_record(user=bob, plays=[listen("Björk", "Jóga", played_at)]).created) == 1
+    assert len(recording.plays_record(user=alice, plays=[listen("Björk", "Hyperballad", played_at)]).created) == 1
+    assert len(recording.plays_record(user=alice, plays=[listen("Björk", "Jóga", played_at + timedelta(seconds=1))]).created) == 1
 
 
 def test_the_database_refuses_a_second_copy_of_an_unmatched_play(alice):

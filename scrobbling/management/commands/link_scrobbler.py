@@ -1,8 +1,10 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from scrobbling import services
+from scrobbling import links
 from scrobbling.clients import registry
+from scrobbling.inputs import ScrobbleError
+from scrobbling.models import BufferEntry
 
 
 class Command(BaseCommand):
@@ -28,14 +30,14 @@ class Command(BaseCommand):
             if kind.auth == "web":
                 if not session_key or token or api_root:
                     raise CommandError(f"{kind.label} takes --session-key KEY (and no --token or --api-root).")
-                link = services.link_web(user=user, service=service, session_key=session_key)
+                link = links.link_web(user=user, service=service, session_key=session_key)
             else:
                 if not token or session_key:
                     raise CommandError(f"{kind.label} takes --token TOKEN [--api-root URL].")
-                link = services.link_token(user=user, service=service, token=token, api_root=api_root)
-        except services.ScrobbleError as exc:
+                link = links.link_token(user=user, service=service, token=token, api_root=api_root)
+        except ScrobbleError as exc:
             raise CommandError(exc.message) from None
-        waiting = services.BufferEntry.objects.filter(user=user, service=service).count()
+        waiting = BufferEntry.objects.filter(user=user, service=service).count()
         self.stdout.write(self.style.SUCCESS(
             f"{username} is linked to {link.get_service_display()} as {link.account_name}; {waiting} play(s) waiting."
         ))
