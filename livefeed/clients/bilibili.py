@@ -646,16 +646,19 @@ class BilibiliClient(LiveClient):
                   "platform": "web", "ptype": 8}
         data = await self._api("/xlive/web-room/v2/index/getRoomPlayInfo", params, what="Bilibili getRoomPlayInfo")
         urls: dict[str, str] = {}
-        playurl = ((data.get("playurl_info") or {}).get("playurl") or {})
-        for stream in playurl.get("stream") or []:
-            for fmt in stream.get("format") or []:
-                for codec in fmt.get("codec") or []:
-                    url_info = codec.get("url_info") or []
-                    if not url_info or not codec.get("base_url"):
-                        continue
-                    first = url_info[0]
-                    key = f"{stream.get('protocol_name')}_{fmt.get('format_name')}_{codec.get('codec_name')}"
-                    urls.setdefault(key, f"{first.get('host', '')}{codec['base_url']}{first.get('extra', '')}")
+        try:
+            playurl = ((data.get("playurl_info") or {}).get("playurl") or {})
+            for stream in playurl.get("stream") or []:
+                for fmt in stream.get("format") or []:
+                    for codec in fmt.get("codec") or []:
+                        url_info = codec.get("url_info") or []
+                        if not url_info or not codec.get("base_url"):
+                            continue
+                        first = url_info[0]
+                        key = f"{stream.get('protocol_name')}_{fmt.get('format_name')}_{codec.get('codec_name')}"
+                        urls.setdefault(key, f"{first.get('host', '')}{codec['base_url']}{first.get('extra', '')}")
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            raise GiveUp(f"Bilibili getRoomPlayInfo: an answer of an unexpected shape ({exc})") from None
         return urls
 
     async def _avatar(self, uid: str) -> str:
@@ -684,6 +687,8 @@ class BilibiliClient(LiveClient):
                                {"req_biz": "web_room_componet", "room_ids": room_id}, what="Bilibili getRoomBaseInfo")
         rooms = base.get("by_room_ids") if isinstance(base.get("by_room_ids"), dict) else {}
         room = rooms.get(str(room_id)) or next(iter(rooms.values()), {}) if rooms else {}
+        if not isinstance(room, dict):
+            room = {}
         info = RoomInfo(ref=str(ref), live=live, title=str(room.get("title") or ""),
                         streamer_name=str(room.get("uname") or ""),
                         streamer_id=str(init.get("uid") or room.get("uid") or ""),

@@ -103,7 +103,7 @@ class FakeBilibili:
         self.sockets: set[ServerConnection] = set()
         self._servers: list[Server] = []
         self.ports: list[int] = []
-        self._failures: list[tuple[str, int, int, str]] = []
+        self._failures: list[tuple[str, int, int, str, Any]] = []
         self._joined = asyncio.Event()
 
     async def start(self) -> Self:
@@ -134,9 +134,10 @@ class FakeBilibili:
 
     ws_template = "ws://{host}:{ws_port}/sub"  # LIVEFEED_BILIBILI_WS_URL for the host list
 
-    def fail_next(self, path: str, *, status: int = 200, code: int = 0, message: str = "") -> None:
-        """The next request under `path` answers HTTP `status` with {"code": code, "message": message}."""
-        self._failures.append((path, status, code, message))
+    def fail_next(self, path: str, *, status: int = 200, code: int = 0, message: str = "", data: Any = None) -> None:
+        """The next request under `path` answers HTTP `status` with {"code": code, "message": message,
+        "data": data (default {})}."""
+        self._failures.append((path, status, code, message, {} if data is None else data))
 
     # HTTP
 
@@ -158,10 +159,10 @@ class FakeBilibili:
             return None  # the websocket handshake goes on
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         self.requests.append(Recorded(url.path, params, {k.lower(): v for k, v in request.headers.raw_items()}))
-        for index, (path, status, code, message) in enumerate(self._failures):
+        for index, (path, status, code, message, data) in enumerate(self._failures):
             if url.path.startswith(path):
                 del self._failures[index]
-                return self._json(status, {"code": code, "message": message, "ttl": 1, "data": {}})
+                return self._json(status, {"code": code, "message": message, "ttl": 1, "data": data})
         handler = {
             "/room/v1/Room/room_init": self._room_init,
             "/xlive/web-room/v1/index/getRoomBaseInfo": self._base_info,

@@ -82,6 +82,14 @@ async def test_an_offline_room_is_not_live_and_needs_no_token(bilibili, bilibili
     assert not [r for r in bilibili.requests if r.path.endswith("getDanmuInfo")]
 
 
+async def test_stream_urls_of_an_unexpected_shape_do_not_fail_the_room(bilibili, bilibili_client, caplog):
+    bilibili.fail_next("/xlive/web-room/v2/index/getRoomPlayInfo", data={"playurl_info": {"playurl": {"stream": [7]}}})
+    info = await bilibili_client.room_info("3")
+    assert info.live is True
+    assert info.stream_urls == {}
+    assert "unexpected shape" in caplog.text
+
+
 async def test_a_missing_avatar_does_not_fail_the_room(bilibili, bilibili_client):
     bilibili.fail_next("/live_user/v1/Master/info", status=500)
     info = await bilibili_client.room_info("3")

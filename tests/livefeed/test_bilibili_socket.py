@@ -76,9 +76,9 @@ async def test_heartbeats_go_out_every_interval_and_their_replies_are_read(bilib
 
 
 async def test_a_quiet_room_whose_heartbeats_are_answered_is_not_stalled(bilibili, bilibili_client):
-    # heartbeat_s is 30, but a stall limit of 0.6 s makes the heartbeat go out every 0.3 s.
-    connection, frames = await open_socket(bilibili, bilibili_client, stall_s=0.6)
-    await asyncio.sleep(1.5)
+    # heartbeat_s is 30, but a stall limit of 1 s makes the heartbeat go out every 0.5 s.
+    connection, frames = await open_socket(bilibili, bilibili_client, stall_s=1.0)
+    await asyncio.sleep(2.5)
     await bilibili.push([fake_cmds.danmu("还在")])
     batch = await next_batch(frames)
     assert batch[0].content == "还在"
