@@ -637,7 +637,8 @@ class BilibiliClient(LiveClient):
             raise GiveUp("Bilibili getDanmuInfo: the answer has no socket token")
         hosts = [{"host": str(h["host"]), "port": _int(h.get("port"), 2243), "wss_port": _int(h.get("wss_port"), 443),
                   "ws_port": _int(h.get("ws_port"), 2244)}
-                 for h in data.get("host_list") or [] if isinstance(h, dict) and h.get("host")]
+                 for h in (data.get("host_list") if isinstance(data.get("host_list"), list) else [])
+                 if isinstance(h, dict) and h.get("host")]
         uid = (mid or _int(_cookie_value(self._cookie, "DedeUserID"))) if self._cookie else 0
         return {"token": token, "hosts": hosts, "uid": uid, "fetched_at": time.time()}
 
