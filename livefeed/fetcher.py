@@ -311,7 +311,7 @@ class Follower:
     async def _wait_offline(self, channel, *, reason: str) -> None:
         """Auto-follow: waiting until the next check (or a stop)."""
         await self._close_session("ended")
-        next_check_s = max(5, channel.check_interval_s)
+        next_check_s = max(1, channel.check_interval_s)
         await self.host.db(services.channel_transition)(
             channel_id=self.channel_id, to="waiting", reason=reason,
             next_check_at=timezone.now() + timedelta(seconds=next_check_s))

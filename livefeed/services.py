@@ -117,8 +117,11 @@ def channel_add(*, user, url: str, auto_follow: bool = False) -> tuple[LiveChann
         return existing, False
     try:
         with transaction.atomic():
-            channel = LiveChannel.objects.create(platform=client.name, ref=ref, added_by=user,
-                                                 auto_follow=bool(auto_follow))
+            # Auto-follow means "follow it whenever it is live": the fetcher holds it from now
+            # on, waiting while the room is offline.
+            channel = LiveChannel.objects.create(
+                platform=client.name, ref=ref, added_by=user, auto_follow=bool(auto_follow),
+                desired=LiveChannel.Desired.FOLLOW if auto_follow else LiveChannel.Desired.STOP)
     except IntegrityError:  # added by someone else at the same moment
         return LiveChannel.objects.get(platform=client.name, ref=ref), False
     logger.info("live channel added", extra={"channel_id": channel.pk, "platform": channel.platform, "ref": ref})

@@ -208,3 +208,20 @@ async def test_watchers_get_new_messages_in_one_frame_and_stats_every_few_second
     stats_frame = await client.expect("live.stats", timeout=5)
     assert stats_frame["totals"]["messages"] == 20
     assert stats_frame["top_chatters"][0]["chats"] == 20
+
+
+async def test_auto_follow_waits_while_offline_and_follows_when_the_room_goes_live(platform, alice, hosts):
+    platform.rooms[5440].live_status = 0
+    channel, _ = await sync_to_async(services.channel_add)(user=alice, url="https://live.bilibili.com/5440",
+                                                           auto_follow=True)
+    await sync_to_async(LiveChannel.objects.filter(pk=channel.pk).update)(check_interval_s=1)
+    hosts()
+    waiting = await until(lambda: _channel(channel.pk).state == "waiting" and _channel(channel.pk), what="waiting")
+    assert waiting.next_check_at is not None
+    assert waiting.desired == "follow"
+    platform.rooms[5440].live_status = 1
+    await platform.wait_for_socket(timeout_s=10)
+    await until(lambda: _channel(channel.pk).state == "running", what="running once live")
+    await platform.push([preparing()])
+    await until(lambda: _channel(channel.pk).state == "waiting", what="waiting again after the broadcast")
+    assert await sync_to_async(lambda: _channel(channel.pk).desired)() == "follow"
