@@ -8,6 +8,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from catalog import services
+from catalog.models import ImportJob
+
 
 @dataclass(frozen=True)
 class DemoTrack:
@@ -82,3 +85,11 @@ def generate(target: Path | None = None) -> list[Path]:
         subprocess.run(command, check=True, timeout=120)
         path.with_suffix(".part" + path.suffix).rename(path)
     return paths
+
+
+def library_load() -> ImportJob:
+    """Generate the demo files and import them, here and now (no worker): the finished job.
+    FileNotFoundError when ffmpeg is missing."""
+    paths = generate()
+    job = services.import_job_create(path=str(paths[0].parent.parent), restrict_to_library=False, enqueue=False)
+    return services.import_job_run(job_id=job.pk)

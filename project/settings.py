@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "rooms",
     "scrobbling",
     "livefeed",
+    "project.demo",
 ]
 
 MIDDLEWARE = [
