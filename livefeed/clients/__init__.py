@@ -16,15 +16,21 @@ what to do), `NotAllowed` (an address the outbound guard refuses).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import websockets
+
+from livefeed import messages as kinds
 from livefeed.messages import Malformed, Message
 from project.outside import GiveUp, NotAllowed, Registry, RetryLater, UnknownService
 
 __all__ = ["Blocked", "Connection", "GiveUp", "LiveClient", "NotAllowed", "RetryLater", "RoomInfo",
-           "RoomNotFound", "SignerNeeded", "UnknownService", "UnsupportedUrl", "client_for_url", "registry"]
+           "RoomNotFound", "SignerNeeded", "SocketConnection", "UnknownService", "UnsupportedUrl", "client_for_url",
+           "closed_text", "ends_broadcast", "registry"]
 
 
 class UnsupportedUrl(ValueError):
@@ -74,6 +80,90 @@ class Connection:
 
     async def close(self) -> None:
         raise NotImplementedError
+
+
+class SocketConnection(Connection):
+    """A Connection over one `websockets` client connection: what every platform's socket
+    shares. The read loop yields a list per frame that carried anything, raises RetryLater on a
+    stall (no frame for `stall_s`) or a close, and ends after a `control` message `ended`;
+    `every()` runs a heartbeat; close() returns within a second. A platform implements
+    `read(frame)` (decode it, and send an ack there if the platform wants one) and sets `label`
+    ("Bilibili's live socket") for the messages; `_pending` holds what arrived before the
+    iteration began (during a handshake)."""
+
+    label: ClassVar[str] = "the live socket"
+
+    def __init__(self, ws: Any, *, stall_s: float):
+        self._ws = ws
+        self.stall_s = stall_s
+        self._pending: list[Message | Malformed] = []
+        self._tasks: list[asyncio.Task] = []
+        self._closed = False
+
+    async def read(self, frame: bytes | str) -> list[Message | Malformed]:
+        raise NotImplementedError
+
+    def every(self, interval_s: float, send: Callable[[], Awaitable[None]], *, name: str) -> None:
+        """Call `send` every `interval_s` until the socket closes."""
+        async def beat() -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.sleep(interval_s)
+                    await send()
+
+        self._tasks.append(asyncio.create_task(beat(), name=name))
+
+    def __aiter__(self) -> AsyncIterator[list[Message | Malformed]]:
+        return self._frames()
+
+    async def _frames(self) -> AsyncIterator[list[Message | Malformed]]:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            yield batch
+            if ends_broadcast(batch):
+                return
+        while not self._closed:
+            try:
+                frame = await asyncio.wait_for(self._ws.recv(), timeout=self.stall_s)
+            except TimeoutError:
+                raise RetryLater(f"{self.label} sent nothing for {self.stall_s:g}s (stalled)") from None
+            except websockets.ConnectionClosed as exc:
+                if self._closed:
+                    return
+                raise RetryLater(f"{self.label} closed ({closed_text(exc)})") from None
+            items = await self.read(frame)
+            if items:
+                yield items
+                if ends_broadcast(items):
+                    return
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        try:
+            async with asyncio.timeout(1.0):
+                await self._ws.close()
+        except (TimeoutError, OSError):
+            self._ws.transport.abort()
+
+
+def ends_broadcast(batch: list[Message | Malformed]) -> bool:
+    """Whether the batch holds the `control` message that ends the broadcast."""
+    return any(isinstance(item, Message) and item.type == kinds.CONTROL and item.extra.get("status") == kinds.ENDED
+               for item in batch)
+
+
+def closed_text(exc: websockets.ConnectionClosed) -> str:
+    """"code 1006" / "code 1000: reason" / "no close frame", for error messages."""
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return "no close frame"
+    return f"code {frame.code}{': ' + frame.reason if frame.reason else ''}"
 
 
 class LiveClient:

@@ -99,7 +99,7 @@ async def test_a_silent_socket_is_a_stall(bilibili, bilibili_client):
 async def test_a_drop_is_retry_later(bilibili, bilibili_client):
     connection, frames = await open_socket(bilibili, bilibili_client)
     await bilibili.drop()
-    with pytest.raises(RetryLater, match="closed the live socket"):
+    with pytest.raises(RetryLater, match="live socket closed"):
         await next_batch(frames)
     await connection.close()
 

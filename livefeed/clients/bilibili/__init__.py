@@ -28,7 +28,6 @@ it is sent in the Cookie header and nowhere else, never logged and never in a re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -43,15 +42,15 @@ from django.conf import settings
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from livefeed import messages as m
 from livefeed.clients import (
     Blocked,
-    Connection,
     GiveUp,
     LiveClient,
     RetryLater,
     RoomInfo,
     RoomNotFound,
+    SocketConnection,
+    closed_text,
     registry,
 )
 from livefeed.clients.bilibili.frames import (
@@ -368,24 +367,21 @@ class BilibiliClient(LiveClient):
         return connection
 
 
-class BilibiliConnection(Connection):
+class BilibiliConnection(SocketConnection):
     """One authenticated live socket. Yields a list per frame that carried messages or
     malformed packets; heartbeats go out every `heartbeat_s` (at most half of `stall_s`, so a
     quiet room's heartbeat replies keep it from counting as stalled)."""
 
+    label = "Bilibili's live socket"
+
     def __init__(self, ws: ClientConnection, *, url: str, room_id: int, stall_s: float, heartbeat_s: float):
-        self._ws = ws
+        super().__init__(ws, stall_s=stall_s)
         self.url = url
         self.room_id = room_id
-        self.stall_s = stall_s
         self.heartbeat_s = heartbeat_s
         self.heartbeats_sent = 0
         self.heartbeat_replies = 0
         self.popularity: int | None = None
-        self._pending: list[Message | Malformed] = []
-        self._heartbeat: asyncio.Task | None = None
-        self._closed = False
-        self._ended = False
 
     def __repr__(self) -> str:
         return f"<BilibiliConnection room {self.room_id} {urlsplit(self.url).hostname}>"
@@ -403,80 +399,27 @@ class BilibiliConnection(Connection):
                     if decoded.auth_code is not None:
                         break
         except TimeoutError:
-            raise RetryLater(f"Bilibili live socket: no answer to the auth packet within {AUTH_TIMEOUT_S:g}s") from None
+            raise RetryLater(f"{self.label}: no answer to the auth packet within {AUTH_TIMEOUT_S:g}s") from None
         except websockets.ConnectionClosed as exc:
-            raise RetryLater(f"Bilibili closed the live socket after the auth packet ({_closed_text(exc)}); "
+            raise RetryLater(f"{self.label} closed after the auth packet ({closed_text(exc)}); "
                              "the token may have expired") from None
         if decoded.auth_code != 0:
             raise Blocked(f"Bilibili refused to join room {self.room_id} on the live socket (auth answer "
                           f"{decoded.auth_answer[:100]}): the token from getDanmuInfo was not accepted; set "
                           "LIVEFEED_BILIBILI_COOKIE if this keeps happening", code=decoded.auth_code)
         await self._send_heartbeat()
-        self._heartbeat = asyncio.create_task(self._beat(), name=f"bilibili-heartbeat-{self.room_id}")
+        self.every(self.heartbeat_s, self._send_heartbeat, name=f"bilibili-heartbeat-{self.room_id}")
 
     async def _send_heartbeat(self) -> None:
         await self._ws.send(pack(OP_HEARTBEAT, HEARTBEAT_BODY, sequence=self.heartbeats_sent + 1))
         self.heartbeats_sent += 1
 
-    async def _beat(self) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            while True:
-                await asyncio.sleep(self.heartbeat_s)
-                await self._send_heartbeat()
-
-    def __aiter__(self):
-        return self._frames()
-
-    async def _frames(self):
-        if self._pending:
-            batch, self._pending = self._pending, []
-            yield batch
-            if _ends(batch):
-                return
-        while not self._closed:
-            try:
-                frame = await asyncio.wait_for(self._ws.recv(), timeout=self.stall_s)
-            except TimeoutError:
-                raise RetryLater(f"Bilibili's live socket sent nothing for {self.stall_s:g}s (stalled)") from None
-            except websockets.ConnectionClosed as exc:
-                if self._closed:
-                    return
-                raise RetryLater(f"Bilibili closed the live socket ({_closed_text(exc)})") from None
-            if isinstance(frame, str):
-                yield [Malformed("header", "a text frame where binary packets were expected",
-                                 frame[:SAMPLE_BYTES].encode())]
-                continue
-            decoded = _decode(frame)
-            if decoded.popularity is not None:
-                self.heartbeat_replies += 1
-                self.popularity = decoded.popularity
-            if decoded.items:
-                yield decoded.items
-                if _ends(decoded.items):
-                    self._ended = True
-                    return
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._heartbeat
-            self._heartbeat = None
-        try:
-            async with asyncio.timeout(1.0):
-                await self._ws.close()
-        except (TimeoutError, OSError):
-            self._ws.transport.abort()
-
-
-def _ends(batch: list[Message | Malformed]) -> bool:
-    return any(isinstance(item, Message) and item.type == m.CONTROL and item.extra.get("status") == m.ENDED
-               for item in batch)
-
-
-def _closed_text(exc: websockets.ConnectionClosed) -> str:
-    frame = exc.rcvd or exc.sent
-    if frame is None:
-        return "no close frame"
-    return f"code {frame.code}{': ' + frame.reason if frame.reason else ''}"
+    async def read(self, frame: bytes | str) -> list[Message | Malformed]:
+        if isinstance(frame, str):
+            return [Malformed("header", "a text frame where binary packets were expected",
+                              frame[:SAMPLE_BYTES].encode())]
+        decoded = _decode(frame)
+        if decoded.popularity is not None:
+            self.heartbeat_replies += 1
+            self.popularity = decoded.popularity
+        return decoded.items
