@@ -20,6 +20,7 @@ says), `fail_next(path, status=..., code=..., message=...)`. Counters: `heartbea
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -345,6 +346,27 @@ def super_chat(*, price: int = 30, message: str = "主播加油") -> dict:
 def interact(msg_type: int, *, uid: int = 335979315, uname: str = "TIM_Init") -> dict:
     return {"cmd": "INTERACT_WORD", "data": {"msg_type": msg_type, "uid": uid, "uname": uname, "roomid": 5440,
                                              "timestamp": 1644563948, "trigger_time": 1644563947876475000 + msg_type}}
+
+
+def _pb_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def interact_v2(msg_type: int, *, uid: int = 335979315, uname: str = "TIM_Init", timestamp: int = 1644563948) -> dict:
+    """INTERACT_WORD_V2: the event as protobuf (1 uid, 2 uname, 5 msg_type, 7 timestamp, 22 user
+    info), base64 in data.pb."""
+    name = uname.encode()
+    face = b"https://i0.hdslb.com/face.jpg"
+    uinfo = b"\x12" + _pb_varint(len(face) + 2) + b"\x12" + _pb_varint(len(face)) + face
+    pb = (b"\x08" + _pb_varint(uid) + b"\x12" + _pb_varint(len(name)) + name + b"\x28" + _pb_varint(msg_type)
+          + b"\x38" + _pb_varint(timestamp) + b"\x45" + b"\x00\x00\x80\x3f"  # a fixed32 field 8 the client skips
+          + b"\xb2\x01" + _pb_varint(len(uinfo)) + uinfo)
+    return {"cmd": "INTERACT_WORD_V2", "data": {"dmscore": 4, "pb": base64.b64encode(pb).decode()}}
 
 
 def like_click() -> dict:

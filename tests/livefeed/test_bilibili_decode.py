@@ -100,6 +100,19 @@ def test_silver_gifts_are_worth_nothing_in_money():
         "unit_value": 0, "total_value": 0, "value_unit": "silver", "silver_value": 500, "count": 5}
 
 
+@pytest.mark.parametrize(("msg_type", "kind"), [(1, m.MEMBER), (2, m.FOLLOW), (3, m.SHARE)])
+def test_interactions_in_protobuf_are_read_like_the_json_ones(msg_type, kind):
+    message = only(decode_frame(frame([cmds.interact_v2(msg_type, uid=300000000001, uname="进场的人")])))
+    assert (message.type, message.user.id, message.user.name, message.ts_ms) == (
+        kind, "300000000001", "进场的人", 1644563948000)
+
+
+@pytest.mark.parametrize("pb", ["not base64!", "CAE=" + "x", "CP////////////8B", "Eg==", "Ff8="])
+def test_a_bad_protobuf_interaction_is_malformed(pb):
+    report = only(decode_frame(frame([{"cmd": "INTERACT_WORD_V2", "data": {"pb": pb}}])))
+    assert (type(report), report.kind) == (Malformed, "message")
+
+
 def test_an_interaction_of_an_unknown_kind_is_unknown():
     message = only(decode_frame(frame([cmds.interact(9)])))
     assert (message.type, message.extra["method"]) == (m.UNKNOWN, "INTERACT_WORD:9")

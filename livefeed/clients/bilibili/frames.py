@@ -9,6 +9,8 @@ is itself a run of packets; version 0 is one JSON command.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import json
@@ -319,6 +321,55 @@ def _interact_word(doc: dict, body: bytes, received_ms: int) -> Message:
                    extra={"msg_type": msg_type}, received_ms=received_ms)
 
 
+def _varint(data: bytes, offset: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if offset >= len(data) or shift > 63:
+            raise ValueError("a truncated protobuf varint")
+        byte = data[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, offset
+
+
+def _pb_fields(data: bytes) -> dict[int, int | bytes]:
+    """The top-level fields of a protobuf message (the first of each number), by wire format:
+    varints as ints, length-delimited as bytes, fixed 32/64-bit skipped."""
+    fields: dict[int, int | bytes] = {}
+    offset = 0
+    while offset < len(data):
+        key, offset = _varint(data, offset)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, offset = _varint(data, offset)
+        elif wire == 2:
+            length, offset = _varint(data, offset)
+            if offset + length > len(data):
+                raise ValueError("a protobuf field longer than the message")
+            value, offset = data[offset:offset + length], offset + length
+        elif wire in (1, 5):
+            offset += 8 if wire == 1 else 4
+            if offset > len(data):
+                raise ValueError("a truncated fixed-size protobuf field")
+            continue
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+        fields.setdefault(number, value)
+    return fields
+
+
+def _interact_word_v2(doc: dict, body: bytes, received_ms: int) -> Message:
+    """INTERACT_WORD_V2: the same event as INTERACT_WORD, as base64 protobuf in data.pb
+    (1 uid, 2 uname, 5 msg_type, 7 timestamp in seconds)."""
+    fields = _pb_fields(base64.b64decode(doc["data"]["pb"], validate=True))
+    uname = fields.get(2, b"")
+    data = {"uid": fields.get(1, 0), "uname": uname.decode("utf-8", "replace") if isinstance(uname, bytes) else "",
+            "msg_type": fields.get(5, 0), "timestamp": fields.get(7, 0)}
+    return _interact_word({"cmd": "INTERACT_WORD", "data": data}, body, received_ms)
+
+
 def _like_click(doc: dict, body: bytes, received_ms: int) -> Message:
     data = doc["data"]
     return Message(type=m.LIKE, platform_msg_id=_msg_id("LIKE_INFO_V3_CLICK", None, doc, body),
@@ -373,6 +424,7 @@ COMMANDS = {
     "GUARD_BUY": _guard_buy,
     "SUPER_CHAT_MESSAGE": _super_chat,
     "INTERACT_WORD": _interact_word,
+    "INTERACT_WORD_V2": _interact_word_v2,
     "LIKE_INFO_V3_CLICK": _like_click,
     "LIKE_INFO_V3_UPDATE": _like_update,
     "WATCHED_CHANGE": _watched,
@@ -395,6 +447,6 @@ def _command(body: bytes, received_ms: int) -> Message | Malformed:
         return _unknown(cmd[:100], body, received_ms)
     try:
         return handler(doc, body, received_ms)
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
         return Malformed("message", f"{cmd} without the fields Chorus reads ({type(exc).__name__}: {exc})",
                          body[:SAMPLE_BYTES])
