@@ -82,8 +82,10 @@ class DouyinClient(LiveClient):
     label: ClassVar[str] = "Douyin"
     URL = re.compile(r"^(?:https?://)?live\.douyin\.com/([^/?#]+)/?(?:[?#].*)?$", re.IGNORECASE)
 
-    def __init__(self, *, root: str | None = None, webcast_url: str | None = None, signer: str | None = None):
+    def __init__(self, *, root: str | None = None, webcast_url: str | None = None, signer: str | None = None,
+                 heartbeat_s: float = HEARTBEAT_S):
         self.root = (root or self.default_root()).rstrip("/")
+        self.heartbeat_s = heartbeat_s
         self.webcast_url = webcast_url or self.default_webcast_url()
         self.signer = signer_from_setting(settings.LIVEFEED_DOUYIN_SIGNER if signer is None else signer)
         self._http: httpx.AsyncClient | None = None
@@ -234,7 +236,8 @@ class DouyinClient(LiveClient):
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
             raise RetryLater(f"Douyin's push socket {urlsplit(self.webcast_url).hostname}: {type(exc).__name__}: "
                              f"{exc}") from None
-        connection = DouyinConnection(ws, room_id=info.internal["room_id"], stall_s=stall_s)
+        connection = DouyinConnection(ws, room_id=info.internal["room_id"], stall_s=stall_s,
+                                      heartbeat_s=self.heartbeat_s)
         connection.start()
         return connection
 

@@ -26,9 +26,10 @@ class SimulatorClient(DouyinClient):
     label: ClassVar[str] = "Simulator"
     SHORT = re.compile(r"^simulator:([^/?#\s]+)$", re.IGNORECASE)
 
-    def __init__(self, *, root: str | None = None, webcast_url: str | None = None, signer: str | None = ""):
+    def __init__(self, *, root: str | None = None, webcast_url: str | None = None, signer: str | None = "",
+                 **kwargs):
         # The simulator needs no signature: unsigned unless a test asks for a signer.
-        super().__init__(root=root, webcast_url=webcast_url, signer=signer)
+        super().__init__(root=root, webcast_url=webcast_url, signer=signer, **kwargs)
 
     @classmethod
     def default_root(cls) -> str:
