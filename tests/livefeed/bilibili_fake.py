@@ -369,6 +369,25 @@ def interact_v2(msg_type: int, *, uid: int = 335979315, uname: str = "TIM_Init",
     return {"cmd": "INTERACT_WORD_V2", "data": {"dmscore": 4, "pb": base64.b64encode(pb).decode()}}
 
 
+def _pb_bytes(number: int, value: bytes) -> bytes:
+    return _pb_varint(number << 3 | 2) + _pb_varint(len(value)) + value
+
+
+def _pb_int(number: int, value: int) -> bytes:
+    return _pb_varint(number << 3) + _pb_varint(value)
+
+
+def send_gift_v2(*, tid: str = "1788000000111100001", num: int = 2, price: int = 100, coin_type: str = "gold",
+                 uid: int = 510149209, uname: str = "送礼人") -> dict:
+    """SEND_GIFT_V2: the gift as protobuf (1 uid, 2 uname, 10 gift: 1 id, 2 name, 3 num, 5 price,
+    6 total_coin, 8 coin_type, 9 tid, 10 timestamp, 18 action), base64 in data.pb."""
+    gift = (_pb_int(1, 31036) + _pb_bytes(2, "小花花".encode()) + _pb_int(3, num) + _pb_int(5, price)
+            + _pb_int(6, price * num) + _pb_bytes(8, coin_type.encode()) + _pb_bytes(9, tid.encode())
+            + _pb_int(10, 1788000000) + _pb_bytes(18, "投喂".encode()))
+    pb = _pb_int(1, uid) + _pb_bytes(2, uname.encode()) + _pb_bytes(3, b"https://i0.hdslb.com/face.jpg") + _pb_bytes(10, gift)
+    return {"cmd": "SEND_GIFT_V2", "data": {"pb": base64.b64encode(pb).decode()}}
+
+
 def like_click() -> dict:
     return {"cmd": "LIKE_INFO_V3_CLICK", "data": {"uid": 32174213, "uname": "MeiDngS", "like_text": "为主播点赞了"}}
 

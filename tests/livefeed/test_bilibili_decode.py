@@ -113,6 +113,23 @@ def test_a_bad_protobuf_interaction_is_malformed(pb):
     assert (type(report), report.kind) == (Malformed, "message")
 
 
+def test_a_protobuf_gift_is_read_like_send_gift():
+    gift = only(decode_frame(frame([cmds.send_gift_v2(num=2, price=100)], version=3)))
+    assert (gift.type, gift.platform_msg_id, gift.user.name, gift.ts_ms) == (
+        m.GIFT, "SEND_GIFT:1788000000111100001", "送礼人", 1788000000000)
+    assert {k: gift.extra[k] for k in ("gift_id", "gift_name", "count", "unit_value", "total_value", "value_unit",
+                                       "combo_id")} == {
+        "gift_id": 31036, "gift_name": "小花花", "count": 2, "unit_value": 100, "total_value": 200,
+        "value_unit": m.BILIBILI_GOLD, "combo_id": "SEND_GIFT:1788000000111100001"}
+    silver = only(decode_frame(frame([cmds.send_gift_v2(coin_type="silver")])))
+    assert (silver.extra["total_value"], silver.extra["value_unit"]) == (0, "silver")
+
+
+def test_a_protobuf_gift_without_its_gift_is_malformed():
+    report = only(decode_frame(frame([{"cmd": "SEND_GIFT_V2", "data": {"pb": "CAE="}}])))
+    assert (type(report), report.kind) == (Malformed, "message")
+
+
 def test_an_interaction_of_an_unknown_kind_is_unknown():
     message = only(decode_frame(frame([cmds.interact(9)])))
     assert (message.type, message.extra["method"]) == (m.UNKNOWN, "INTERACT_WORD:9")

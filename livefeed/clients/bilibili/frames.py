@@ -364,10 +364,29 @@ def _interact_word_v2(doc: dict, body: bytes, received_ms: int) -> Message:
     """INTERACT_WORD_V2: the same event as INTERACT_WORD, as base64 protobuf in data.pb
     (1 uid, 2 uname, 5 msg_type, 7 timestamp in seconds)."""
     fields = _pb_fields(base64.b64decode(doc["data"]["pb"], validate=True))
-    uname = fields.get(2, b"")
-    data = {"uid": fields.get(1, 0), "uname": uname.decode("utf-8", "replace") if isinstance(uname, bytes) else "",
+    data = {"uid": fields.get(1, 0), "uname": _text(fields.get(2)),
             "msg_type": fields.get(5, 0), "timestamp": fields.get(7, 0)}
     return _interact_word({"cmd": "INTERACT_WORD", "data": data}, body, received_ms)
+
+
+def _text(value: int | bytes | None) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
+
+
+def _send_gift_v2(doc: dict, body: bytes, received_ms: int) -> Message:
+    """SEND_GIFT_V2 (rolled out in 2026): SEND_GIFT as base64 protobuf in data.pb, 1 uid,
+    2 uname, 10 the gift (1 id, 2 name, 3 num, 5 price, 6 total_coin, 8 coin_type, 9 tid,
+    10 timestamp, 12 rnd, 18 action). It carries no combo id: each is a gift of its own."""
+    fields = _pb_fields(base64.b64decode(doc["data"]["pb"], validate=True))
+    gift_bytes = fields.get(10, b"")
+    gift = _pb_fields(gift_bytes) if isinstance(gift_bytes, bytes) else {}
+    if not gift:
+        raise ValueError("SEND_GIFT_V2 without its gift")
+    data = {"uid": fields.get(1, 0), "uname": _text(fields.get(2)), "giftId": gift.get(1, 0),
+            "giftName": _text(gift.get(2)), "num": gift.get(3, 1), "price": gift.get(5, 0),
+            "total_coin": gift.get(6), "coin_type": _text(gift.get(8)) or "gold", "tid": _text(gift.get(9)),
+            "rnd": _text(gift.get(12)), "timestamp": gift.get(10, 0), "action": _text(gift.get(18))}
+    return _send_gift({"cmd": "SEND_GIFT", "data": data}, body, received_ms)
 
 
 def _like_click(doc: dict, body: bytes, received_ms: int) -> Message:
@@ -420,6 +439,7 @@ def _unknown(cmd: str, body: bytes, received_ms: int) -> Message:
 COMMANDS = {
     "DANMU_MSG": _danmu,
     "SEND_GIFT": _send_gift,
+    "SEND_GIFT_V2": _send_gift_v2,
     "COMBO_SEND": _combo_send,
     "GUARD_BUY": _guard_buy,
     "SUPER_CHAT_MESSAGE": _super_chat,
