@@ -130,16 +130,16 @@ class DouyinClient(LiveClient):
 
     async def _ttwid(self) -> str:
         response = await self._get(f"{self.root}/", what="Douyin home page")
-        ttwid = response.cookies.get("ttwid") or self._client().cookies.get("ttwid")
+        ttwid = response.cookies.get("ttwid")  # the client's cookie jar keeps it for the later calls
         if not ttwid:
             raise Blocked(f"Douyin's home page {self.root}/ set no ttwid cookie (HTTP {response.status_code}): "
                           "it may be showing an anti-bot check to this server", status=response.status_code,
                           answer=answer_text(response))
         return ttwid
 
-    async def _room_id(self, ref: str, ttwid: str) -> str:
-        cookies = {"ttwid": ttwid, "__ac_nonce": secrets.token_hex(11)[:21]}
-        response = await self._get(f"{self.root}/{ref}", what="Douyin room page", cookies=cookies)
+    async def _room_id(self, ref: str) -> str:
+        self._client().cookies.set("__ac_nonce", secrets.token_hex(11)[:21])
+        response = await self._get(f"{self.root}/{ref}", what="Douyin room page")
         if response.status_code == 404:
             raise RoomNotFound(f"Douyin has no live room {ref} (HTTP 404 for {self.room_url(ref)}).", status=404)
         page = answer_text(response) if response.status_code >= 400 else response.text
@@ -154,13 +154,13 @@ class DouyinClient(LiveClient):
         raise RoomNotFound(f"Douyin's page for {ref} names no room (no roomId in it): the live id is wrong or "
                            "the room no longer exists.", status=response.status_code, answer=page[:2000])
 
-    async def _enter(self, ref: str, ttwid: str) -> dict[str, Any]:
+    async def _enter(self, ref: str) -> dict[str, Any]:
         params = {"aid": "6383", "app_name": "douyin_web", "live_id": "1", "device_platform": "web",
                   "language": "zh-CN", "enter_from": "web_live", "cookie_enabled": "true", "screen_width": "1920",
                   "screen_height": "1080", "browser_language": "zh-CN", "browser_platform": "Win32",
                   "browser_name": "Chrome", "browser_version": "124.0.0.0", "web_rid": ref}
         response = await self._get(f"{self.root}/webcast/room/web/enter/", what="Douyin room enter API",
-                                   params=params, cookies={"ttwid": ttwid})
+                                   params=params)
         try:
             body = response.json()
         except (ValueError, UnicodeDecodeError):
@@ -181,8 +181,8 @@ class DouyinClient(LiveClient):
 
     async def room_info(self, ref: str) -> RoomInfo:
         ttwid = await self._ttwid()
-        room_id = await self._room_id(ref, ttwid)
-        data = await self._enter(ref, ttwid)
+        room_id = await self._room_id(ref)
+        data = await self._enter(ref)
         rooms = data.get("data") or []
         room = rooms[0] if rooms and isinstance(rooms[0], dict) else {}
         if not room and data.get("room_status") is None:
