@@ -6,7 +6,7 @@ HTTP (base `LIVEFEED_BILIBILI_API_ROOT`, every call with a timeout, answers `{"c
 - `room/v1/Room/room_init?id=<id>`: the real room id for a short one, the streamer's uid and
   `live_status` (1 = live; 0 offline, 2 replaying videos: not live).
 - `xlive/web-room/v1/index/getRoomBaseInfo?req_biz=web_room_componet&room_ids=<real id>`:
-  title, streamer name, viewers, cover.
+  title, streamer name, viewers; `live_user/v1/Master/info?uid=`: the streamer's avatar.
 - `xlive/web-room/v1/index/getDanmuInfo?id=<real id>` (WBI-signed, see `wbi_sign`): the
   socket token and the list of socket hosts.
 - `xlive/web-room/v2/index/getRoomPlayInfo?room_id=...&protocol=0,1&format=0,1,2&codec=0,1`:
@@ -20,8 +20,9 @@ body with the token), 8 answers it (`{"code": 0}`), 2 is our heartbeat (sent eve
 command. A version-2 (zlib) or version-3 (brotli) operation-5 body is itself a run of packets.
 
 `frames.decode_frame(bytes)` turns one websocket frame into `Message`s and `Malformed` reports
-and never raises; `wbi.wbi_sign` signs getDanmuInfo; `BilibiliConnection` (here) adds the auth handshake, heartbeats, stall detection and
-the end of the broadcast (`PREPARING`). The cookie (`LIVEFEED_BILIBILI_COOKIE`) is a secret:
+and never raises; `wbi.wbi_sign` signs getDanmuInfo; `BilibiliConnection` (here) adds the auth
+handshake and heartbeats to the shared `SocketConnection` (stalls, drops, the end of the
+broadcast at `PREPARING`, a close within a second). The cookie (`LIVEFEED_BILIBILI_COOKIE`) is a secret:
 it is sent in the Cookie header and nowhere else, never logged and never in a repr.
 """
 
