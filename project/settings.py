@@ -265,9 +265,11 @@ LISTENBRAINZ_API_ROOT = config.get_url(
 # networks (comma-separated, e.g. 192.168.1.0/24 for a Maloja on the LAN). See project/outbound.py.
 OUTBOUND_ALLOW_PRIVATE = config.get_networks("OUTBOUND_ALLOW_PRIVATE", [])
 
-# Plays per request: Last.fm takes at most 50, ListenBrainz 1000 (1 = one play per request).
-SCROBBLING_LASTFM_BATCH = min(config.get_int("SCROBBLING_LASTFM_BATCH", 50, minimum=1), 50)
-SCROBBLING_LISTENBRAINZ_BATCH = min(config.get_int("SCROBBLING_LISTENBRAINZ_BATCH", 1000, minimum=1), 1000)
+# Plays per request, to send fewer than a service takes (1 = one play per request). Unset
+# (None): the most its protocol takes, which also caps these: each client's max_batch in
+# scrobbling/clients (Last.fm and Libre.fm 50, ListenBrainz 1000).
+SCROBBLING_LASTFM_BATCH = config.get_int("SCROBBLING_LASTFM_BATCH", 0, minimum=0) or None
+SCROBBLING_LISTENBRAINZ_BATCH = config.get_int("SCROBBLING_LISTENBRAINZ_BATCH", 0, minimum=0) or None
 # A worker's claim on a batch lasts this long; a killed worker's batch is sent again after it.
 SCROBBLING_LEASE_S = config.get_int("SCROBBLING_LEASE_S", 120, minimum=5)
 SCROBBLING_HTTP_TIMEOUT_S = config.get_float("SCROBBLING_HTTP_TIMEOUT_S", 10.0, minimum=0.1)

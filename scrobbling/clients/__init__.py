@@ -111,8 +111,8 @@ class ScrobblingClient(HttpClient):
     name: ClassVar[str]  # ScrobblerLink.service
     label: ClassVar[str]
     auth: ClassVar[str]
-    max_batch: ClassVar[int]  # listens per request the protocol takes
-    batch_setting: ClassVar[str]  # the setting that may lower it
+    max_batch: ClassVar[int]  # listens per request the protocol takes: the one place of this cap
+    batch_setting: ClassVar[str]  # the setting that may lower it (None: not lowered)
     # A refusal of a whole batch (4xx, or a 5xx other than 503) may be about one of its
     # listens: send them again one per request, so only the ones refused are dead-lettered.
     resend_one_by_one: ClassVar[bool] = False
@@ -133,7 +133,9 @@ class ScrobblingClient(HttpClient):
 
     @classmethod
     def batch_size(cls) -> int:
-        return min(getattr(settings, cls.batch_setting, cls.max_batch), cls.max_batch)
+        """Listens per request: the setting, at most the protocol's max_batch."""
+        wanted = getattr(settings, cls.batch_setting, None)
+        return cls.max_batch if wanted is None else min(wanted, cls.max_batch)
 
     @classmethod
     def build(cls, *, api_root: str = "") -> Self:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from scrobbling.clients import AuthExpired, GiveUp, ItemResult, Listen, NotAllowed, RetryLater
+from scrobbling.clients import AuthExpired, GiveUp, ItemResult, Listen, NotAllowed, RetryLater, registry
 from scrobbling.clients.lastfm import LastfmClient
 from scrobbling.clients.listenbrainz import ListenBrainzClient
 from tests.scrobbling.fakes import lastfm_signature
@@ -483,3 +483,13 @@ def test_fake_listenbrainz_refuses_what_the_real_one_refuses(fake_listenbrainz, 
     assert error in answer.json()["error"]
     assert fake_listenbrainz.listens == {}
 
+
+
+def test_the_batch_setting_only_lowers_what_the_protocol_takes(settings):
+    lastfm, listenbrainz = registry.get("lastfm"), registry.get("listenbrainz")
+    settings.SCROBBLING_LASTFM_BATCH = settings.SCROBBLING_LISTENBRAINZ_BATCH = None
+    assert (lastfm.batch_size(), listenbrainz.batch_size()) == (50, 1000)
+    settings.SCROBBLING_LASTFM_BATCH, settings.SCROBBLING_LISTENBRAINZ_BATCH = 7, 100
+    assert (lastfm.batch_size(), listenbrainz.batch_size()) == (7, 100)
+    settings.SCROBBLING_LASTFM_BATCH, settings.SCROBBLING_LISTENBRAINZ_BATCH = 500, 5000
+    assert (lastfm.batch_size(), listenbrainz.batch_size()) == (50, 1000)
