@@ -56,6 +56,8 @@ async def test_short_id_is_resolved_to_the_real_room(bilibili, bilibili_client):
     assert info.live is True
     assert (info.title, info.streamer_name, info.streamer_id, info.viewers) == ("三号直播间", "三号主播", "9617619", 1234)
     assert info.avatar_url == "https://i0.hdslb.com/bfs/face/9617619.jpg"
+    await bilibili_client.room_info("3")  # a reconnect reads the room again, not the avatar
+    assert len([r for r in bilibili.requests if r.path == "/live_user/v1/Master/info"]) == 1
     assert info.internal["danmu"]["token"] == bilibili.token
     assert [h["host"] for h in info.internal["danmu"]["hosts"]] == ["127.0.0.1", "127.0.0.2"]
     danmu_call = next(r for r in bilibili.requests if r.path.endswith("getDanmuInfo"))

@@ -137,6 +137,7 @@ class BilibiliClient(LiveClient):
         self._wbi_cache_key = (self.nav_url, hashlib.sha256(self._cookie.encode()).hexdigest()[:16])
         self._http: httpx.AsyncClient | None = None
         self._turns: dict[int, int] = {}  # real room id -> how many connects so far (host rotation)
+        self._avatars: dict[str, str] = {}  # streamer uid -> avatar URL
         self.last_url = ""
 
     def __repr__(self) -> str:
@@ -274,13 +275,16 @@ class BilibiliClient(LiveClient):
         """The streamer's avatar (live_user/v1/Master/info); "" when Bilibili does not say."""
         if not uid.isdigit():
             return ""
+        if uid in self._avatars:  # asked once per client: every reconnect reads the room info again
+            return self._avatars[uid]
         try:
             data = await self._api("/live_user/v1/Master/info", {"uid": uid}, what="Bilibili Master/info")
         except (RetryLater, GiveUp) as exc:  # a picture is not worth failing the room for
             logger.info("bilibili streamer %s: no avatar: %s", uid, exc)
             return ""
         face = (data.get("info") or {}).get("face") if isinstance(data.get("info"), dict) else ""
-        return face if isinstance(face, str) and face.startswith(("https://", "http://")) else ""
+        self._avatars[uid] = face if isinstance(face, str) and face.startswith(("https://", "http://")) else ""
+        return self._avatars[uid]
 
     async def room_info(self, ref: str) -> RoomInfo:
         if not str(ref).isdigit():
