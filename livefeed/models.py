@@ -199,7 +199,9 @@ class LiveUserStat(models.Model):
         constraints = [models.UniqueConstraint(fields=["session", "user_id"], name="liveuserstat_session_user_unique")]
         indexes = [
             models.Index(fields=["session", "-chats"], name="liveuserstat_session_chats_idx"),
-            models.Index(fields=["session", "-gift_value"], name="liveuserstat_session_gifts_idx"),
+            # Partial: most viewers never send a gift, and their rows' updates then skip this index.
+            models.Index(fields=["session", "-gift_value"], condition=Q(gift_value__gt=0),
+                         name="liveuserstat_session_gifts_idx"),
             models.Index(fields=["channel", "user_id"], name="liveuserstat_channel_user_idx"),
         ]
 

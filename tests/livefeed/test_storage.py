@@ -144,3 +144,16 @@ def test_over_long_ids_and_names_still_store(session):
     result = store(session, [message])
     assert len(result.stored) == 1
     assert store(session, [message]).duplicates == 1
+
+
+def test_text_with_quotes_backslashes_newlines_emoji_and_nul_is_stored(session):
+    text = 'a "quote" \\ back\\slash\nnew line 🎉 [比心] \x00 end'
+    message = chat(text, msg_id='id "with" \\ odd')
+    message.extra = {"nested": {"text": text, "list": [1, None, "x"]}}
+    result = store(session, [message])
+    row = LiveMessage.objects.get(pk=result.stored[0]["id"])
+    assert row.content == text.replace("\x00", "")
+    assert row.platform_msg_id == 'id "with" \\ odd'
+    assert row.extra["nested"]["list"] == [1, None, "x"]
+    assert row.extra["nested"]["text"].startswith('a "quote" \\ back')
+    assert store(session, [message]).duplicates == 1
