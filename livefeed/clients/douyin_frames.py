@@ -177,7 +177,7 @@ def _social(item, p: pb.SocialMessage, received_ms):
 
 def _viewers(item, p: pb.RoomUserSeqMessage, received_ms):
     return _base(m.VIEWERS, item, p.common, None, received_ms,
-                 extra={"current": p.total, "total": p.totalUser, "online_for_anchor": p.onlineUserForAnchor,
+                 extra={"current": p.total, "cumulative": p.totalUser, "online_for_anchor": p.onlineUserForAnchor,
                         "total_pv": p.totalPvForAnchor})
 
 

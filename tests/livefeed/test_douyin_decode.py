@@ -51,7 +51,7 @@ def test_chat_keeps_text_user_and_platform_ids(room):
     ("follow", m.FOLLOW, {"follow_count"}),
     ("share", m.SHARE, {"share_type"}),
     ("fansclub", m.FANSCLUB, {"action"}),
-    ("viewers", m.VIEWERS, {"current", "total"}),
+    ("viewers", m.VIEWERS, {"current", "cumulative"}),
     ("room_stats", m.ROOM_STATS, {"display_value", "total"}),
     ("rank", m.RANK, {"ranks"}),
     ("unknown", m.UNKNOWN, {"method", "size"}),
@@ -71,7 +71,7 @@ def test_like_counts_and_room_total(room):
 def test_viewers_carry_current_and_cumulative(room):
     message = one(room, "viewers")
     assert message.extra["current"] == room.viewers
-    assert message.extra["total"] == room.viewers_total
+    assert message.extra["cumulative"] == room.viewers_total
     assert message.user is None
 
 
