@@ -55,6 +55,7 @@ def channel(request, channel_id: int):
         "maxRows": 300,
         "stateNames": dict(LiveChannel.State.choices),
         "initialStats": stats.session_stats(session_id=session.pk) if session else None,
+        "sessionTotal": session.messages_total if session else 0,
     }
     context = {
         "channel": live_channel,

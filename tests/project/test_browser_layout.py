@@ -23,6 +23,10 @@ from playwright.sync_api import expect
 
 from catalog import services as catalog_services
 from catalog.models import Album, ImportJob, Track
+from livefeed import services as live_services
+from livefeed import storage as live_storage
+from livefeed.messages import LiveUser, Message
+from livefeed.models import LiveChannel
 from project.accounts.services import invite_create, token_create
 from rooms import services as rooms
 from rooms.models import PlaybackState
@@ -46,7 +50,7 @@ STREAMS = {"radio", "track-stream"}  # endless or audio answers
 EXPECTED = {
     "/", "/library/", "/library/tracks/", "/library/artists/", "/library/albums/", "/library/import/",
     "/rooms/", "/rooms/new", "/scrobbles/", "/scrobbles/services/", "/accounts/settings/",
-    "/accounts/password/", "/accounts/invites/",
+    "/accounts/password/", "/accounts/invites/", "/live/",
 }
 
 
@@ -110,6 +114,13 @@ def demo(library_dir, settings):
                                             api_root="https://" + "long" * 40 + ".example.org/")
         links.link_pause(link=link, reason=LONG_TITLE[:300])
     invite_create(created_by=staff, max_uses=5, note=LONG_ROOM)
+    # A live channel with a long title and a session with long messages.
+    channel = LiveChannel.objects.create(platform="douyin", ref="7" * 19, added_by=staff, title=LONG_TITLE[:300],
+                                         streamer_name=LONG_NAME[:200], state="running", desired="follow")
+    session, _ = live_services.session_open(channel_id=channel.pk, title=LONG_TITLE[:300])
+    live_storage.messages_store(channel_id=channel.pk, session_id=session.pk, messages=[
+        Message(type="chat", platform_msg_id=f"long{n}", ts_ms=1_764_590_400_000 + n,
+                user=LiveUser(id=f"u{n}", name=LONG_USER[:60]), content=WORD * 4) for n in range(5)])
     return {
         "staff": staff, "member": member, "room": room,
         "values": {
@@ -117,6 +128,7 @@ def demo(library_dir, settings):
             "track_id": str(tracks[0].pk), "artist_id": str(tracks[1].artist_id),
             "album_id": str(Album.objects.get(title=LONG_NAME).pk),
             "job_id": str(ImportJob.objects.get().pk), "service": "listenbrainz",
+            "channel_id": str(channel.pk), "session_id": str(session.pk),
         },
     }
 

@@ -13,7 +13,7 @@
 
   const state = {
     seen: new Set(), seenOrder: [], pending: [], paused: false, missed: 0,
-    filters: new Set(cfg.types), received: 0, rendered: 0, socket: null, retries: 0,
+    filters: new Set(), received: 0, sessionTotal: cfg.sessionTotal || 0, rendered: 0, socket: null, retries: 0,
   };
 
   // --- rendering: batched into one animation frame, at most MAX_ROWS rows in the DOM ----
@@ -51,7 +51,9 @@
     return li;
   }
 
-  function accept(messages) {
+  function showTotal() { text($("#live-total"), state.sessionTotal.toLocaleString()); }
+
+  function accept(messages, history = false) {
     for (const m of messages) {
       const key = m.id != null ? m.id : `${m.type}:${m.platform_msg_id}`;
       if (state.seen.has(key)) {
@@ -59,6 +61,7 @@
         continue;
       }
       state.seen.add(key); state.seenOrder.push(key);
+      if (!history) state.sessionTotal += 1;
       if (state.seenOrder.length > SEEN_MAX) state.seen.delete(state.seenOrder.shift());
       state.received += 1;
       if (!state.filters.has(m.type)) continue;
@@ -68,6 +71,7 @@
     if (state.pending.length > MAX_ROWS) state.pending.splice(0, state.pending.length - MAX_ROWS);
     schedule();
     showMissed();
+    if (!history) showTotal();
   }
 
   function updateGift(m) {
@@ -111,6 +115,7 @@
   });
 
   for (const box of document.querySelectorAll("[data-live-filter]")) {
+    if (box.checked) state.filters.add(box.dataset.liveFilter);
     box.addEventListener("change", () => {
       const type = box.dataset.liveFilter;
       if (box.checked) state.filters.add(type); else state.filters.delete(type);
@@ -126,23 +131,31 @@
     text($("#live-error"), s.last_error || "");
     $("#live-error-box")?.toggleAttribute("hidden", !(s.last_error && (s.state === "error" || s.state === "reconnecting" || s.state === "waiting")));
     text($("#live-reconnects"), s.reconnects ?? 0);
-    if (s.session_messages != null) text($("#live-total"), s.session_messages.toLocaleString());
     for (const form of document.querySelectorAll("[data-live-action]")) {
       const following = s.desired === "follow";
       form.hidden = (form.dataset.liveAction === "start") === following;
     }
   }
 
-  function sparkline(svg, points) {
+  // One bar per minute (the last 60), scaled to the busiest; the label says the figures.
+  function bars(svg, points) {
     if (!svg) return;
-    const values = points.map((p) => p[1]).filter((v) => v != null);
-    if (!values.length) { svg.replaceChildren(); return; }
-    const w = 300, h = 60, max = Math.max(...values, 1), n = points.length;
-    const coords = points.map((p, i) => `${n === 1 ? w : (i / (n - 1)) * w},${h - ((p[1] || 0) / max) * (h - 4)}`);
-    const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-    line.setAttribute("points", coords.join(" "));
-    line.setAttribute("class", "spark");
-    svg.replaceChildren(line);
+    const shown = points.slice(-60);
+    const values = shown.map((p) => p[1] || 0);
+    if (!values.some((v) => v > 0)) { svg.replaceChildren(); return; }
+    const w = 300, h = 60, max = Math.max(...values, 1), slot = w / Math.max(shown.length, 12);
+    const ns = "http://www.w3.org/2000/svg";
+    svg.replaceChildren(...values.map((v, i) => {
+      const bar = document.createElementNS(ns, "rect");
+      const height = Math.max(1, (v / max) * (h - 2));
+      bar.setAttribute("x", String(i * slot + slot * 0.1)); bar.setAttribute("width", String(slot * 0.8));
+      bar.setAttribute("y", String(h - height)); bar.setAttribute("height", String(height));
+      bar.setAttribute("class", "bar");
+      const title = document.createElementNS(ns, "title");
+      title.textContent = `${new Date(shown[i][0]).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}: ${v}`;
+      bar.append(title);
+      return bar;
+    }));
     svg.setAttribute("aria-label", `${svg.dataset.label}: latest ${values[values.length - 1]}, highest ${max}`);
   }
 
@@ -158,8 +171,9 @@
 
   function showStats(s) {
     const minutes = s.per_minute || [];
-    sparkline($("#live-chart-messages"), minutes.map((m) => [m.minute_ms, m.messages]));
-    sparkline($("#live-chart-viewers"), minutes.map((m) => [m.minute_ms, m.viewers]));
+    bars($("#live-chart-messages"), minutes.map((m) => [m.minute_ms, m.messages]));
+    bars($("#live-chart-viewers"), minutes.map((m) => [m.minute_ms, m.viewers]));
+    if (s.totals) { state.sessionTotal = s.totals.messages; showTotal(); }
     ranking($("#live-top-chatters"), s.top_chatters || [], "chats");
     ranking($("#live-top-gifters"), s.top_gifters || [], "gift_value");
     const words = $("#live-hot-words");
@@ -179,7 +193,7 @@
     socket.addEventListener("message", (event) => {
       let frame;
       try { frame = JSON.parse(event.data); } catch (_) { return; }
-      if (frame.type === "live.messages") accept(frame.messages || []);
+      if (frame.type === "live.messages") accept(frame.messages || [], frame.history === true);
       else if (frame.type === "live.status") showStatus(frame);
       else if (frame.type === "live.stats") showStats(frame);
     });
