@@ -110,6 +110,14 @@ def answer_text(response: httpx.Response) -> str:
         return response.content[:ANSWER_MAX_CHARS].decode("utf-8", "replace")
 
 
+def json_or_none(response: httpx.Response) -> Any:
+    """The answer's JSON, or None when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
 def retry_after_s(response: httpx.Response) -> float | None:
     """Seconds to wait according to `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset-In`.
 

@@ -185,7 +185,7 @@ def _deliver(link: ScrobblerLink, client: ScrobblingClient, listens: list[Listen
     stopped the sending (then the listens after the outcomes wait for a later drain)."""
     try:
         return _request(link, client, listens, result), None
-    except (AuthExpired, NotAllowed) as exc:
+    except (AuthExpired, NotAllowed) as exc:  # before GiveUp, which AuthExpired is a kind of
         return [], exc
     except RetryLater as exc:
         if not client.resend_one_by_one or len(listens) == 1 or not _server_error(exc):
@@ -216,6 +216,8 @@ def _one_by_one(link: ScrobblerLink, client: ScrobblingClient, listens: list[Lis
         try:
             _request(link, client, [listen], result)
             outcomes.append(ACCEPTED)
+        except (AuthExpired, NotAllowed) as exc:  # before GiveUp, which AuthExpired is a kind of
+            return (outcomes if answered else []), exc
         except GiveUp as exc:
             # 409 to a single listen: the service has a listen at that time already.
             outcomes.append(ACCEPTED if exc.status == 409 else ItemResult.refused(exc))
@@ -230,8 +232,6 @@ def _one_by_one(link: ScrobblerLink, client: ScrobblingClient, listens: list[Lis
             outcomes.append(ItemResult(accepted=False, message=f"{exc} (for this listen alone, while the server "
                                                                "took others)", status=exc.status, answer=exc.answer))
             continue
-        except (AuthExpired, NotAllowed) as exc:
-            return (outcomes if answered else []), exc
         answered, doubtful = True, 0
     if not answered:
         return [], RetryLater(f"{client.label}: server errors for every listen",

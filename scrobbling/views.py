@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare
@@ -140,36 +140,37 @@ def _service(service: str) -> type[ScrobblingClient]:
         raise Http404(f"No scrobbling service called “{service}”.") from None
 
 
-@login_required
-@require_POST
-def unlink(request, service: str):
-    service = _service(service)
+def _on_link(request, service: str, action, said) -> HttpResponse:
+    """Do `action` (a links service taking user and service) to one of the user's links and
+    say what became of it (`said(kind, result)`), or why not; back to the services page."""
+    kind = _service(service)
     try:
-        waiting = links.link_remove(user=request.user, service=service.name)
+        result = action(user=request.user, service=kind.name)
     except ScrobbleError as exc:
         messages.error(request, exc.message)
     else:
-        if waiting:
-            plays = "1 play still waits" if waiting == 1 else f"{waiting} plays still wait"
-            messages.success(request, f"{service.label} unlinked. {plays} for it: link it again to send "
-                                      f"{'it' if waiting == 1 else 'them'}, or discard {'it' if waiting == 1 else 'them'}.")
-        else:
-            messages.success(request, f"{service.label} unlinked. No plays were waiting for it.")
+        messages.success(request, said(kind, result))
     return redirect("scrobbling:services")
+
+
+def _unlinked(kind: type[ScrobblingClient], waiting: int) -> str:
+    if not waiting:
+        return f"{kind.label} unlinked. No plays were waiting for it."
+    plays, them = ("1 play still waits", "it") if waiting == 1 else (f"{waiting} plays still wait", "them")
+    return f"{kind.label} unlinked. {plays} for it: link it again to send {them}, or discard {them}."
+
+
+@login_required
+@require_POST
+def unlink(request, service: str):
+    return _on_link(request, service, links.link_remove, _unlinked)
 
 
 @login_required
 @require_POST
 def discard(request, service: str):
-    service = _service(service)
-    try:
-        deleted = links.buffer_discard(user=request.user, service=service.name)
-    except ScrobbleError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Discarded {charts.plays_label(deleted)} waiting for {service.label}; "
-                                  "your history keeps them.")
-    return redirect("scrobbling:services")
+    return _on_link(request, service, links.buffer_discard, lambda kind, deleted: (
+        f"Discarded {charts.plays_label(deleted)} waiting for {kind.label}; your history keeps them."))
 
 
 # --- web authentication (Last.fm and services of its kind) -----------------------------

@@ -5,9 +5,9 @@ A new service is one module here with a `@registry.register` class, plus its lin
 `registry`'s modules: delivery, the API, the pages and `link_scrobbler` find it there.
 
 Every failure is one of four classes: `RetryLater` (try the same thing again later),
-`AuthExpired` (the user must connect the account again), `NotAllowed` (the server address
-the user gave is one this server does not call: project/outbound.py) and `GiveUp` (the
-request itself is wrong; retrying cannot help). `answer` holds the service's raw answer for the dead-letter
+`AuthExpired` (the user must connect the account again; a kind of `GiveUp`), `NotAllowed`
+(the server address the user gave is one this server does not call: project/outbound.py)
+and `GiveUp` (the request itself is wrong; retrying cannot help). `answer` holds the service's raw answer for the dead-letter
 table; messages and answers never contain the API secret, a session key or a token.
 """
 
@@ -30,14 +30,10 @@ __all__ = ["ANSWER_MAX_CHARS", "AuthExpired", "ClientError", "GiveUp", "HttpClie
 ClientError = outside.OutsideError  # base class of every error a scrobbling client raises
 
 
-class AuthExpired(ClientError):
-    """The session key or token is no longer valid; the user has to connect again."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: int | None = None, answer: str = ""):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.answer = answer
+class AuthExpired(GiveUp):
+    """The session key or token is no longer valid: a refusal that retrying cannot mend until
+    the user connects again (delivery pauses the link and keeps the plays, where any other
+    GiveUp dead-letters them, so it is caught before GiveUp)."""
 
 
 @dataclass(frozen=True)

@@ -175,10 +175,7 @@ def _parse(what: str, response: httpx.Response, auth_codes: set[int], *, key_set
     """The JSON answer, or the error class its status and Last.fm error code call for."""
     status = response.status_code
     answer = answer_text(response)
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = outside.json_or_none(response)
     code = _int(body.get("error")) if isinstance(body, dict) else None
     if code is not None:
         message = f"{what}: error {code}: {str(body.get('message', ''))[:200]}"

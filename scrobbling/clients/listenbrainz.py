@@ -127,10 +127,7 @@ def _parse(endpoint: str, response: httpx.Response) -> tuple[dict[str, Any], str
     """The JSON answer and its raw text, or the error class its status calls for."""
     status = response.status_code
     answer = answer_text(response)
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = outside.json_or_none(response)
     error = str(body.get("error", ""))[:200] if isinstance(body, dict) else ""
     message = f"ListenBrainz {endpoint}: HTTP {status}" + (f": {error}" if error else "")
     if status == 401:

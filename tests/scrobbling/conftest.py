@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import pytest
 
@@ -13,28 +14,26 @@ LASTFM_API_KEY = "0123456789abcdef0123456789abcdef"
 LASTFM_API_SECRET = "fedcba9876543210fedcba9876543210"
 
 
+def _lastfm_kind(settings, prefix: str, fake: FakeLastfm):
+    """Point a service of the Last.fm kind (its `prefix`_* settings) at `fake`, started."""
+    fake.start()
+    for name, value in (("API_ROOT", fake.url), ("AUTH_URL", fake.auth_url), ("API_KEY", fake.api_key),
+                        ("API_SECRET", fake.api_secret)):
+        setattr(settings, f"{prefix}_{name}", value)
+    yield fake
+    fake.stop()
+
+
 @pytest.fixture
 def fake_lastfm(settings):
     """A running FakeLastfm; LASTFM_* settings point at it."""
-    fake = FakeLastfm(LASTFM_API_KEY, LASTFM_API_SECRET).start()
-    settings.LASTFM_API_ROOT = fake.url
-    settings.LASTFM_AUTH_URL = fake.auth_url
-    settings.LASTFM_API_KEY = fake.api_key
-    settings.LASTFM_API_SECRET = fake.api_secret
-    yield fake
-    fake.stop()
+    yield from _lastfm_kind(settings, "LASTFM", FakeLastfm(LASTFM_API_KEY, LASTFM_API_SECRET))
 
 
 @pytest.fixture
 def fake_librefm(settings):
     """A running FakeLastfm standing for Libre.fm (the same API); LIBREFM_* settings point at it."""
-    fake = FakeLastfm("librefm-key", "librefm-secret", auth_user="lfm_libre").start()
-    settings.LIBREFM_API_ROOT = fake.url
-    settings.LIBREFM_AUTH_URL = fake.auth_url
-    settings.LIBREFM_API_KEY = fake.api_key
-    settings.LIBREFM_API_SECRET = fake.api_secret
-    yield fake
-    fake.stop()
+    yield from _lastfm_kind(settings, "LIBREFM", FakeLastfm("librefm-key", "librefm-secret", auth_user="lfm_libre"))
 
 
 @pytest.fixture
@@ -60,3 +59,12 @@ def no_one_listening(redis_client):
     redis_client.delete(*keys)
     yield
     redis_client.delete(*keys)
+
+
+@pytest.fixture
+def closed_url() -> str:
+    """An address on 127.0.0.1 where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -510,13 +510,20 @@ class FakeListenBrainz(FakeServer):
             return json_reply(200, {"code": 200, "message": "Token invalid.", "valid": False})
         return json_reply(200, {"code": 200, "message": "Token valid.", "valid": True, "user_name": user_name})
 
-    def _submit_listens(self, request: RecordedRequest) -> Reply:
+    INVALID_TOKEN = "Invalid authorization token."  # the answer to a token it does not know
+
+    def _user(self, request: RecordedRequest) -> str | Reply:
+        """The user a submit's Authorization header names, or the 401 answer."""
         token = _auth_token(request)
         if not token:
             return lb_error(401, "You need to provide an Authorization header.")
         user_name = self.tokens.get(token)
-        if user_name is None:
-            return lb_error(401, "Invalid authorization token.")
+        return lb_error(401, self.INVALID_TOKEN) if user_name is None else user_name
+
+    def _submit_listens(self, request: RecordedRequest) -> Reply:
+        user_name = self._user(request)
+        if not isinstance(user_name, str):
+            return user_name
         try:
             document = json.loads(request.body.decode("utf-8"))
         except ValueError as exc:
@@ -641,17 +648,16 @@ class FakeMaloja(FakeListenBrainz):
       additional_info.duration (seconds) only.
     """
 
+    INVALID_TOKEN = "Incorrect Authorization"
+
     def __init__(self, *, host: str = "127.0.0.1", duplicate_timestamp_status: int = 409) -> None:
         super().__init__(host=host)
         self.duplicate_timestamp_status = duplicate_timestamp_status
 
     def _submit_listens(self, request: RecordedRequest) -> Reply:
-        token = _auth_token(request)
-        if not token:
-            return lb_error(401, "You need to provide an Authorization header.")
-        user_name = self.tokens.get(token)
-        if user_name is None:
-            return lb_error(401, "Incorrect Authorization")
+        user_name = self._user(request)
+        if not isinstance(user_name, str):
+            return user_name
         try:
             document = json.loads(request.body.decode("utf-8"))
             listen_type, payload = document["listen_type"], document["payload"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -26,15 +25,6 @@ def make_listen(index: int = 0, *, ago_s: float = 3600, **fields) -> Listen:
     fields.setdefault("artist", f"Artist {index}")
     fields.setdefault("title", f"Song {index}")
     return Listen(played_at=played_at, **fields)
-
-
-@pytest.fixture
-def closed_url() -> str:
-    """An address on 127.0.0.1 where nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
