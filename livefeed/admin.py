@@ -50,6 +50,14 @@ class LiveChannelAdmin(admin.ModelAdmin):
             services.channel_unfollow(channel_id=channel.pk, actor=request.user)
         messages.success(request, f"{queryset.count()} channel(s) will stop within a few seconds.")
 
+    def get_deleted_objects(self, objs, request):
+        """A summary instead of Django's list of every related row (a busy channel has
+        millions of messages; listing them would never finish)."""
+        channels = list(objs)
+        summary = [f"{channel}: its sessions, messages and statistics" for channel in channels]
+        perms_needed = set() if self.has_delete_permission(request) else {"live channel"}
+        return summary, {"live channels": len(channels)}, perms_needed, []
+
     def delete_queryset(self, request, queryset):
         for channel in queryset:
             services.channel_remove(channel_id=channel.pk, actor=request.user)
