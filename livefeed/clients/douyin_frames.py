@@ -118,18 +118,25 @@ def _ts_ms(common: pb.Common, received_ms: int) -> int:
 
 def _user(user: pb.User) -> LiveUser | None:
     uid = user.id or user.idStr
-    if not uid and not user.nickName:
+    name = user.nickName
+    if not uid and not name:
         return None
-    level = user.payGrade.level
-    return LiveUser(id=str(uid), name=user.nickName, display_id=user.displayId,
-                    gender=user.gender or None, level=level or None)
+    # Positional arguments: this runs once per message (bench/livefeed_decode.py).
+    return LiveUser(str(uid), name, user.displayId, user.gender or None, user.payGrade.level or None)
 
 
 def _base(kind: str, item: pb.Message, common: pb.Common, user: pb.User | None, received_ms: int, *,
           content: str = "", extra: dict[str, Any] | None = None) -> Message:
-    return Message(type=kind, platform_msg_id=_msg_id(item, common.msgId), ts_ms=_ts_ms(common, received_ms),
-                   user=_user(user) if user is not None else None, content=content, extra=extra or {},
-                   received_ms=received_ms)
+    msg_id = item.msgId
+    created = common.createTime
+    if not created:
+        ts = received_ms
+    elif created < 100_000_000_000:
+        ts = created * 1000  # seconds on some messages, ms on most
+    else:
+        ts = created
+    return Message(kind, str(msg_id) if msg_id else _msg_id(item, common.msgId), ts,
+                   _user(user) if user is not None else None, content, {} if extra is None else extra, received_ms)
 
 
 def _chat(item, p: pb.ChatMessage, received_ms):
