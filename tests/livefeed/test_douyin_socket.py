@@ -6,6 +6,7 @@ quick."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 
@@ -175,3 +176,22 @@ async def test_close_returns_within_a_second(simulator, sim_client):
     await connection.close()  # idempotent
     assert time.monotonic() - started < 1.5
     await eventually(lambda: not simulator.room(LIVE_ID).sockets, what="the simulator to see the close")
+
+
+async def test_close_from_another_task_ends_the_iteration_quietly(simulator, sim_client):
+    info = await sim_client.room_info(LIVE_ID)
+    connection = await sim_client.connect(info, stall_s=30)
+    batches = []
+
+    async def follow():
+        async for batch in connection:
+            batches.append(batch)
+
+    task = asyncio.create_task(follow())
+    await eventually(lambda: simulator.room(LIVE_ID).sockets, what="the socket to open")
+    await simulator.command(LIVE_ID, "send", kind="chat")
+    await eventually(lambda: batches, what="the first batch")
+    started = time.monotonic()
+    await connection.close()
+    await asyncio.wait_for(task, 2)  # ends, no RetryLater: a stop is not a drop
+    assert time.monotonic() - started < 1.5
