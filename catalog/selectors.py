@@ -72,3 +72,33 @@ def recent_tracks(*, limit: int = 8) -> QuerySet[Track]:
 
 def import_jobs_recent(*, limit: int = 20) -> QuerySet[ImportJob]:
     return ImportJob.objects.select_related("created_by").order_by("-created_at")[:limit]
+
+
+# --- tracks for other apps (scrobbling), with their artist and album -------------------
+
+
+def _tracks() -> QuerySet[Track]:
+    return Track.objects.select_related("artist", "album")
+
+
+def track_get(*, track_id: int) -> Track | None:
+    return _tracks().filter(pk=track_id).first()
+
+
+def tracks_by_id(*, ids: set[int]) -> dict[int, Track]:
+    return _tracks().in_bulk(ids) if ids else {}
+
+
+def tracks_by_mbid(*, mbids: set[str]) -> dict[str, Track]:
+    """Tracks by MusicBrainz recording id."""
+    return {t.musicbrainz_id: t for t in _tracks().filter(musicbrainz_id__in=mbids)} if mbids else {}
+
+
+def tracks_by_match_key(*, keys: set[str]) -> dict[str, Track]:
+    """Tracks by match key (catalog.models.match_key: folded artist and title); the first
+    imported of a key when several share it."""
+    return {t.match_key: t for t in _tracks().filter(match_key__in=keys).order_by("-id")} if keys else {}
+
+
+def tracks_longer_than(*, duration_s: float) -> list[Track]:
+    return list(_tracks().filter(duration_s__gt=duration_s))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from ninja import Field, Query, Router, Schema, Status
 
-from catalog.models import Track
+from catalog import selectors as catalog
 from project import inputs
 from scrobbling import nowplaying, recording, selectors
 from scrobbling.inputs import MAX_PLAYS_PER_REQUEST, ItemError, ScrobbleError, parse_played_at
@@ -45,7 +45,9 @@ def play_out(play: Play) -> dict:
 
 @router.post("/now-playing", response={200: dict, **ERRORS}, summary="Say what you are playing now")
 def now_playing(request, payload: NowPlayingIn):
-    track = get_object_or_404(Track.objects.select_related("artist", "album"), pk=payload.track_id)
+    track = catalog.track_get(track_id=payload.track_id)
+    if track is None:
+        raise Http404(f"No track with id {payload.track_id}.")
     try:
         entry = nowplaying.now_playing_set(user=request.auth, track=track, position_s=payload.position_s,
                                            paused=payload.paused, source=_source(request))

@@ -35,6 +35,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from catalog import selectors as catalog
 from project import metrics
 from scrobbling.clients import (
     ACCEPTED,
@@ -349,10 +350,8 @@ def send_now_playing(*, user_id: int, track_id: int | None, listen: dict | None 
     """Tell each active linked service what the user just started (a library track, or the
     `listen` an outside player described); best effort, never retried (a late "now
     playing" is wrong). Returns how many services took it."""
-    from catalog.models import Track
-
     if track_id is not None:
-        track = Track.objects.select_related("artist", "album").filter(pk=track_id).first()
+        track = catalog.track_get(track_id=track_id)
         if track is None:
             return 0
         listen = listen_of(PlayInput.of_track(track, played_at=timezone.now(), source="api"))

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from catalog.models import Track
+from catalog import selectors as catalog
 from scrobbling.inputs import MAX_PLAYS_PER_REQUEST, MIN_TRACK_S, PlayInput
 from scrobbling.models import Play
 from scrobbling.recording import plays_record
@@ -19,7 +19,7 @@ def history_create(*, user, days: int = 90, seed: int = 7) -> int:
     busier); only for a user without any. Returns how many were recorded."""
     if Play.objects.filter(user=user).exists():
         return 0
-    tracks = list(Track.objects.select_related("artist", "album").filter(duration_s__gt=MIN_TRACK_S))
+    tracks = catalog.tracks_longer_than(duration_s=MIN_TRACK_S)
     if not tracks:
         return 0
     rng = random.Random(seed)  # noqa: S311 - demo data

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 
+from catalog import selectors as catalog
 from catalog.models import UNKNOWN_ARTIST, Track, fold, match_key
 from scrobbling.models import Play
 
@@ -136,7 +137,7 @@ def validate_items(items: list, *, source: str) -> tuple[list[PlayInput], list[d
     a play repeated within the list is refused as a duplicate."""
     ids = {i for i in (item.get("track_id") for item in items if isinstance(item, dict))
            if isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID}
-    tracks = Track.objects.select_related("artist", "album").in_bulk(ids) if ids else {}
+    tracks = catalog.tracks_by_id(ids=ids)
     now = timezone.now()
     plays: list[PlayInput] = []
     rejected: list[dict] = []
@@ -255,13 +256,9 @@ def _json_type(value) -> str:
 
 def _match_tracks(plays: list[PlayInput]) -> None:
     """Fill in `track` of each play that is in the library (two queries per batch)."""
-    tracks = Track.objects.select_related("artist", "album")
-    mbids = {p.recording_mbid for p in plays if p.recording_mbid}
-    by_mbid = {t.musicbrainz_id: t for t in tracks.filter(musicbrainz_id__in=mbids)} if mbids else {}
-    keys = {match_key(p.artist_name, p.track_title) for p in plays if p.recording_mbid not in by_mbid}
-    by_key = {}
-    for track in tracks.filter(match_key__in=keys).order_by("-id") if keys else []:
-        by_key[track.match_key] = track
+    by_mbid = catalog.tracks_by_mbid(mbids={p.recording_mbid for p in plays if p.recording_mbid})
+    by_key = catalog.tracks_by_match_key(
+        keys={match_key(p.artist_name, p.track_title) for p in plays if p.recording_mbid not in by_mbid})
     for play in plays:
         track = by_mbid.get(play.recording_mbid) or by_key.get(match_key(play.artist_name, play.track_title))
         if track is not None:
