@@ -159,12 +159,23 @@ class DouyinClient(LiveClient):
                   "language": "zh-CN", "enter_from": "web_live", "cookie_enabled": "true", "screen_width": "1920",
                   "screen_height": "1080", "browser_language": "zh-CN", "browser_platform": "Win32",
                   "browser_name": "Chrome", "browser_version": "124.0.0.0", "web_rid": ref}
+        if self.signer is not None:
+            a_bogus = await self.signer.a_bogus(query=urlencode(params), user_agent=USER_AGENT)
+            if a_bogus:
+                params["a_bogus"] = a_bogus
         response = await self._get(f"{self.root}/webcast/room/web/enter/", what="Douyin room enter API",
                                    params=params)
         try:
             body = response.json()
         except (ValueError, UnicodeDecodeError):
             body = None
+        if not response.content.strip() and response.status_code == 200:
+            # Douyin answers an unsigned (or badly signed) call with an empty 200.
+            if "a_bogus" not in params:
+                raise SignerNeeded(f"Douyin's room API answered {ref} with nothing: it wants an a_bogus signature, "
+                                   "see LIVEFEED_DOUYIN_SIGNER", status=200)
+            raise Blocked(f"Douyin's room API answered {ref} with nothing although signed: the signer "
+                          f"{self.signer!r} may be out of date", status=200)
         if not isinstance(body, dict):
             raise Blocked(f"Douyin's room API answered {ref} with something that is not JSON (HTTP "
                           f"{response.status_code}): probably its anti-bot check", status=response.status_code,

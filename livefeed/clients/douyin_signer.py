@@ -5,9 +5,12 @@ asks a signer (docs/protocol.md, "Live feed: Douyin", has the contract):
 - empty: no signer; the socket is opened unsigned (Douyin may refuse it: `SignerNeeded`).
 - `http://...` or `https://...`: a signing service. Chorus POSTs
   `{"kind": "signature", "stub": <X-MS-STUB>, "params": <the string it digests>,
-  "user_agent": ...}` and expects `{"signature": "..."}` (200, JSON).
+  "user_agent": ...}` and expects `{"signature": "..."}` (200, JSON). For the `a_bogus`
+  parameter of the room API it POSTs `{"kind": "a_bogus", "params": <the query string>,
+  "user_agent": ...}`; a service that does not make those answers 404 (no a_bogus is sent).
 - a path to a `.js` file: run in an embedded V8 (the optional `mini-racer` package); the
-  script defines `get_sign(stub)` returning the signature.
+  script defines `get_sign(stub)` returning the signature, and may define
+  `get_a_bogus(query, userAgent)`.
 
 The string to sign is the web client's: the MD5 hex digest ("X-MS-STUB") of
 `live_id=1,aid=6383,version_code=...,webcast_sdk_version=...,room_id=<room id>,sub_room_id=,
@@ -47,6 +50,11 @@ class Signer:
     async def sign(self, *, stub: str, params: str, user_agent: str) -> str:
         raise NotImplementedError
 
+    async def a_bogus(self, *, query: str, user_agent: str) -> str | None:
+        """The `a_bogus` parameter for an HTTP call with this query string, or None when
+        this signer does not make it."""
+        return None
+
 
 class ServiceSigner(Signer):
     """A signing service reached over HTTP (the URL is an operator's setting, not a user's)."""
@@ -59,9 +67,21 @@ class ServiceSigner(Signer):
 
     async def sign(self, *, stub: str, params: str, user_agent: str) -> str:
         body = {"kind": "signature", "stub": stub, "params": params, "user_agent": user_agent}
+        return self._signature(await self._post(body))
+
+    async def a_bogus(self, *, query: str, user_agent: str) -> str | None:
+        response = await self._post({"kind": "a_bogus", "params": query, "user_agent": user_agent})
+        if response.status_code == 404:
+            return None  # this service signs the socket only
+        return self._signature(response)
+
+    async def _post(self, body: dict[str, str]) -> httpx.Response:
         async with httpx.AsyncClient() as http:
             response = await asend(http, "POST", self.url, what="Douyin signer", timeout_s=SIGNER_TIMEOUT_S, json=body)
         raise_if_busy(response, f"The Douyin signer at {self.url.split('?')[0]} is busy (HTTP {response.status_code}).")
+        return response
+
+    def _signature(self, response: httpx.Response) -> str:
         try:
             answer = response.json()
         except ValueError:
@@ -84,6 +104,15 @@ class ScriptSigner(Signer):
         return f"ScriptSigner({str(self.path)!r})"
 
     async def sign(self, *, stub: str, params: str, user_agent: str) -> str:
+        signature = await self._run("get_sign", stub)
+        if signature is None:
+            raise SignerNeeded(f"LIVEFEED_DOUYIN_SIGNER: {self.path} defines no get_sign(stub)")
+        return signature
+
+    async def a_bogus(self, *, query: str, user_agent: str) -> str | None:
+        return await self._run("get_a_bogus", query, user_agent)
+
+    async def _run(self, function: str, *args: str) -> str | None:
         try:
             from py_mini_racer import MiniRacer
         except ImportError:
@@ -93,19 +122,22 @@ class ScriptSigner(Signer):
             source = self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise SignerNeeded(f"LIVEFEED_DOUYIN_SIGNER: cannot read {self.path}: {exc}") from exc
-        return await asyncio.to_thread(_run_script, MiniRacer, source, stub, str(self.path))
+        return await asyncio.to_thread(_run_script, MiniRacer, source, str(self.path), function, args)
 
 
-def _run_script(engine, source: str, stub: str, name: str) -> str:
+def _run_script(engine, source: str, name: str, function: str, args: tuple[str, ...]) -> str | None:
+    """`function(*args)` of the script, or None when the script does not define it."""
     try:
         with engine() as context:
             context.eval(source)
-            signature = context.call("get_sign", stub)
-    except Exception as exc:  # the engine's errors (syntax, missing function, a throw) have no common base
+            if context.eval(f"typeof {function}") != "function":
+                return None
+            value = context.call(function, *args)
+    except Exception as exc:  # the engine's errors (syntax, a throw) have no common base
         raise SignerNeeded(f"LIVEFEED_DOUYIN_SIGNER: {name} failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
-    if not isinstance(signature, str) or not signature:
-        raise SignerNeeded(f"LIVEFEED_DOUYIN_SIGNER: get_sign() in {name} returned {type(signature).__name__}, not a string")
-    return signature
+    if not isinstance(value, str) or not value:
+        raise SignerNeeded(f"LIVEFEED_DOUYIN_SIGNER: {function}() in {name} returned {type(value).__name__}, not a string")
+    return value
 
 
 def signer_from_setting(value: str) -> Signer | None:

@@ -62,7 +62,8 @@ class Counters:
     malformed_sent: dict[str, int] = field(default_factory=dict)
     resent: int = 0
     refused: int = 0  # socket handshakes refused (unknown room, no cookie, no signature)
-    last_query: dict[str, str] = field(default_factory=dict)
+    last_query: dict[str, str] = field(default_factory=dict)  # of the last push socket
+    last_enter_query: dict[str, str] = field(default_factory=dict)  # of the last room API call
 
 
 @dataclass
@@ -86,6 +87,7 @@ class SimRoom:
         self.page = "ok"  # "ok", "antibot" (the anti-bot page), "missing" (a page with no roomId)
         self.stalled = False  # sends nothing at all, not even heartbeat answers
         self.require_signature = False
+        self.require_a_bogus = False  # the enter API answers an empty 200 without a_bogus
         self.resend_count = resend_count  # every connection after the first starts with this many recent messages
         self.title = f"模拟直播间 {live_id}"
         self.streamer = pb.User(id=int(self.room_id[-12:]), nickName=f"主播{live_id}", displayId=f"sim{live_id}")
@@ -111,6 +113,7 @@ class SimRoom:
     def status(self) -> dict[str, Any]:
         return {"live_id": self.live_id, "room_id": self.room_id, "live": self.live, "rate": self.rate,
                 "page": self.page, "stalled": self.stalled, "require_signature": self.require_signature,
+                "require_a_bogus": self.require_a_bogus,
                 "resend_count": self.resend_count, "sockets": len(self.sockets), "counters": asdict(self.counters)}
 
     def enter_json(self, host: str) -> dict[str, Any]:

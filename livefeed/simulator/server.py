@@ -39,7 +39,8 @@ from livefeed.simulator.room import MALFORMED_KINDS, SimRoom, live_id_for
 PUSH_PATH = "/webcast/im/push/v2/"
 ENTER_PATH = "/webcast/room/web/enter/"
 TICK_S = 0.05  # at most 20 frames a second per room; more messages per frame at higher rates
-COMMANDS = ("drop", "resend", "malformed", "end", "start", "rate", "stall", "resume", "page", "signature", "send")
+COMMANDS = ("drop", "resend", "malformed", "end", "start", "rate", "stall", "resume", "page", "signature", "a_bogus",
+            "send")
 
 
 # The websockets library logs every HTTP request at INFO: the simulator's own log is warnings only.
@@ -169,8 +170,11 @@ class Simulator:
         if not live_id.isdigit() or "ttwid=" not in request.headers.get("Cookie", ""):
             return _json(connection, {"status_code": 10011, "data": {"prompts": "参数错误"}})
         room = self.room(live_id)
+        room.counters.last_enter_query = query
         if room.page == "antibot":
             return _html(connection, "<!doctype html><title>验证码中间页</title>")
+        if room.require_a_bogus and not query.get("a_bogus"):
+            return _with_type(connection.respond(HTTPStatus.OK, ""), b"", "application/json; charset=utf-8")
         if room.page == "missing":
             return _json(connection, {"status_code": 0, "data": {"data": [], "room_status": None}})
         return _json(connection, room.enter_json(f"{self.host}:{self.port}"))
@@ -224,6 +228,8 @@ class Simulator:
             room.page = mode
         elif name == "signature":
             room.require_signature = args.get("required", "1") not in ("0", "false", "no")
+        elif name == "a_bogus":
+            room.require_a_bogus = args.get("required", "1") not in ("0", "false", "no")
         elif name == "send":
             kind = args.get("kind", "chat")
             if kind not in room._makers:

@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 import sys
+from urllib.parse import urlencode
 
 import pytest
 
@@ -98,9 +99,10 @@ async def test_a_server_that_is_down_is_retry_later(simulator):
 class SigningService:
     """A tiny HTTP signing service on 127.0.0.1: records each request, answers `answer`."""
 
-    def __init__(self, *, status: int = 200, answer: object | None = None):
+    def __init__(self, *, status: int = 200, answer: object | None = None, a_bogus_status: int = 200):
         self.status = status
         self.answer = answer
+        self.a_bogus_status = a_bogus_status
         self.requests: list[dict] = []
         self.server: asyncio.Server | None = None
 
@@ -121,10 +123,14 @@ class SigningService:
         length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0)
         body = json.loads(await reader.readexactly(length))
         self.requests.append(body)
-        answer = self.answer if self.answer is not None else {"signature": "sig-" + body["stub"][:10]}
+        status = self.status
+        if body["kind"] == "a_bogus":
+            status, answer = self.a_bogus_status, {"signature": f"ab-{len(body['params'])}"}
+        else:
+            answer = self.answer if self.answer is not None else {"signature": "sig-" + body["stub"][:10]}
         payload = json.dumps(answer).encode()
         writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
-                     % (self.status, len(payload)) + payload)
+                     % (status, len(payload)) + payload)
         await writer.drain()
         writer.close()
 
@@ -141,7 +147,9 @@ async def test_the_signing_service_gets_the_string_the_web_client_signs(simulato
         await client.aclose()
         await service.stop()
     query = simulator.room(LIVE_ID).counters.last_query
-    [request] = service.requests
+    [a_bogus, request] = service.requests
+    assert a_bogus["kind"] == "a_bogus"
+    assert simulator.room(LIVE_ID).counters.last_enter_query["a_bogus"] == f"ab-{len(a_bogus['params'])}"
     expected = (f"live_id=1,aid=6383,version_code=180800,webcast_sdk_version=1.0.14-beta.0,room_id={info.internal['room_id']},"
                 f"sub_room_id=,sub_channel_id=,did_rule=3,user_unique_id={info.internal['user_unique_id']},"
                 "device_platform=web,device_type=,ac=,identity=audience")
@@ -158,6 +166,43 @@ async def test_a_refused_unsigned_socket_says_a_signer_is_needed(simulator, sim_
     with pytest.raises(SignerNeeded, match="LIVEFEED_DOUYIN_SIGNER"):
         await sim_client.connect(info, stall_s=5)
     assert simulator.room(LIVE_ID).counters.refused == 1
+
+
+async def test_the_room_api_gets_a_bogus_from_the_signer_that_makes_it(simulator):
+    await simulator.command(LIVE_ID, "a_bogus", required="1")
+    service = await SigningService().start()
+    client = client_for(simulator, signer=service.url)
+    try:
+        info = await client.room_info(LIVE_ID)
+    finally:
+        await client.aclose()
+        await service.stop()
+    assert info.live is True
+    [request] = service.requests
+    enter_query = dict(simulator.room(LIVE_ID).counters.last_enter_query)
+    signed = enter_query.pop("a_bogus")
+    assert request["params"] == urlencode(enter_query)  # the query as sent, without a_bogus
+    assert signed == f"ab-{len(request['params'])}"
+
+
+async def test_a_room_api_that_wants_a_bogus_says_a_signer_is_needed(simulator, sim_client):
+    await simulator.command(LIVE_ID, "a_bogus", required="1")
+    with pytest.raises(SignerNeeded, match=r"a_bogus.*LIVEFEED_DOUYIN_SIGNER"):
+        await sim_client.room_info(LIVE_ID)
+
+
+async def test_a_signing_service_that_does_not_make_a_bogus_still_signs_the_socket(simulator):
+    service = await SigningService(a_bogus_status=404).start()
+    client = client_for(simulator, signer=service.url)
+    try:
+        info = await client.room_info(LIVE_ID)
+        async with await client.connect(info, stall_s=5):
+            pass
+    finally:
+        await client.aclose()
+        await service.stop()
+    assert "a_bogus" not in simulator.room(LIVE_ID).counters.last_enter_query
+    assert simulator.room(LIVE_ID).counters.last_query["signature"].startswith("sig-")
 
 
 @pytest.mark.parametrize(("status", "answer", "error"), [
@@ -179,8 +224,10 @@ async def test_a_signing_service_that_fails_is_a_clear_error(simulator, status, 
 
 async def test_a_javascript_signer_runs_in_the_embedded_engine(simulator, tmp_path):
     script = tmp_path / "sign.js"
-    script.write_text("function get_sign(stub) { return 'js-' + stub.split('').reverse().join(''); }")
+    script.write_text("function get_sign(stub) { return 'js-' + stub.split('').reverse().join(''); }\n"
+                      "function get_a_bogus(query, ua) { return 'ab' + query.length + (ua.length > 0); }")
     await simulator.command(LIVE_ID, "signature", required="1")
+    await simulator.command(LIVE_ID, "a_bogus", required="1")
     client = client_for(simulator, signer=str(script))
     try:
         info = await client.room_info(LIVE_ID)
@@ -191,6 +238,22 @@ async def test_a_javascript_signer_runs_in_the_embedded_engine(simulator, tmp_pa
     query = simulator.room(LIVE_ID).counters.last_query
     stub = hashlib.md5(signature_params(query).encode(), usedforsecurity=False).hexdigest()
     assert query["signature"] == "js-" + stub[::-1]
+    enter_query = dict(simulator.room(LIVE_ID).counters.last_enter_query)
+    assert enter_query.pop("a_bogus") == f"ab{len(urlencode(enter_query))}true"
+
+
+async def test_a_javascript_signer_without_get_a_bogus_signs_the_socket_only(simulator, tmp_path):
+    script = tmp_path / "sign.js"
+    script.write_text("function get_sign(stub) { return 'only-' + stub; }")
+    client = client_for(simulator, signer=str(script))
+    try:
+        info = await client.room_info(LIVE_ID)
+        async with await client.connect(info, stall_s=5):
+            pass
+    finally:
+        await client.aclose()
+    assert "a_bogus" not in simulator.room(LIVE_ID).counters.last_enter_query
+    assert simulator.room(LIVE_ID).counters.last_query["signature"].startswith("only-")
 
 
 async def test_a_javascript_signer_without_the_engine_names_the_package(simulator, tmp_path, monkeypatch):
@@ -199,16 +262,15 @@ async def test_a_javascript_signer_without_the_engine_names_the_package(simulato
     monkeypatch.setitem(sys.modules, "py_mini_racer", None)  # as if mini-racer were not installed
     client = client_for(simulator, signer=str(script))
     try:
-        info = await client.room_info(LIVE_ID)
-        with pytest.raises(SignerNeeded, match="mini-racer"):
-            await client.connect(info, stall_s=5)
+        with pytest.raises(SignerNeeded, match="mini-racer"):  # at the first signed call: a_bogus of the room API
+            await client.room_info(LIVE_ID)
     finally:
         await client.aclose()
 
 
 async def test_a_broken_javascript_signer_is_a_clear_error(simulator, tmp_path):
     script = tmp_path / "sign.js"
-    script.write_text("function other() {}")
+    script.write_text("function get_sign(stub) { throw new Error('no luck'); }")
     client = client_for(simulator, signer=str(script))
     try:
         info = await client.room_info(LIVE_ID)
