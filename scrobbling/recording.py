@@ -28,7 +28,6 @@ class RecordResult:
     duplicates: list[int] = field(default_factory=list)  # indexes of plays already recorded
 
 
-
 def scrobbles_submit(*, user, items: list[dict] | dict, source: str = Play.Source.API) -> RecordResult:
     """The scrobble API: one play or a list of up to 1000. Every item is validated first; if
     any is refused, nothing is recorded and the error lists each refused item."""
@@ -48,7 +47,6 @@ def scrobbles_submit(*, user, items: list[dict] | dict, source: str = Play.Sourc
     if single and result.duplicates:
         raise ScrobbleError("duplicate", "This play is already recorded (same track and played_at).")
     return result
-
 
 
 def plays_record(*, user, plays: list[PlayInput]) -> RecordResult:
@@ -199,8 +197,6 @@ def _existing_keys(pairs: list[tuple[int, PlayInput]]) -> set[tuple]:
         ):
             keys.add((user_id, "u", fold(artist), fold(title), played_at))
     return keys
-
-
 
 
 def listens_submit(*, user, listen_type, payload) -> RecordResult | None:
