@@ -1,9 +1,10 @@
-"""`make run`: prepare and start everything (web, worker, beat) with one command.
+"""`make run`: prepare and start everything (web, workers, beat, the live simulator) with one command.
 
 1. Write `.env` with a fresh SECRET_KEY on first run (embedded defaults: SQLite).
 2. Migrate, collect static files, load the demo content.
 3. When REDIS_URL is not set, start a private redis-server under var/ on a free port.
-4. Run the Procfile (Daphne, Celery worker, Celery beat) under a small supervisor (no honcho:
+4. Run the Procfile (Daphne, the Celery worker, the livefeed worker, Celery beat and the local
+   live simulator, on a free port in LIVEFEED_SIMULATOR_ROOT) under a small supervisor (no honcho:
    honcho stops every process as soon as one exits).
 
 The supervisor keeps the site up when one process dies: it says which one died and
@@ -310,13 +311,15 @@ def _serve(supervisor: Supervisor, env: dict) -> int:
     host = env.get("CHORUS_HOST", "127.0.0.1")
     port = free_port(int(env.get("CHORUS_PORT", "8000")))
     env.update(CHORUS_HOST=host, CHORUS_PORT=str(port), CHORUS_BIN=str(BIN))
+    if not env.get("LIVEFEED_SIMULATOR_ROOT"):  # the live simulator, on a free port next to the web
+        env["LIVEFEED_SIMULATOR_ROOT"] = f"http://127.0.0.1:{free_port(8765)}"
     for name, command in read_procfile(BASE_DIR / "Procfile").items():
         supervisor.add_shell(name, command)
     shown_host = "localhost" if host in {"127.0.0.1", "0.0.0.0", "::"} else host  # noqa: S104 - only for display
     url = f"http://{shown_host}:{port}/"
     password_file = VAR / "demo-password.txt"
     login = f" and log in as demo / {password_file.read_text().strip()}" if password_file.exists() else ""
-    say(f"starting web, worker and beat: open {url}{login}  (Ctrl-C stops everything)")
+    say(f"starting web, workers, beat and the live simulator: open {url}{login}  (Ctrl-C stops everything)")
     code = supervisor.run()
     say("stopped" if code == 0 else "stopped: a process kept crashing (see above)")
     return code

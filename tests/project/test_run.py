@@ -85,7 +85,7 @@ class Run:
 
     def started_pids(self) -> dict[str, list[int]]:
         pids: dict[str, list[int]] = {}
-        for match in re.finditer(r"chorus \| (\w+) started \(pid (\d+)\)", self.output):
+        for match in re.finditer(r"chorus\s+\| (\w+) started \(pid (\d+)\)", self.output):
             pids.setdefault(match.group(1), []).append(int(match.group(2)))
         return pids
 
@@ -128,7 +128,7 @@ def make_run(tmp_path_factory):
     (root / "var" / "old" / "notes.txt").chmod(0o644)
     run = Run(root, _free_port())
     try:
-        run.wait_for(r"starting web, worker and beat: open http://localhost:\d+/", timeout=START_TIMEOUT_S)
+        run.wait_for(r"starting web, workers, beat and the live simulator: open http://localhost:\d+/", timeout=START_TIMEOUT_S)
         run.wait_for(r"celery@\S+ ready\.")
         deadline = time.monotonic() + WAIT_S
         while True:
@@ -144,6 +144,23 @@ def make_run(tmp_path_factory):
         run.stop()
 
 
+def test_the_demo_live_channel_flows_with_no_internet(make_run):
+    """The livefeed worker follows the demo room on the local simulator: messages are stored."""
+    import sqlite3
+
+    database = make_run.root / "var" / "chorus.sqlite3"
+    deadline = time.monotonic() + WAIT_S
+    seen = None
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
+            seen = db.execute("SELECT state, messages_total, last_error FROM livefeed_livechannel "
+                              "WHERE platform = 'simulator'").fetchone()
+        if seen and seen[0] == "running" and seen[1] > 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the demo live channel is {seen}:\n{make_run.output[-4000:]}")
+
+
 def test_a_killed_worker_is_restarted_while_the_web_keeps_answering(make_run):
     before = make_run.started_pids()
     (worker_pid,) = before["worker"]
@@ -151,9 +168,9 @@ def test_a_killed_worker_is_restarted_while_the_web_keeps_answering(make_run):
 
     os.kill(worker_pid, signal.SIGKILL)
 
-    died, _ = make_run.wait_for(r"chorus \| worker died \(killed by SIGKILL\); restarting it in 1 s", after=start)
+    died, _ = make_run.wait_for(r"chorus\s+\| worker died \(killed by SIGKILL\); restarting it in 1 s", after=start)
     assert make_run.healthz().json()["status"] == "ok"  # web and Redis stayed up
-    restarted, match = make_run.wait_for(r"chorus \| worker started \(pid (\d+)\)", after=died)
+    restarted, match = make_run.wait_for(r"chorus\s+\| worker started \(pid (\d+)\)", after=died)
     assert int(match.group(1)) != worker_pid
     make_run.wait_for(r"celery@\S+ ready\.", after=restarted)
     after = make_run.started_pids()

@@ -7,13 +7,15 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog import demo as catalog_demo
+from livefeed import demo as livefeed_demo
 from scrobbling import demo as scrobbling_demo
 
 DEMO_USERNAME = "demo"
 
 
 class Command(BaseCommand):
-    help = "Create the demo user, import a handful of generated demo tracks, and give the user a listening history."
+    help = ("Create the demo user, import a handful of generated demo tracks, give the user a listening history, "
+            "and add a live channel on the local simulator.")
 
     def handle(self, *args, **options):
         try:
@@ -30,6 +32,9 @@ class Command(BaseCommand):
         plays = scrobbling_demo.history_create(user=user)
         if plays:
             self.stdout.write(f"Demo listening history: {plays} plays over 90 days.")
+        _, created = livefeed_demo.channel_load(user=user)
+        if created:
+            self.stdout.write("Demo live channel: a room on the local simulator, followed whenever it is live.")
         self.stdout.write(self.style.SUCCESS(f"Demo login: user {DEMO_USERNAME!r}, password {password!r}"))
 
     def _demo_password(self) -> str:
