@@ -5,6 +5,7 @@ internalExt, and broken frames become Malformed reports, never exceptions."""
 from __future__ import annotations
 
 import gzip
+import random
 
 import pytest
 
@@ -152,3 +153,20 @@ def test_one_broken_message_leaves_the_rest_of_the_frame(room):
     assert [getattr(item, "type", "malformed") for item in items] == [m.CHAT, "malformed", m.LIKE]
     assert "WebcastGiftMessage" in items[1].detail
     assert ack is not None
+
+
+def test_random_and_damaged_bytes_never_raise(room):
+    rng = random.Random(5)
+    good = [room.frame(room.next_messages(rng.randint(1, 20)))[0] for _ in range(20)]
+    corpus = [rng.randbytes(rng.randint(0, 300)) for _ in range(500)]
+    for frame in good:
+        for _ in range(25):
+            damaged = bytearray(frame)
+            for _ in range(rng.randint(1, 4)):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            corpus.append(bytes(damaged))
+            corpus.append(frame[: rng.randrange(len(frame))])
+    for data in corpus:
+        items, ack = decode_frame(data)
+        assert all(isinstance(item, Message | Malformed) for item in items)
+        assert ack is None or pb.PushFrame.FromString(ack).payloadType == "ack"

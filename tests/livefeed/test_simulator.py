@@ -11,6 +11,8 @@ import time
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from livefeed.proto import douyin_pb2 as pb
 from livefeed.simulator import SimRoom, running_simulator
@@ -97,3 +99,34 @@ def test_chat_reads_like_a_chinese_room_with_emoji_tokens():
     assert all(re.search(r"[\u4e00-\u9fff]|\[|666", line) for line in lines)
     assert sum(bool(re.search(r"[\u4e00-\u9fff]", line)) for line in lines) > 1800
     assert sum(any(token in line for token in EMOJI) for line in lines) > 200
+
+
+async def test_the_socket_counts_wrong_acks_and_garbage(simulator):
+    room = simulator.room(LIVE_ID)
+    url = f"{simulator.webcast_url}?room_id={room.room_id}"
+    async with connect(url, additional_headers={"Cookie": "ttwid=x"}) as ws:
+        await simulator.command(LIVE_ID, "send", kind="chat")
+        frame = pb.PushFrame.FromString(await ws.recv())
+        await ws.send(pb.PushFrame(payloadType="ack", logId=frame.logId, payload=b"not the internalExt").SerializeToString())
+        await ws.send(pb.PushFrame(payloadType="ack", logId=12345, payload=b"").SerializeToString())
+        await ws.send(b"\xff\xff\xff")
+        await ws.send(pb.PushFrame(payloadType="hb").SerializeToString())
+        answer = pb.PushFrame.FromString(await ws.recv())
+    assert answer.payloadType == "hb"
+    counters = room.counters
+    assert (counters.acks_expected, counters.acks_ok, counters.acks_bad) == (1, 0, 2)
+    assert counters.client_garbage == 1
+    assert counters.heartbeats == 1
+
+
+async def test_a_socket_without_the_cookie_or_for_no_room_is_refused(simulator):
+    room = simulator.room(LIVE_ID)
+    with pytest.raises(InvalidStatus) as no_cookie:
+        async with connect(f"{simulator.webcast_url}?room_id={room.room_id}"):
+            pass
+    assert no_cookie.value.response.status_code == 403
+    with pytest.raises(InvalidStatus) as no_room:
+        async with connect(f"{simulator.webcast_url}?room_id=12", additional_headers={"Cookie": "ttwid=x"}):
+            pass
+    assert no_room.value.response.status_code == 404
+    assert room.counters.refused == 1
