@@ -201,7 +201,7 @@ class DouyinClient(LiveClient):
         user = data.get("user") if isinstance(data.get("user"), dict) else room.get("owner") or {}
         avatar = ((user.get("avatar_thumb") or {}).get("url_list") or [""])[0]
         return RoomInfo(
-            ref=ref, live=data.get("room_status") == 0, title=str(room.get("title") or ""),
+            ref=ref, live=_live(data, room), title=str(room.get("title") or ""),
             streamer_name=str(user.get("nickname") or ""), streamer_id=str(user.get("id_str") or user.get("id") or ""),
             avatar_url=str(avatar), viewers=_viewers(room), stream_urls=_stream_urls(room.get("stream_url") or {}),
             internal={"room_id": str(room.get("id_str") or room_id), "ttwid": ttwid,
@@ -261,6 +261,13 @@ class DouyinClient(LiveClient):
                                 "LIVEFEED_DOUYIN_SIGNER", status=status, answer=answer)
         return Blocked(f"Douyin refused the signed connection (HTTP {status}): the signer "
                        f"{self.signer!r} may be out of date", status=status, answer=answer)
+
+
+def _live(data: dict[str, Any], room: dict[str, Any]) -> bool:
+    """`room_status` 0 is live, 2 ended; without it, the room's own `status` (2 live, 4 ended)."""
+    if data.get("room_status") is not None:
+        return data["room_status"] == 0
+    return room.get("status") == 2
 
 
 def _viewers(room: dict[str, Any]) -> int | None:
