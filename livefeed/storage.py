@@ -215,11 +215,13 @@ def _upsert_combos(rows: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def _upsert(table: str, columns: tuple[str, ...], conflict: tuple[str, ...], updates: dict[str, str],
-            rows: list[dict[str, Any]]) -> None:
+            rows: list[dict[str, Any]], returning: str = "") -> list[tuple]:
     """INSERT ... ON CONFLICT (conflict) DO UPDATE SET column = expression (`{t}`: the table)."""
-    if rows:
-        assignments = ", ".join(f"{column} = {expression.format(t=table)}" for column, expression in updates.items())
-        _insert(table, columns, rows, f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {assignments}")
+    if not rows:
+        return []
+    assignments = ", ".join(f"{column} = {expression.format(t=table)}" for column, expression in updates.items())
+    return _insert(table, columns, rows, f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {assignments}"
+                                         + (f" RETURNING {returning}" if returning else ""))
 
 
 # --- the counters -----------------------------------------------------------------------
@@ -280,9 +282,13 @@ def _write_counters(session: LiveSession, counted: _Counted, *, new_rows: int) -
     from livefeed.models import LiveMinute, LiveSessionWord, LiveUserStat, LiveWordMinute
 
     greatest, least = _greatest(), _least()
-    existing_users = set(LiveUserStat.objects.filter(session_id=session.pk, user_id__in=list(counted.users))
-                         .values_list("user_id", flat=True)) if counted.users else set()
-    _upsert(
+    # Distinct users: PostgreSQL says which rows the upsert inserted (xmax = 0: no earlier
+    # version); SQLite cannot, so the session's known users among these are read first.
+    existing_users: set[str] = set()
+    if counted.users and not _postgres():
+        existing_users = set(LiveUserStat.objects.filter(session_id=session.pk, user_id__in=list(counted.users))
+                             .values_list("user_id", flat=True))
+    upserted = _upsert(
         LiveUserStat._meta.db_table,
         ("session_id", "channel_id", "user_id", "user_name", "messages", "chats", "gift_value", "likes",
          "first_seen_ms", "last_seen_ms"),
@@ -294,7 +300,10 @@ def _write_counters(session: LiveSession, counted: _Counted, *, new_rows: int) -
          "last_seen_ms": greatest + "({t}.last_seen_ms, excluded.last_seen_ms)"},
         [{"session_id": session.pk, "channel_id": session.channel_id, "user_id": user_id, **user}
          for user_id, user in counted.users.items()],
+        returning="(xmax = 0)" if _postgres() else "",
     )
+    new_users = sum(1 for (inserted,) in upserted if inserted) if _postgres() else len(
+        set(counted.users) - existing_users)
     _upsert(
         LiveMinute._meta.db_table,
         ("session_id", "minute", "messages", "chats", "gifts", "likes", "members", "gift_value", "viewers"),
@@ -326,7 +335,7 @@ def _write_counters(session: LiveSession, counted: _Counted, *, new_rows: int) -
     session.gift_value += counted.gift_value
     session.gift_value_unit = session.gift_value_unit or counted.gift_value_unit
     session.peak_viewers = max(session.peak_viewers, counted.peak_viewers)
-    session.distinct_users += len(set(counted.users) - existing_users)
+    session.distinct_users += new_users
     session.save(update_fields=["totals", "messages_total", "likes_total", "gift_value", "gift_value_unit",
                                 "peak_viewers", "distinct_users"])
     if new_rows:
