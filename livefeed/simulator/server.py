@@ -39,6 +39,7 @@ from livefeed.simulator.room import MALFORMED_KINDS, SimRoom, live_id_for
 PUSH_PATH = "/webcast/im/push/v2/"
 ENTER_PATH = "/webcast/room/web/enter/"
 TICK_S = 0.05  # at most 20 frames a second per room; more messages per frame at higher rates
+VIEWERS_EVERY_S = 2.0  # a viewer count this often while the room sends anything, whatever the rate
 COMMANDS = ("drop", "resend", "malformed", "end", "start", "rate", "stall", "resume", "page", "signature", "a_bogus",
             "send")
 
@@ -331,19 +332,22 @@ class Simulator:
 
     async def _produce(self, room: SimRoom) -> None:
         carry = 0.0
-        last = time.monotonic()
+        last = last_viewers = time.monotonic()
         while room.sockets:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
             elapsed, last = now - last, now
-            if room.stalled or not room.live:
+            if room.stalled or not room.live or room.rate <= 0:
                 continue
             carry += room.rate * elapsed
             count = int(carry)
-            if count <= 0:
-                continue
             carry -= count
-            messages = room.next_messages(count)
+            messages = room.next_messages(count) if count > 0 else []
+            if now - last_viewers >= VIEWERS_EVERY_S:  # viewer counts come on a clock, as on Douyin
+                last_viewers = now
+                messages.append(room.one("viewers"))
+            if not messages:
+                continue
             frame, log_id, ext = room.frame(messages)
             await self._broadcast(room, frame, log_id=log_id, ext=ext, messages=messages)
 

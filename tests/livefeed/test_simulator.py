@@ -14,10 +14,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from livefeed import messages as m
 from livefeed.proto import douyin_pb2 as pb
 from livefeed.simulator import SimRoom, running_simulator
 from livefeed.simulator.content import EMOJI
-from tests.livefeed.douyin_fixtures import LIVE_ID, simulator_fixture  # noqa: F401 - fixture
+from tests.livefeed.douyin_fixtures import LIVE_ID, client_for, collect, simulator_fixture  # noqa: F401 - fixture
 
 
 async def test_the_control_endpoint_changes_the_room_and_reports_its_counters(simulator):
@@ -130,3 +131,18 @@ async def test_a_socket_without_the_cookie_or_for_no_room_is_refused(simulator):
             pass
     assert no_room.value.response.status_code == 404
     assert room.counters.refused == 1
+
+
+async def test_a_quiet_room_still_reports_viewers_every_two_seconds(simulator):
+    await simulator.command(LIVE_ID, "rate", value="0.5")
+    client = client_for(simulator)
+    try:
+        info = await client.room_info(LIVE_ID)
+        async with await client.connect(info, stall_s=10) as connection:
+            items = await collect(connection, timeout_s=10,
+                                  until=lambda got: len([i for i in got if i.type == m.VIEWERS]) >= 2)
+    finally:
+        await client.aclose()
+    viewers = [item for item in items if item.type == m.VIEWERS]
+    assert viewers[1].received_ms - viewers[0].received_ms >= 1500
+    assert all(item.extra["current"] > 0 for item in viewers)
