@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from ninja import Query, Router, Schema, Status
 
@@ -45,6 +46,19 @@ def _error(exc: LiveError):
     return Status(exc.http_status, body)
 
 
+def _refusals_answered(view):
+    """A LiveError raised by the view (or a service it calls) becomes its JSON answer."""
+
+    @functools.wraps(view)
+    def answer(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except LiveError as exc:
+            return _error(exc)
+
+    return answer
+
+
 def _channel(channel_id: int) -> LiveChannel:
     channel = LiveChannel.objects.select_related("current_session").filter(pk=channel_id).first()
     if channel is None:
@@ -80,74 +94,61 @@ def _session_out(session: LiveSession) -> dict:
 
 
 @router.get("/channels", response={200: list[dict]}, summary="Every channel, those being followed first")
+@_refusals_answered
 def list_channels(request):
     return [_channel_out(channel) for channel in selectors.channel_list()]
 
 
 @router.post("/channels", response={200: dict, 201: dict, **ERRORS},
              summary="Add a channel by its room URL (201; 200 with the existing one if it was added before)")
+@_refusals_answered
 def add_channel(request, payload: ChannelIn):
-    try:
-        channel, created = services.channel_add(user=request.user, url=payload.url, auto_follow=payload.auto_follow)
-    except LiveError as exc:
-        return _error(exc)
+    channel, created = services.channel_add(user=request.user, url=payload.url, auto_follow=payload.auto_follow)
     return Status(201 if created else 200, _channel_out(_channel(channel.pk)))
 
 
 @router.get("/channels/{channel_id}", response={200: dict, **ERRORS}, summary="A channel with its status")
+@_refusals_answered
 def get_channel(request, channel_id: int):
-    try:
-        return _channel_out(_channel(channel_id))
-    except LiveError as exc:
-        return _error(exc)
+    return _channel_out(_channel(channel_id))
 
 
 @router.delete("/channels/{channel_id}", response={204: None, **ERRORS},
                summary="Remove a channel with its sessions and messages (who added it, or staff)")
+@_refusals_answered
 def delete_channel(request, channel_id: int):
-    try:
-        services.channel_remove(channel_id=channel_id, actor=request.user)
-    except LiveError as exc:
-        return _error(exc)
+    services.channel_remove(channel_id=channel_id, actor=request.user)
     return Status(204, None)
 
 
 @router.post("/channels/{channel_id}/start", response={202: dict, **ERRORS},
              summary="Follow the channel (202 at once; idempotent)")
+@_refusals_answered
 def start_channel(request, channel_id: int):
-    try:
-        channel = services.channel_follow(channel_id=channel_id, actor=request.user)
-    except LiveError as exc:
-        return _error(exc)
+    channel = services.channel_follow(channel_id=channel_id, actor=request.user)
     return Status(202, services.status_event(channel))
 
 
 @router.post("/channels/{channel_id}/stop", response={202: dict, **ERRORS},
              summary="Stop following (202 at once; idempotent; what was received is kept)")
+@_refusals_answered
 def stop_channel(request, channel_id: int):
-    try:
-        channel = services.channel_unfollow(channel_id=channel_id, actor=request.user)
-    except LiveError as exc:
-        return _error(exc)
+    channel = services.channel_unfollow(channel_id=channel_id, actor=request.user)
     return Status(202, services.status_event(channel))
 
 
 @router.get("/channels/{channel_id}/status", response={200: dict, **ERRORS},
             summary="State, session, last error, reconnects and counters (from the database)")
+@_refusals_answered
 def channel_status(request, channel_id: int):
-    try:
-        return services.status_event(_channel(channel_id))
-    except LiveError as exc:
-        return _error(exc)
+    return services.status_event(_channel(channel_id))
 
 
 @router.get("/channels/{channel_id}/room", response={200: dict, **ERRORS},
             summary="The room as the platform shows it now: title, streamer, live or not, viewers")
+@_refusals_answered
 def channel_room(request, channel_id: int):
-    try:
-        channel = _channel(channel_id)
-    except LiveError as exc:
-        return _error(exc)
+    channel = _channel(channel_id)
 
     async def fetch():
         client = registry.get(channel.platform)()
@@ -166,35 +167,29 @@ def channel_room(request, channel_id: int):
 
 
 @router.get("/channels/{channel_id}/sessions", response={200: list[dict], **ERRORS}, summary="The channel's sessions, newest first")
+@_refusals_answered
 def channel_sessions(request, channel_id: int):
-    try:
-        channel = _channel(channel_id)
-    except LiveError as exc:
-        return _error(exc)
+    channel = _channel(channel_id)
     return [_session_out(session) for session in selectors.channel_sessions(channel=channel)[:500]]
 
 
 @router.get("/sessions/{session_id}", response={200: dict, **ERRORS}, summary="A session: totals, gaps, end reason")
+@_refusals_answered
 def get_session(request, session_id: int):
-    try:
-        return _session_out(_session(session_id))
-    except LiveError as exc:
-        return _error(exc)
+    return _session_out(_session(session_id))
 
 
 @router.get("/sessions/{session_id}/messages", response={200: dict, **ERRORS},
             summary="Messages oldest first after `after_id` (limit up to 1000): for polling and export")
+@_refusals_answered
 def session_messages(request, session_id: int, filters: Query[MessagesQuery]):
-    try:
-        session = _session(session_id)
-        if filters.type is not None and filters.type not in kinds.TYPES:
-            raise LiveError("invalid", f"type: one of {', '.join(kinds.TYPES)}.", field="type")
-        if not 1 <= filters.limit <= selectors.MESSAGES_LIMIT_MAX:
-            raise LiveError("invalid", f"limit: from 1 to {selectors.MESSAGES_LIMIT_MAX}.", field="limit")
-        if filters.after_id is not None and filters.after_id < 0:
-            raise LiveError("invalid", "after_id: 0 or more.", field="after_id")
-    except LiveError as exc:
-        return _error(exc)
+    session = _session(session_id)
+    if filters.type is not None and filters.type not in kinds.TYPES:
+        raise LiveError("invalid", f"type: one of {', '.join(kinds.TYPES)}.", field="type")
+    if not 1 <= filters.limit <= selectors.MESSAGES_LIMIT_MAX:
+        raise LiveError("invalid", f"limit: from 1 to {selectors.MESSAGES_LIMIT_MAX}.", field="limit")
+    if filters.after_id is not None and filters.after_id < 0:
+        raise LiveError("invalid", "after_id: 0 or more.", field="after_id")
     rows, next_after = selectors.session_messages(session=session, type=filters.type, user=filters.user,
                                                   after_id=filters.after_id, limit=filters.limit)
     return {"items": [row.as_json() for row in rows], "next_after_id": next_after}
@@ -202,9 +197,7 @@ def session_messages(request, session_id: int, filters: Query[MessagesQuery]):
 
 @router.get("/sessions/{session_id}/stats", response={200: dict, **ERRORS},
             summary="Top users and gifters, hot words, per-minute counts")
+@_refusals_answered
 def session_stats(request, session_id: int):
-    try:
-        session = _session(session_id)
-    except LiveError as exc:
-        return _error(exc)
+    session = _session(session_id)
     return stats.session_stats(session_id=session.pk)

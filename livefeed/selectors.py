@@ -32,28 +32,25 @@ def channel_sessions(*, channel: LiveChannel) -> QuerySet[LiveSession]:
     return LiveSession.objects.filter(channel=channel).order_by("-started_at", "-id")
 
 
-def session_messages(*, session: LiveSession, type: str | None = None, user: str | None = None,
-                     after_id: int | None = None, limit: int = 100) -> tuple[list[LiveMessage], int | None]:
-    """Oldest first by id after `after_id`; the id to ask after next, or None at the end."""
+def _session_rows(session: LiveSession, *, type: str | None, user: str | None) -> QuerySet[LiveMessage]:
     rows = LiveMessage.objects.filter(session=session)
     if type:
         rows = rows.filter(type=type)
     if user:
         rows = rows.filter(channel_id=session.channel_id, user_id=user)
+    return rows
+
+
+def session_messages(*, session: LiveSession, type: str | None = None, user: str | None = None,
+                     after_id: int | None = None, limit: int = 100) -> tuple[list[LiveMessage], int | None]:
+    """Oldest first by id after `after_id`; the id to ask after next, or None at the end."""
+    rows = _session_rows(session, type=type, user=user)
     if after_id:
         rows = rows.filter(id__gt=after_id)
     page = list(rows.order_by("id")[: limit + 1])
     more = len(page) > limit
     page = page[:limit]
     return page, (page[-1].pk if more and page else None)
-
-
-def session_latest(*, session: LiveSession, type: str | None = None, limit: int = 50) -> list[LiveMessage]:
-    """The newest `limit` messages, newest first (the session page)."""
-    rows = LiveMessage.objects.filter(session=session)
-    if type:
-        rows = rows.filter(type=type)
-    return list(rows.order_by("-id")[:limit])
 
 
 def channel_get(*, channel_id: int) -> LiveChannel:
@@ -85,11 +82,7 @@ def session_search(*, session: LiveSession, type: str | None = None, user: str |
                    limit: int = 200) -> list[LiveMessage]:
     """The newest `limit` messages of a session matching the filters, newest first; `query`
     matches the text or the user's name."""
-    rows = LiveMessage.objects.filter(session=session)
-    if type:
-        rows = rows.filter(type=type)
-    if user:
-        rows = rows.filter(channel_id=session.channel_id, user_id=user)
+    rows = _session_rows(session, type=type, user=user)
     if query:
         rows = rows.filter(Q(content__icontains=query) | Q(user_name__icontains=query))
     return list(rows.order_by("-id")[:limit])

@@ -180,6 +180,14 @@ def redis_client():
     client.close()
 
 
+@pytest.fixture
+def clean_redis(redis_client):
+    """The test's Redis database empty before and after (live lists, presence, queued tasks)."""
+    redis_client.flushdb()
+    yield
+    redis_client.flushdb()
+
+
 class Published(list):
     """(topic, event) pairs that project.realtime published, in order. Events go out only
     after commit, so run the code under test in `with published.on_commit():` (a test's

@@ -32,6 +32,7 @@ are added to the failure report.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -116,6 +117,19 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def stop_process_group(process: subprocess.Popen, *, timeout_s: float = 20) -> None:
+    """SIGTERM to a child started with start_new_session=True and its own children, then
+    SIGKILL if it is still there after `timeout_s`."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _database_url() -> str:

@@ -17,14 +17,7 @@ from livefeed.models import LiveChannel
 from tests.live import log_in
 from tests.livefeed.conftest import chat, gift, viewers
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def clean_redis(redis_client):
-    redis_client.flushdb()
-    yield
-    redis_client.flushdb()
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_redis")]
 
 
 def _store(channel, session, messages) -> None:

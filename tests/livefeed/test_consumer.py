@@ -9,14 +9,7 @@ import pytest
 from livefeed import live, services, storage
 from tests.livefeed.conftest import chat
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def clean_redis(redis_client):
-    redis_client.flushdb()
-    yield
-    redis_client.flushdb()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_redis")]
 
 
 def _store(channel, session, messages):

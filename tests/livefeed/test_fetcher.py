@@ -17,14 +17,7 @@ from livefeed.models import LiveChannel, LiveMessage, LiveSession, LiveStateChan
 from tests.livefeed.bilibili_fake import danmu, preparing
 from tests.livefeed.bilibili_fixtures import bilibili_fixture  # noqa: F401 - the fixture
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def clean_redis(redis_client):
-    redis_client.flushdb()
-    yield
-    redis_client.flushdb()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_redis")]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from django.conf import settings
 
 from livefeed import services
 from livefeed.models import LiveChannel, LiveMessage, LiveSession
-from tests.live import DAPHNE, _server_env
+from tests.live import DAPHNE, _server_env, stop_process_group
 from tests.livefeed.bilibili_fake import danmu
 from tests.livefeed.bilibili_fixtures import bilibili_fixture  # noqa: F401 - the fixture
 from tests.livefeed.test_fetcher import until
@@ -47,12 +47,7 @@ def start_worker(bilibili, redis_client, tmp_path):
 
     yield start
     for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process)
 
 
 def _contents(channel_id: int) -> list[str]:

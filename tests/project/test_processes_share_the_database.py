@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ from project.accounts.services import token_create
 from scrobbling import inputs, recording
 from scrobbling.models import BufferEntry, DeadLetter, Play, ScrobblerLink
 from tests.factories import UserFactory, make_track
-from tests.live import DAPHNE, _server_env
+from tests.live import DAPHNE, _server_env, stop_process_group
 from tests.scrobbling.fakes import FakeListenBrainz
 
 CELERY = DAPHNE.with_name("celery")
@@ -52,13 +51,7 @@ def worker(transactional_db, listenbrainz, redis_client, tmp_path):
             start_new_session=True,
         )
     yield log
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stop_process_group(process)
 
 
 def linked_user(name: str, listenbrainz: FakeListenBrainz):
