@@ -160,14 +160,16 @@ def track_mark_missing(*, track: Track) -> None:
 
 def tracks_played(*, counts: dict[int, int]) -> None:
     """Add `counts` plays ({track id: plays}) to those tracks' play counts and to their
-    albums' and artists', in the caller's transaction (scrobbling calls this as it records
-    plays). On PostgreSQL the three tables are one statement (one round trip on the submit
-    path); elsewhere one UPDATE per table and amount."""
+    albums' and artists', in the caller's transaction. On PostgreSQL the three tables are
+    one statement (tracks_played_sql); elsewhere one UPDATE per table and amount."""
     counts = {track_id: n for track_id, n in counts.items() if n}
     if not counts:
         return
     if connection.vendor == "postgresql":
-        _tracks_played_in_one_statement(counts)
+        values = "(VALUES " + ", ".join(["(%s::bigint, %s::integer)"] * len(counts)) + ")"
+        with connection.cursor() as cursor:
+            cursor.execute(f"WITH {tracks_played_sql(source=values)} SELECT 1",
+                           [value for pair in sorted(counts.items()) for value in pair])
         return
     albums: Counter[int] = Counter()
     artists: Counter[int] = Counter()
@@ -183,27 +185,25 @@ def tracks_played(*, counts: dict[int, int]) -> None:
             model.objects.filter(pk__in=pks).update(play_count=F("play_count") + amount)
 
 
-def _tracks_played_in_one_statement(counts: dict[int, int]) -> None:
-    """The tracks' counts, then their albums' and artists' from the updated tracks' rows."""
-    values = ", ".join(["(%s::bigint, %s::integer)"] * len(counts))
-    params = [value for pair in sorted(counts.items()) for value in pair]
+def tracks_played_sql(*, source: str) -> str:
+    """tracks_played as clauses of a PostgreSQL WITH list, for a caller that records plays
+    in one statement (scrobbling: the play rows, these counts and its buffer rows in one
+    round trip): add `n` plays to each track of `source`, a relation of (track_id, n) rows
+    (a subquery over the caller's own CTE, or VALUES), and to their albums and artists.
+    The clauses are named played_tracks, played_albums and played_artists. Only our models'
+    table names go into the text; `source` is the caller's SQL, never a value."""
     track, album, artist = (model._meta.db_table for model in (Track, Album, Artist))
-    # Only our models' table names and %s placeholders go into the text.
-    sql = f"""
-WITH v(id, n) AS (VALUES {values}),
-tracks AS (
-    UPDATE {track} x SET play_count = x.play_count + v.n FROM v WHERE x.id = v.id
+    return f"""played_tracks AS (
+    UPDATE {track} x SET play_count = x.play_count + v.n FROM {source} AS v(track_id, n) WHERE x.id = v.track_id
     RETURNING x.album_id, x.artist_id, v.n
-), albums AS (
+), played_albums AS (
     UPDATE {album} x SET play_count = x.play_count + c.n
-    FROM (SELECT album_id AS id, sum(n) AS n FROM tracks WHERE album_id IS NOT NULL GROUP BY album_id) c
+    FROM (SELECT album_id AS id, sum(n) AS n FROM played_tracks WHERE album_id IS NOT NULL GROUP BY album_id) c
     WHERE x.id = c.id
-)
-UPDATE {artist} x SET play_count = x.play_count + c.n
-FROM (SELECT artist_id AS id, sum(n) AS n FROM tracks GROUP BY artist_id) c WHERE x.id = c.id
-"""  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+), played_artists AS (
+    UPDATE {artist} x SET play_count = x.play_count + c.n
+    FROM (SELECT artist_id AS id, sum(n) AS n FROM played_tracks GROUP BY artist_id) c WHERE x.id = c.id
+)"""  # noqa: S608
 
 
 # --- library imports -----------------------------------------------------------------

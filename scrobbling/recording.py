@@ -1,7 +1,8 @@
 """Recording plays: the history rows, the play counts and the delivery buffer.
 
 A play is recorded once (unique per user, track and start time), in one transaction with
-its play counts (catalog.services.tracks_played: catalog's tables are catalog's) and one
+its play counts (catalog's tables, written by catalog's code: catalog.services.tracks_played,
+or on PostgreSQL its clauses tracks_played_sql inside the recording statement) and one
 buffer row per linked service; delivery happens later in workers (scrobbling.delivery,
 started through scrobbling.kicks). Nothing here waits for an outside service.
 """
@@ -61,8 +62,8 @@ def plays_record_for_users(*, user_ids: list[int], play: PlayInput) -> RecordRes
     return _record_retrying([(user_id, play) for user_id in sorted(user_ids)])
 
 
-# On PostgreSQL the plays and their buffer rows are one SQL statement (see
-# _record_in_one_statement); False forces the portable ORM path everywhere (the tests run both).
+# On PostgreSQL a recording is one SQL statement (see _record_in_one_statement); False
+# forces the portable ORM path everywhere (the tests run both).
 ONE_STATEMENT = True
 DEADLOCK_RETRIES = 3
 
@@ -71,8 +72,7 @@ def _record_retrying(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
     if ONE_STATEMENT and connection.vendor == "postgresql":
         for attempt in range(DEADLOCK_RETRIES):
             try:
-                with transaction.atomic():
-                    return _record_in_one_statement(pairs)
+                return _record_in_one_statement(pairs)
             except OperationalError as exc:
                 # Two lists counting the same tracks at once may lock rows in opposite
                 # orders; PostgreSQL aborts one, which simply runs again.
@@ -88,13 +88,14 @@ def _record_retrying(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
 
 PLAY_COLUMNS = ("user_id", "track_id", "artist_name", "track_title", "album_title", "recording_mbid", "match_key",
                 "duration_s", "played_at", "played_s", "source", "room_id", "client", "sent_on", "created_at")
-# Every table and column name below is a constant; values only travel as parameters.
+# Every table and column name below is a constant (catalog's play counts are catalog's SQL:
+# catalog.services.tracks_played_sql); values only travel as parameters.
 ONE_STATEMENT_SQL = """
 WITH ins AS (
     INSERT INTO scrobbling_play ({columns}) VALUES {values}
     ON CONFLICT DO NOTHING
     RETURNING id, user_id, track_id, artist_name, track_title, played_at, sent_on
-), buffered AS (
+), {counts}, buffered AS (
     INSERT INTO scrobbling_bufferentry (user_id, service, play_id, played_at, enqueued_at, attempts, lease_token)
     SELECT ins.user_id, link.service, ins.id, ins.played_at, now(), 0, ''
     FROM ins JOIN scrobbling_scrobblerlink link ON link.user_id = ins.user_id
@@ -107,15 +108,19 @@ SELECT NULL, user_id, NULL, NULL, NULL, NULL, service, count(*) FROM buffered GR
 """
 
 
+COUNTED = "(SELECT track_id, count(*) FROM ins WHERE track_id IS NOT NULL GROUP BY track_id)"  # plays per track
+
+
 def _record_in_one_statement(pairs: list[tuple[int, PlayInput]]) -> RecordResult:
-    """_record in two statements (PostgreSQL), in the caller's transaction: the play rows
-    (ON CONFLICT DO NOTHING skips plays already recorded) with their buffer rows in one, the
-    play counts in catalog's (catalog.services.tracks_played). This is the submit path's
-    cost (docs/benchmarks.md)."""
+    """_record in a single statement (PostgreSQL): the play rows (ON CONFLICT DO NOTHING
+    skips plays already recorded), their play counts (catalog's clauses:
+    catalog.services.tracks_played_sql) and the buffer rows, in one round trip that is atomic
+    by itself. This is the submit path's cost (docs/benchmarks.md)."""
     now = timezone.now()
     rows = [_play_row(user_id, p, created_at=now) for user_id, p in pairs]
     placeholders = "(" + ", ".join(["%s"] * len(PLAY_COLUMNS)) + ")"
-    sql = ONE_STATEMENT_SQL.format(columns=", ".join(PLAY_COLUMNS), values=", ".join([placeholders] * len(rows)))
+    sql = ONE_STATEMENT_SQL.format(columns=", ".join(PLAY_COLUMNS), values=", ".join([placeholders] * len(rows)),
+                                   counts=catalog.tracks_played_sql(source=COUNTED))
     params = [getattr(row, column) for row in rows for column in PLAY_COLUMNS]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -130,7 +135,6 @@ def _record_in_one_statement(pairs: list[tuple[int, PlayInput]]) -> RecordResult
             row.pk = play_id
             row._state.adding = False
             result.created.append(row)
-    catalog.tracks_played(counts=Counter(row.track_id for row in result.created if row.track_id is not None))
     _kick(Counter({(user_id, service): n for _, user_id, *_, service, n in answer if service is not None}))
     return result
 
