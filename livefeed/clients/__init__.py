@@ -103,10 +103,12 @@ class SocketConnection(Connection):
     async def read(self, frame: bytes | str) -> list[Message | Malformed]:
         raise NotImplementedError
 
-    def every(self, interval_s: float, send: Callable[[], Awaitable[None]], *, name: str) -> None:
-        """Call `send` every `interval_s` until the socket closes."""
+    def every(self, interval_s: float, send: Callable[[], Awaitable[None]], *, name: str, now: bool = False) -> None:
+        """Call `send` every `interval_s` until the socket closes (the first time at once with `now`)."""
         async def beat() -> None:
             with contextlib.suppress(websockets.ConnectionClosed):
+                if now:
+                    await send()
                 while True:
                     await asyncio.sleep(interval_s)
                     await send()

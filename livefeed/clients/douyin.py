@@ -18,7 +18,6 @@ it asks for, a heartbeat every `heartbeat_s`, and counts a socket that sends not
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import secrets
@@ -32,16 +31,15 @@ from django.conf import settings
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from livefeed import messages as m
 from livefeed.clients import (
     Blocked,
-    Connection,
     GiveUp,
     LiveClient,
     RetryLater,
     RoomInfo,
     RoomNotFound,
     SignerNeeded,
+    SocketConnection,
     registry,
 )
 from livefeed.clients.douyin_frames import (
@@ -291,83 +289,36 @@ def _stream_urls(stream: dict[str, Any]) -> dict[str, str]:
     return urls
 
 
-class DouyinConnection(Connection):
-    """One open push socket. Yields, per frame that held anything, its messages and malformed
-    reports; answers every frame that asks for an ack, sends a heartbeat every `heartbeat_s`,
-    and ends after the control message that ends the broadcast."""
+class DouyinConnection(SocketConnection):
+    """One open push socket (the read loop, stall and close are SocketConnection's): answers
+    every frame that asks for an ack and sends a heartbeat every `heartbeat_s`, the first at
+    once."""
+
+    label: ClassVar[str] = "Douyin's push socket"
 
     def __init__(self, ws: ClientConnection, *, room_id: str, stall_s: float, heartbeat_s: float = HEARTBEAT_S):
-        self._ws = ws
+        super().__init__(ws, stall_s=stall_s)
         self.room_id = room_id
-        self.stall_s = stall_s
         self.heartbeat_s = min(heartbeat_s, max(stall_s / 2, 0.05))
         self.heartbeats_sent = 0
         self.acks_sent = 0
-        self._heartbeat: asyncio.Task | None = None
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<DouyinConnection room {self.room_id}>"
 
     def start(self) -> None:
-        self._heartbeat = asyncio.create_task(self._beat(), name=f"douyin-heartbeat-{self.room_id}")
+        self.every(self.heartbeat_s, self._heartbeat, name=f"douyin-heartbeat-{self.room_id}", now=True)
 
-    async def _beat(self) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            while True:
-                await self._ws.send(heartbeat_frame())
-                self.heartbeats_sent += 1
-                await asyncio.sleep(self.heartbeat_s)
+    async def _heartbeat(self) -> None:
+        await self._ws.send(heartbeat_frame())
+        self.heartbeats_sent += 1
 
-    def __aiter__(self):
-        return self._frames()
-
-    async def _frames(self):
-        while not self._closed:
-            try:
-                frame = await asyncio.wait_for(self._ws.recv(), timeout=self.stall_s)
-            except TimeoutError:
-                raise RetryLater(f"Douyin's push socket sent nothing for {self.stall_s:g}s (stalled)") from None
-            except websockets.ConnectionClosed as exc:
-                if self._closed:
-                    return
-                raise RetryLater(f"Douyin closed the push socket ({_closed_text(exc)})") from None
-            if isinstance(frame, str):
-                yield [Malformed("text", "a text frame where protobuf was expected", frame[:SAMPLE_BYTES].encode())]
-                continue
-            items, ack = decode_frame(frame)
-            if ack is not None:
-                with contextlib.suppress(websockets.ConnectionClosed):
-                    await self._ws.send(ack)
-                    self.acks_sent += 1
-            if items:
-                yield items
-                if _ends(items):
-                    await self.close()
-                    return
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._heartbeat
-            self._heartbeat = None
-        try:
-            async with asyncio.timeout(1.0):
-                await self._ws.close()
-        except (TimeoutError, OSError):
-            self._ws.transport.abort()
-
-
-def _ends(batch: list[Message | Malformed]) -> bool:
-    return any(isinstance(item, Message) and item.type == m.CONTROL and item.extra.get("status") == m.ENDED
-               for item in batch)
-
-
-def _closed_text(exc: websockets.ConnectionClosed) -> str:
-    frame = exc.rcvd or exc.sent
-    if frame is None:
-        return "no close frame"
-    return f"code {frame.code}{': ' + frame.reason if frame.reason else ''}"
-
+    async def read(self, frame: bytes | str) -> list[Message | Malformed]:
+        if isinstance(frame, str):
+            return [Malformed("text", "a text frame where protobuf was expected", frame[:SAMPLE_BYTES].encode())]
+        items, ack = decode_frame(frame)
+        if ack is not None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await self._ws.send(ack)
+                self.acks_sent += 1
+        return items

@@ -144,7 +144,7 @@ async def test_a_dropped_socket_is_retry_later_and_the_reconnect_gets_recent_mes
         await simulator.command(LIVE_ID, "send", kind="chat", count="8")
         before = await collect(connection, until=lambda got: len(got) >= 8)
         await simulator.command(LIVE_ID, "drop")
-        with pytest.raises(RetryLater, match="closed the push socket"):
+        with pytest.raises(RetryLater, match="push socket closed"):
             await drain(connection)
     async with await sim_client.connect(info, stall_s=5) as connection:
         again = await collect(connection, until=lambda got: len(got) >= 5)
