@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from livefeed.proto import douyin_pb2 as pb
-from livefeed.simulator import content
+from livefeed.simulator.content import EMOJI, FANSCLUB_JOIN, FANSCLUB_UP, GIFTS, nickname, phrase
 
 HISTORY = 500  # recent messages kept for re-sending after a reconnect
 MALFORMED_KINDS = ("gzip", "protobuf", "response", "payload", "oversized", "text")
@@ -134,7 +134,7 @@ class SimRoom:
 
     def _new_user(self, index: int) -> pb.User:
         uid = 90_000_000_000 + self.rng.randint(0, 10**10)
-        return pb.User(id=uid, shortId=uid % 10**9, nickName=content.nickname(self.rng), gender=self.rng.choice((0, 1, 2)),
+        return pb.User(id=uid, shortId=uid % 10**9, nickName=nickname(self.rng), gender=self.rng.choice((0, 1, 2)),
                        displayId=f"dy{uid % 10**8}", payGrade=pb.PayGrade(level=self.rng.choice((0, 1, 3, 8, 12, 20, 35))))
 
     def _user(self) -> pb.User:
@@ -148,12 +148,12 @@ class SimRoom:
 
     def _chat(self, msg_id, ts):
         return self._wrap("WebcastChatMessage", pb.ChatMessage(common=self._common("WebcastChatMessage", msg_id, ts),
-                                                               user=self._user(), content=content.phrase(self.rng)), msg_id)
+                                                               user=self._user(), content=phrase(self.rng)), msg_id)
 
     def _emoji_chat(self, msg_id, ts):
-        token = self.rng.choice(content.EMOJI)
+        token = self.rng.choice(EMOJI)
         body = pb.EmojiChatMessage(common=self._common("WebcastEmojiChatMessage", msg_id, ts), user=self._user(),
-                                   emojiId=content.EMOJI.index(token) + 1, defaultContent=token,
+                                   emojiId=EMOJI.index(token) + 1, defaultContent=token,
                                    emojiContent=pb.Text(defaultPattern=token))
         return self._wrap("WebcastEmojiChatMessage", body, msg_id)
 
@@ -185,7 +185,7 @@ class SimRoom:
     def _fansclub(self, msg_id, ts):
         user = self._user()
         kind = self.rng.choice((1, 2))
-        text = (content.FANSCLUB_UP.format(level=self.rng.randint(2, 20)) if kind == 1 else content.FANSCLUB_JOIN)
+        text = (FANSCLUB_UP.format(level=self.rng.randint(2, 20)) if kind == 1 else FANSCLUB_JOIN)
         body = pb.FansclubMessage(commonInfo=self._common("WebcastFansclubMessage", msg_id, ts), type=kind,
                                   content=f"{user.nickName}{text}", user=user)
         return self._wrap("WebcastFansclubMessage", body, msg_id)
@@ -217,7 +217,7 @@ class SimRoom:
         if self.streaks and self.rng.random() < 0.75:
             streak = self.rng.choice(self.streaks)
         else:
-            gift = self.rng.choice(content.GIFTS)
+            gift = self.rng.choice(GIFTS)
             target = self.rng.choice((1, 1, 2, 3, 5, 10, 10, 30, 66, 99)) if gift[3] else 1
             streak = Streak(user=self._user(), gift=gift, group_id=ts * 1000 + self.rng.randint(0, 999), target=target)
             self.streaks.append(streak)
