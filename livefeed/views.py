@@ -62,6 +62,7 @@ def channel(request, channel_id: int):
         "status": services.status_event(live_channel),
         "manageable": services.can_manage(live_channel, request.user),
         "sessions": selectors.channel_sessions(channel=live_channel)[:20],
+        "regulars": stats.channel_regulars(channel_id=live_channel.pk, limit=10),
         "live_config": config,
         "types": kinds.TYPES,
         "hidden_by_default": {kinds.LIKE, kinds.MEMBER, kinds.VIEWERS, kinds.ROOM_STATS, kinds.RANK},

@@ -168,3 +168,11 @@ def test_removing_a_channel_takes_its_messages(client, alice_api, channel, sessi
     assert client.delete(f"/api/live/channels/{channel.pk}", **alice_api).status_code == 204
     assert not LiveChannel.objects.filter(pk=channel.pk).exists()
     assert not LiveMessage.objects.exists()
+
+
+def test_the_channel_page_lists_its_regulars(alice_client, channel, session):
+    storage.messages_store(channel_id=channel.pk, session_id=session.pk,
+                           messages=[chat("又来了", by=7), chat("hi", by=7), chat("first time", by=8)])
+    page = alice_client.get(f"/live/{channel.pk}/").content.decode()
+    regulars = page.split("<h2>Regulars</h2>")[1].split("</div>")[0]
+    assert regulars.index("viewer 7") < regulars.index("viewer 8")
