@@ -24,14 +24,19 @@ import contextlib
 import logging
 import time
 
+import redis.asyncio
 import redis.exceptions
 from channels_redis import core
+
+from project.batching import Coalescer
 
 logger = logging.getLogger(__name__)
 
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError, OSError)
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 2.0
+# A command waits this long for a free pooled connection before it fails as "Redis away".
+POOL_WAIT_S = 5.0
 
 
 def _reraise_if_cancelled() -> None:
@@ -57,6 +62,18 @@ class RedisChannelLayer(core.RedisChannelLayer):
         super().__init__(*args, **kwargs)
         self._local_groups: dict[str, set[str]] = {}
         self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        # The sockets opening together (a reconnect storm) join their groups in one pipeline.
+        self._group_adds = Coalescer(self._group_add_many, name="channel-layer-group-add")
+
+    def create_pool(self, index):
+        """A pool that makes a command wait for a free connection. The stock pool (at most
+        100 connections) fails at once when all are in use, as a thousand sockets joining
+        at once make them: each such group_add counted as Redis being away."""
+        host = dict(self.hosts[index])
+        if "address" not in host:
+            return super().create_pool(index)
+        address = host.pop("address")
+        return redis.asyncio.BlockingConnectionPool.from_url(address, timeout=POOL_WAIT_S, **host)
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
@@ -73,12 +90,28 @@ class RedisChannelLayer(core.RedisChannelLayer):
         self._local_groups.setdefault(group, set()).add(channel)
         state = self._state()
         try:
-            await super().group_add(group, channel)
+            await self._group_adds.ask((group, channel))
         except REDIS_DOWN:
             # Kept locally: written to Redis once it answers again.
             logger.warning("channel layer: Redis unavailable, group membership kept for later", exc_info=True)
             state.healthy.clear()
             state.wake.set()
+
+    async def _group_add_many(self, pairs: list[tuple[str, str]]) -> list[None]:
+        """What core.RedisChannelLayer.group_add writes, for many (group, channel) at once."""
+        by_shard: dict[int, list[tuple[str, str]]] = {}
+        for group, channel in pairs:
+            assert self.require_valid_group_name(group), "Group name not valid"
+            assert self.require_valid_channel_name(channel), "Channel name not valid"
+            by_shard.setdefault(self.consistent_hash(group), []).append((group, channel))
+        for index, shard_pairs in by_shard.items():
+            pipe = self.connection(index).pipeline(transaction=False)
+            for group, channel in shard_pairs:
+                key = self._group_key(group)
+                pipe.zadd(key, {channel: time.time()})
+                pipe.expire(key, self.group_expiry)
+            await pipe.execute()
+        return [None] * len(pairs)
 
     async def group_discard(self, group: str, channel: str) -> None:
         channels = self._local_groups.get(group)
