@@ -14,10 +14,9 @@ try:
 except ConfigError as exc:
     exit_on_config_error(exc)
 
-from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 
-from project.accounts.ws import OriginCheck, TokenAuthMiddleware
+from project.accounts.ws import OriginCheck, TokenAuthMiddleware, auth_stack
 from project.flow import flow_control
 from project.routing import websocket_urlpatterns
 from project.wsclose import allow_rfc_close_codes
@@ -36,6 +35,6 @@ application = ProtocolTypeRouter(
         "http": flow_control(django_asgi_app),
         # Origin checked as AllowedHostsOriginValidator does; programs without an Origin
         # header may connect with a bearer token only (their cookies are dropped).
-        "websocket": OriginCheck(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
+        "websocket": OriginCheck(auth_stack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
     }
 )

@@ -5,6 +5,7 @@ revocation of open connections when a token or a user stops being valid."""
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import secrets
 from datetime import timedelta
@@ -65,21 +66,38 @@ def token_authenticate(raw: str | None, *, streams: bool = False) -> AbstractBas
 
     The user carries `auth_token_id`, the token's id, so that a connection opened with it
     can be closed when that token (and not another of the user's) is revoked."""
-    if not raw or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
-        return None
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(digest=_digest(raw), revoked_at__isnull=True, user__is_active=True)
-        .first()
-    )
-    if token is None or (not streams and _is_stream_token(token)):
-        return None
+    return tokens_authenticate([raw], streams=streams)[0]
+
+
+def tokens_authenticate(raws: list[str | None], *, streams: bool = False) -> list[AbstractBaseUser | None]:
+    """token_authenticate for many tokens at once (a reconnect storm's handshakes), in one
+    query, and one write of last_used_at for those due: a user (or None) per token, in order."""
+    digests = {raw: _digest(raw) for raw in raws if raw and raw.startswith(TOKEN_PREFIX) and len(raw) <= 200}
+    if not digests:
+        return [None] * len(raws)
+    found = {
+        token.digest: token
+        for token in ApiToken.objects.select_related("user").filter(
+            digest__in=set(digests.values()), revoked_at__isnull=True, user__is_active=True
+        )
+        if streams or not _is_stream_token(token)
+    }
     now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(id=token.id).update(last_used_at=now)
-    user = token.user
-    user.auth_token_id = token.id
-    return user
+    due = [t.id for t in found.values() if t.last_used_at is None or now - t.last_used_at > LAST_USED_RESOLUTION]
+    if due:
+        ApiToken.objects.filter(id__in=due).update(last_used_at=now)
+    users, given = [], set()
+    for raw in raws:
+        token = found.get(digests.get(raw))
+        if token is None:
+            users.append(None)
+            continue
+        # Each caller gets its own user object, even for the same token twice.
+        user = copy.copy(token.user) if token.id in given else token.user
+        given.add(token.id)
+        user.auth_token_id = token.id
+        users.append(user)
+    return users
 
 
 # --- the stream token ------------------------------------------------------------------

@@ -5,8 +5,11 @@
   for a form: the Origin must equal the origin of the request's Host (itself one of
   ALLOWED_HOSTS), or be listed in CSRF_TRUSTED_ORIGINS. Programs that send no Origin are
   let through without their cookies, so only a bearer token can authenticate them.
+- `auth_stack`: the session user, as Channels' AuthMiddlewareStack finds it, except that a
+  handshake without a session cookie costs no trip to the database thread.
 - `TokenAuthMiddleware`: `Authorization: Bearer <token>` when the session gave no user; the
-  token's id goes in scope["auth_token_id"].
+  token's id goes in scope["auth_token_id"]. The tokens of handshakes arriving together
+  are looked up together (project/batching.py): a reconnect storm costs a few queries.
 - `RevocableConsumer`: a consumer mix-in that joins the user's group and closes the socket
   when its credential is revoked (project/accounts/revocation.py).
 """
@@ -15,15 +18,35 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
+from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 from django.http.request import is_same_domain, split_domain_port, validate_host
 
 from project.accounts import revocation
-from project.accounts.services import bearer_from_header, token_authenticate
+from project.accounts.services import bearer_from_header, tokens_authenticate
+from project.batching import Coalescer
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+_tokens = Coalescer(database_sync_to_async(tokens_authenticate), name="websocket-token-auth")
+
+
+class _SessionAuthMiddleware(AuthMiddleware):
+    async def resolve_scope(self, scope):
+        if scope["session"].session_key is None:  # no session cookie: nobody to look up
+            from django.contrib.auth.models import AnonymousUser
+
+            scope["user"]._wrapped = AnonymousUser()
+            return
+        await super().resolve_scope(scope)
+
+
+def auth_stack(inner):
+    """Channels' AuthMiddlewareStack (cookies, session, the session's user)."""
+    return CookieMiddleware(SessionMiddleware(_SessionAuthMiddleware(inner)))
 
 
 class TokenAuthMiddleware:
@@ -38,7 +61,7 @@ class TokenAuthMiddleware:
             headers = dict(scope.get("headers", []))
             raw = bearer_from_header(headers.get(b"authorization", b"").decode("latin-1"))
             if raw:
-                token_user = await database_sync_to_async(token_authenticate)(raw)
+                token_user = await _tokens.ask(raw)
                 if token_user is not None:
                     scope = dict(scope, user=token_user, auth_token_id=token_user.auth_token_id)
         return await self.app(scope, receive, send)
