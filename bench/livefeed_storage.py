@@ -15,9 +15,11 @@ What it does, with its own PostgreSQL database (chorus_bench_livefeed_h5, create
   2. ROWS messages generated on the server (INSERT ... SELECT generate_series, a million a
      statement) across 20 channels and 200 sessions, then ANALYZE;
   3. at that size: the session page queries through the ORM as the selectors run them
-     (newest 50 of a session; newest 50 of one type; a user's newest 50 in a channel; a
-     page of 1000 oldest first after an id, as the API's polling/export does), REPEAT
-     times each over random sessions and users: p50/p99 ms; then the insert rate again.
+     (newest 50 of a session; newest 50 of one type; a user's newest 50 in a channel and in
+     a session; the newest 50 containing a word, as the page's search does; a page of 1000
+     oldest first after an id, as the API's polling/export does), REPEAT times each over
+     random sessions and users: p50/p99 ms, each answer turned into its JSON; then the
+     insert rate again.
 Generation stops at --budget-s (default 900 s) and reports the size reached.
 """
 
@@ -219,18 +221,28 @@ def page_queries(*, sessions: list[int], channels: list[int], repeat: int, rng: 
     session_rows = {s.pk: s for s in LiveSession.objects.filter(pk__in=sessions)}
 
     def newest():
-        rows = selectors.session_latest(session=session_rows[rng.choice(sessions)], limit=50)
+        rows = selectors.session_search(session=session_rows[rng.choice(sessions)], limit=50)
         assert len(rows) == 50
         [row.as_json() for row in rows]
 
     def newest_gifts():
-        rows = selectors.session_latest(session=session_rows[rng.choice(sessions)], type="gift", limit=50)
+        rows = selectors.session_search(session=session_rows[rng.choice(sessions)], type="gift", limit=50)
         assert rows
         [row.as_json() for row in rows]
 
     def users_messages():
         user = f"u{(rng.randrange(1, 10_000_000) * 7919) % 200000}"
-        list(LiveMessage.objects.filter(channel_id=rng.choice(channels), user_id=user).order_by("-id")[:50])
+        [row.as_json() for row in
+         LiveMessage.objects.filter(channel_id=rng.choice(channels), user_id=user).order_by("-id")[:50]]
+
+    def users_messages_in_session():
+        session = session_rows[rng.choice(sessions)]
+        first = LiveMessage.objects.filter(session=session).order_by("id").values_list("user_id", flat=True).first()
+        [row.as_json() for row in selectors.session_search(session=session, user=first, limit=50)]
+
+    def text_search():
+        rows = selectors.session_search(session=session_rows[rng.choice(sessions)], query="周杰伦", limit=50)
+        [row.as_json() for row in rows]
 
     def api_page():
         session = session_rows[rng.choice(sessions)]
@@ -240,6 +252,8 @@ def page_queries(*, sessions: list[int], channels: list[int], repeat: int, rng: 
 
     return {"newest_50_of_a_session": timed(newest), "newest_50_gifts_of_a_session": timed(newest_gifts),
             "a_users_newest_50_in_a_channel": timed(users_messages),
+            "a_users_newest_50_in_a_session": timed(users_messages_in_session),
+            "search_text_newest_50": timed(text_search),
             "api_page_1000_after_id": timed(api_page)}
 
 
