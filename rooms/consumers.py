@@ -15,6 +15,7 @@ from django.conf import settings
 
 from project import inputs
 from project.accounts.ws import RevocableConsumer
+from project.batching import Coalescer
 from project.realtime import encode
 from rooms import events, presence, runtime, services
 from rooms.services import RoomError
@@ -25,6 +26,9 @@ MAX_MESSAGE_BYTES = 64 * 1024  # UTF-8 bytes of one text frame; larger ones clos
 MAX_REQUEST_ID_CHARS = 200
 MAX_CLOCK_MS = 1e15  # |t0| of a time.ping: any clock in ms (epoch or performance.now())
 CLOSE_CODES = {"not_authenticated": 4401, "forbidden": 4403, "not_found": 4404}
+
+# The sockets entering rooms together (a reconnect storm) are let in by one query.
+_enter = Coalescer(database_sync_to_async(lambda entries: services.rooms_enter(entries=entries)), name="room-enter")
 
 
 class RoomConsumer(RevocableConsumer, AsyncWebsocketConsumer):
@@ -46,43 +50,23 @@ class RoomConsumer(RevocableConsumer, AsyncWebsocketConsumer):
         # reaches this socket (handled once connect() returns).
         await self.follow_revocations()
         try:
-            self.room = await database_sync_to_async(services.room_enter)(slug=slug, user=user)
+            self.room = await _enter.ask((slug, user))
         except RoomError as exc:
             await self.close(code=CLOSE_CODES.get(exc.code, 4403))
             return
         self.revocation_room_id = self.room.pk
         self.user = user
         self.control_times: deque[float] = deque()
-        self.member = runtime.Member(user.pk, uuid.uuid4().hex, self._send_frame)
+        # Subscribed first, holding what it is sent until its join frames are out.
+        self.member = runtime.Member(user.pk, uuid.uuid4().hex, self._send_frame, joining=True)
         room_runtime = await runtime.attach(self.room.pk, self.member)
         try:
-            first = await database_sync_to_async(self._join)(room_runtime.cached_join(user.pk))
-            room_runtime.joined(first)
-            for event in first:
-                await self.send(text_data=encode(event))
+            await room_runtime.join(self.member, self.room)
         except BaseException:
             # The client left during its join (or the join failed): Channels will not call
             # disconnect(), so leave here, or the member would stay "online" for good.
             await self.disconnect(None)
             raise
-
-    def _join(self, cached: tuple | None) -> list[dict]:
-        """Online, then the room: from the runtime's caches when it has them (no database in
-        a reconnect storm), else from the database. The others hear of the join as a delta."""
-        presence.touch(self.room.pk, [(self.user.pk, self.member.conn_id)])
-        presence.mark_members_dirty(self.room.pk)
-        if cached is not None:
-            state, queue, members, room_settings = cached
-            return [dict(state, reason="join", server_ms=presence.now_ms()), queue,
-                    events.members_event(self.room, members), room_settings]
-        members = events.members_payload(self.room)
-        return [
-            events.state_event(services.playback_current(room_id=self.room.pk), reason="join",
-                               server_ms=presence.now_ms()),
-            events.queue_event(self.room),
-            events.members_event(self.room, members),
-            events.room_event(self.room),
-        ]
 
     async def _send_frame(self, frame: str) -> None:
         await self.send(text_data=frame)

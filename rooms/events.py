@@ -112,11 +112,15 @@ def room_event(room: Room) -> dict:
     }
 
 
-def members_delta_event(*, changed: list[dict], removed: list[int]) -> dict:
+def members_delta_event(*, changed: list[dict], removed: list[int], online: list[int] = (),
+                        offline: list[int] = ()) -> dict:
     """What changed in the member list since the last announcement: whole entries of the
-    members whose entry changed, and the user ids of those no longer members. A client keeps
-    the full list it got on join (or in the last room.members) and applies these to it."""
-    return {"type": "room.members_delta", "changed": changed, "removed": removed}
+    members whose entry changed, the user ids of those no longer members, and the user ids
+    of those who only came online or went offline (the rest of their entry is as before).
+    A client keeps the full list it got on join (or in the last room.members) and applies
+    these to it."""
+    return {"type": "room.members_delta", "changed": changed, "removed": removed, "online": list(online),
+            "offline": list(offline)}
 
 
 def apply_members_delta(members: dict[int, dict], event: dict) -> None:
@@ -127,6 +131,10 @@ def apply_members_delta(members: dict[int, dict], event: dict) -> None:
         members[member["user_id"]] = member
     for user_id in event.get("removed", []):
         members.pop(user_id, None)
+    for key, online in (("online", True), ("offline", False)):
+        for user_id in event.get(key, []):
+            if user_id in members:
+                members[user_id] = dict(members[user_id], online=online)
 
 
 def sorted_members(members) -> list[dict]:
@@ -142,3 +150,15 @@ def member_signatures(members: list[dict]) -> dict[str, str]:
 
     return {str(m["user_id"]): json.dumps([m["user"], m["role"], m["online"], rounded(m["offset_ms"]),
                                            rounded(m["drift_ms"]), m["sound_blocked"]]) for m in members}
+
+
+ONLINE_AT = 2  # where member_signatures keeps `online`
+
+
+def only_presence_differs(before: str | None, now: str) -> bool:
+    """Whether two signatures of one member differ in `online` alone."""
+    if before is None:
+        return False
+    old, new = json.loads(before), json.loads(now)
+    return len(old) == len(new) and old[ONLINE_AT] != new[ONLINE_AT] and (
+        old[:ONLINE_AT] + old[ONLINE_AT + 1:] == new[:ONLINE_AT] + new[ONLINE_AT + 1:])

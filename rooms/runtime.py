@@ -28,6 +28,7 @@ import redis
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from project.batching import Coalescer
 from project.realtime import encode, get_hub
 from rooms import events, presence, services
 from rooms.models import Room
@@ -43,12 +44,32 @@ MEMBERS_INTERVAL_S = 0.5
 
 class Member:
     """What the runtime needs of a local socket (user_id None: a radio station, which
-    follows the room without being one of its members)."""
+    follows the room without being one of its members).
 
-    def __init__(self, user_id: int | None, conn_id: str, send: Callable[[str], Awaitable[None]]):
+    A socket that is `joining` keeps the frames it is sent until `start` has sent its join
+    frames: a member delta published while the join was being read must come after the
+    full list it builds on, not before it (the list would then undo it)."""
+
+    def __init__(self, user_id: int | None, conn_id: str, send: Callable[[str], Awaitable[None]], *,
+                 joining: bool = False):
         self.user_id = user_id
         self.conn_id = conn_id
-        self.send = send
+        self._send = send
+        self._held: list[str] | None = [] if joining else None
+
+    async def send(self, frame: str) -> None:
+        if self._held is not None:
+            self._held.append(frame)
+        else:
+            await self._send(frame)
+
+    async def start(self, frames: list[str]) -> None:
+        """Send the join frames, then what was held meanwhile, in order."""
+        for frame in frames:
+            await self._send(frame)
+        while self._held:
+            await self._send(self._held.pop(0))
+        self._held = None
 
 
 class RoomRuntime:
@@ -69,6 +90,7 @@ class RoomRuntime:
         self._asked_version: int | None = None
         self._scrobble_version: int | None = None
         self._redis_away = False
+        self._joins = Coalescer(self._join_batch, name=f"room-{room_id}-joins")
 
     # -- state cache -----------------------------------------------------------------
     def on_frame(self, topic: str, frame: str) -> None:
@@ -87,8 +109,8 @@ class RoomRuntime:
             self.room_settings = json.loads(frame)
 
     def joined(self, first: list[dict]) -> None:
-        """What a join read from the database fills the caches that are still empty (a
-        published frame, newer, always replaces them)."""
+        """What a join read from the database fills the caches that are still empty, and
+        the members the list lacks (a published frame, newer, always replaces them)."""
         state, queue, members, room_settings = first
         self.remember(state)
         if self.queue is None:
@@ -96,16 +118,50 @@ class RoomRuntime:
         if self.room_settings is None:
             self.room_settings = room_settings
         if self.member_list is None:
-            self.member_list = {m["user_id"]: m for m in members["members"]}
+            self.member_list = {}
+        for member in members["members"]:
+            self.member_list.setdefault(member["user_id"], member)
 
-    def cached_join(self, user_id: int) -> tuple[dict, dict, list[dict], dict] | None:
-        """The join events from the caches (the joining member shown online), or None when
-        one is missing or the member is new to the list."""
-        if None in (self.state, self.queue, self.room_settings, self.member_list) or user_id not in self.member_list:
+    async def join(self, member: Member, room: Room) -> None:
+        """Mark an attached (joining) socket online and send it the room: state, queue,
+        members, settings. The sockets joining at once are served together: one presence
+        write, and the room read once (from the caches when they hold it, no database),
+        its frames encoded once for all of them."""
+        await self._joins.ask((member, room))
+
+    async def _join_batch(self, joins: list[tuple[Member, Room]]) -> list[Exception | None]:
+        members = [member for member, _ in joins]
+        user_ids = {member.user_id for member in members}
+        read = None in (self.state, self.queue, self.room_settings, self.member_list) or not (
+            user_ids <= self.member_list.keys())
+        first = await database_sync_to_async(self._join_read)(joins[0][1], [(m.user_id, m.conn_id) for m in members],
+                                                              read=read)
+        if first is not None:
+            self.joined(first)
+        for user_id in user_ids & self.member_list.keys():  # online now: their presence is written
+            self.member_list[user_id] = dict(self.member_list[user_id], online=True)
+        frames = [encode(dict(self.state, reason="join", server_ms=presence.now_ms())), encode(self.queue),
+                  encode(events.members_event(joins[0][1], events.sorted_members(self.member_list.values()))),
+                  encode(self.room_settings)]
+        outcomes: list[Exception | None] = []
+        for member in members:
+            try:
+                await member.start(frames)
+                outcomes.append(None)
+            except Exception as exc:  # that socket closed meanwhile: the others go on
+                outcomes.append(exc)
+        return outcomes
+
+    def _join_read(self, room: Room, connections: list[tuple[int, str]], *, read: bool) -> list[dict] | None:
+        """Online, and announce it (coalesced, as a delta to the others); with `read`, the
+        room from the database."""
+        presence.touch(self.room_id, connections)
+        presence.mark_members_dirty(self.room_id)
+        if not read:
             return None
-        members = dict(self.member_list)
-        members[user_id] = dict(members[user_id], online=True)
-        return self.state, self.queue, events.sorted_members(members.values()), self.room_settings
+        return [events.state_event(services.playback_current(room_id=self.room_id), reason="join",
+                                   server_ms=presence.now_ms()),
+                events.queue_event(room), events.members_event(room), events.room_event(room)]
 
     def remember(self, state: dict) -> None:
         if self.state is None or state["version"] >= self.state["version"]:

@@ -8,6 +8,7 @@ Events go out through `broadcast_on_commit`, after the transaction commits.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 from dataclasses import dataclass
@@ -123,14 +124,33 @@ def room_join(*, room: Room, user, invite_code: str | None = None) -> Membership
 def room_enter(*, slug: str, user) -> Room:
     """A socket enters a room: members always; anyone else only a public room, and then they
     join it as a listener (a write, so a service). RoomError not_found / forbidden otherwise."""
-    room = Room.objects.filter(slug=slug).first()
-    if room is None:
-        raise RoomError("not_found", f"No room called {slug!r}.")
-    if not Membership.objects.filter(room=room, user=user).exists():
-        if room.visibility != Room.Visibility.PUBLIC:
-            raise RoomError("forbidden", "This room is private: open its invite link first.")
-        room_join(room=room, user=user)
-    return room
+    outcome = rooms_enter(entries=[(slug, user)])[0]
+    if isinstance(outcome, RoomError):
+        raise outcome
+    return outcome
+
+
+def rooms_enter(*, entries: list[tuple[str, object]]) -> list[Room | RoomError]:
+    """room_enter for many (slug, user) at once, as sockets reconnecting together ask: two
+    queries for all the members among them. The room, or the RoomError, of each in order."""
+    rooms = {room.slug: room for room in Room.objects.filter(slug__in={slug for slug, _ in entries})}
+    members = set(
+        Membership.objects.filter(room__in=list(rooms.values()), user_id__in={user.pk for _, user in entries})
+        .values_list("room_id", "user_id")
+    ) if rooms else set()
+    outcomes = []
+    for slug, user in entries:
+        room = rooms.get(slug)
+        if room is None:
+            outcomes.append(RoomError("not_found", f"No room called {slug!r}."))
+        elif (room.pk, user.pk) in members:
+            outcomes.append(copy.copy(room))  # each socket its own, as one query each gave
+        elif room.visibility != Room.Visibility.PUBLIC:
+            outcomes.append(RoomError("forbidden", "This room is private: open its invite link first."))
+        else:
+            room_join(room=room, user=user)
+            outcomes.append(copy.copy(room))
+    return outcomes
 
 
 def membership_for(*, room: Room, user) -> Membership:
@@ -668,7 +688,16 @@ def announce_members(*, room: Room, members: list[dict] | None = None) -> None:
     if previous is None:
         broadcast_on_commit(topic(room.pk), events.members_event(room, members))
         return
-    changed = [m for m in members if previous.get(str(m["user_id"])) != signatures[str(m["user_id"])]]
+    changed, came, went = [], [], []
+    for member in members:
+        before, now = previous.get(str(member["user_id"])), signatures[str(member["user_id"])]
+        if before == now:
+            continue
+        if events.only_presence_differs(before, now):  # a thousand joins: ids, not entries
+            (came if member["online"] else went).append(member["user_id"])
+        else:
+            changed.append(member)
     removed = [int(user_id) for user_id in previous if user_id not in signatures]
-    if changed or removed:
-        broadcast_on_commit(topic(room.pk), events.members_delta_event(changed=changed, removed=removed))
+    if changed or removed or came or went:
+        broadcast_on_commit(topic(room.pk), events.members_delta_event(changed=changed, removed=removed,
+                                                                       online=came, offline=went))

@@ -1,10 +1,13 @@
 """A join sends the whole member list to the joining socket only; the others hear of it as a
 small room.members_delta (a reconnect storm of N members costs N lists, not N^2)."""
 
+import contextlib
+import time
+
 import pytest
 from asgiref.sync import sync_to_async
 
-from rooms import events, services
+from rooms import events, presence, services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,15 +30,17 @@ async def test_a_join_reaches_the_others_as_a_delta_of_the_joiner_alone(room, to
     seen = await host.expect("room.members", timeout=5)
     while "lis" not in online(seen):
         seen = await host.expect("room.members", timeout=5)
-    assert [m["user"] for m in seen["delta"]["changed"]] == ["lis"]
-    assert seen["delta"]["removed"] == []
+    # lis only came online: the delta names lis by id, the entry is the one from the list
+    assert seen["delta"]["online"] == [next(m["user_id"] for m in seen["members"] if m["user"] == "lis")]
+    assert (seen["delta"]["changed"], seen["delta"]["removed"], seen["delta"]["offline"]) == ([], [], [])
     assert [m["user"] for m in seen["members"]] == ["hana", "lis", "dj"]  # online first, the host first
 
     await listener.close()
     gone = await host.expect("room.members", timeout=5)
     while "lis" in online(gone):
         gone = await host.expect("room.members", timeout=5)
-    assert [(m["user"], m["online"]) for m in gone["delta"]["changed"]] == [("lis", False)]
+    assert gone["delta"]["offline"] == [next(m["user_id"] for m in gone["members"] if m["user"] == "lis")]
+    assert gone["delta"]["changed"] == []
 
 
 async def test_a_removed_member_leaves_the_list_of_the_others(room, tokens, connect, people):
@@ -85,3 +90,49 @@ async def test_a_join_after_a_change_gets_the_room_as_changed(room, tokens, conn
     assert (state["version"], state["volume"]) == (changed["version"], 0.3)
     assert len((await listener.expect("room.queue"))["entries"]) == 4
     await listener.expect("room.settings", control_policy="everyone")
+
+
+async def test_a_delta_published_while_a_socket_joins_is_not_undone_by_its_list(room, tokens, connect, people,
+                                                                                monkeypatch):
+    host = await connect(room.slug, token=tokens["hana"])
+    await host.expect("room.members")
+    await host.expect("room.members", timeout=5)  # the room's first announcement
+    real_touch = presence.touch
+    raced = []
+
+    def touch(room_id, connections):
+        real_touch(room_id, connections)
+        if not raced and any(user_id == people["lis"].pk for user_id, _ in connections):
+            raced.append(True)
+            # While lis's join is under way, dj comes online on another server process and
+            # that is announced; the delta reaches lis's socket before its join frames.
+            real_touch(room_id, [(people["dj"].pk, "another-process")])
+            services.announce_members(room=room)
+            time.sleep(0.5)
+
+    monkeypatch.setattr(presence, "touch", touch)
+    listener = await connect(room.slug, token=tokens["lis"])
+    await listener.expect("room.settings")
+    assert raced
+    seen = await host.expect("room.members", timeout=5)
+    while "lis" not in online(seen):  # the announcement after lis's join has gone out
+        seen = await host.expect("room.members", timeout=5)
+    with contextlib.suppress(AssertionError):
+        while True:  # whatever else reached lis meanwhile, folded into its list
+            await listener.expect("room.members", timeout=1)
+    assert online({"members": list(listener.members.values())}) == {"hana", "dj", "lis"}
+
+
+async def test_members_who_only_come_online_are_announced_by_id(room, tokens, connect):
+    host = await connect(room.slug, token=tokens["hana"])
+    await host.expect("room.members")
+    await host.expect("room.members", timeout=5)
+    listener = await connect(room.slug, token=tokens["lis"])
+    await listener.expect("room.settings")
+    seen = await host.expect("room.members", timeout=5)
+    while "lis" not in online(seen):
+        seen = await host.expect("room.members", timeout=5)
+    lis = next(m for m in seen["members"] if m["user"] == "lis")
+    assert seen["delta"]["changed"] == []
+    assert seen["delta"]["online"] == [lis["user_id"]]
+    assert lis["role"] == "listener"  # the rest of the entry kept from the join's list

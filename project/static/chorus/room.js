@@ -153,6 +153,7 @@
   let engine = AudioCtx ? new WebAudioEngine() : new ElementEngine(audioElement);
 
   // --- room state -----------------------------------------------------------------
+  let membersListed = false;  // whether this socket has sent its full member list yet
   const room = { state: null, queue: [], members: [], settings: {}, loadedEntry: null, loading: null,
                  appliedVersion: null, lastDrift: 0, localVolume: 1, soundBlocked: false };
 
@@ -227,6 +228,7 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${location.host}${cfg.websocket}`);
     setConnection("connecting");
+    membersListed = false;  // this socket's deltas build on the list it sends first
     socket.onopen = () => {
       attempts = 0; setConnection("connected");
       clock.samples = [];
@@ -266,8 +268,8 @@
       case "time.pong": clock.add(msg.t0, msg.t1, msg.t2, clientNow()); break;
       case "room.state": onState(msg); break;
       case "room.queue": room.queue = msg.entries; room.settings.repeat = msg.repeat; room.settings.shuffle = msg.shuffle; renderQueue(); break;
-      case "room.members": room.members = msg.members; renderMembers(); break;
-      case "room.members_delta": applyMembersDelta(msg); renderMembers(); break;
+      case "room.members": room.members = msg.members; membersListed = true; renderMembers(); break;
+      case "room.members_delta": if (membersListed) { applyMembersDelta(msg); renderMembers(); } break;
       case "room.settings": Object.assign(room.settings, msg); renderSettings(); break;
       case "ack": pending.delete(msg.request_id); break;
       case "error":
@@ -371,12 +373,16 @@
     return drift < 30 ? "good" : drift < 100 ? "fair" : "poor";
   }
 
-  // A delta carries whole entries of the members that changed and the ids of those who are
-  // no longer members; the list keeps the server's order (online, hosts, then by name).
+  // A delta carries whole entries of the members that changed, the ids of those who are no
+  // longer members, and the ids of those who only came online or went offline; the list
+  // keeps the server's order (online, hosts, then by name).
   function applyMembersDelta(msg) {
     const byId = new Map(room.members.map((m) => [m.user_id, m]));
     msg.changed.forEach((m) => byId.set(m.user_id, m));
     msg.removed.forEach((id) => byId.delete(id));
+    [["online", true], ["offline", false]].forEach(([key, online]) => (msg[key] || []).forEach((id) => {
+      if (byId.has(id)) byId.set(id, Object.assign({}, byId.get(id), { online }));
+    }));
     room.members = [...byId.values()].sort((a, b) =>
       (b.online - a.online) || ((a.role !== "host") - (b.role !== "host"))
       || (a.user.toLowerCase() < b.user.toLowerCase() ? -1 : a.user.toLowerCase() > b.user.toLowerCase() ? 1 : 0));
