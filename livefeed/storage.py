@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from livefeed import messages as kinds
 from livefeed import stats
-from livefeed.messages import LiveUser, Message
+from livefeed.messages import LiveUser, Message, now_ms
 from livefeed.models import GIFT_TYPES, LiveChannel, LiveMessage, LiveSession
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,56 @@ def _whole(value: Any) -> int | None:
     return max(int(value), 0) if value == value and abs(value) < 2**62 else None
 
 
+def _json_safe(value: Any) -> Any:
+    """`value` with what JSON cannot hold replaced: NaN and infinities become null, bytes
+    their hex, other objects their text (jsonb refuses NaN, json refuses bytes)."""
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _sane(message: Message) -> Message:
+    """The message itself when every field has its type, else a corrected copy: a client bug
+    must cost one odd row, never a batch that fails again at every flush (the fetcher keeps
+    a batch that did not store and tries it again)."""
+    extra = message.extra
+    ok = (isinstance(message.type, str) and message.type and isinstance(message.platform_msg_id, str)
+          and message.platform_msg_id and type(message.ts_ms) is int and type(message.received_ms) is int
+          and isinstance(message.content, str) and isinstance(extra, dict)
+          and (message.user is None or (isinstance(message.user, LiveUser) and isinstance(message.user.id, str))))
+    if ok:
+        try:
+            json.dumps(extra, allow_nan=False)
+            return message
+        except (TypeError, ValueError):
+            pass
+    received_ms = message.received_ms if type(message.received_ms) is int else now_ms()
+    ts_ms = _whole(message.ts_ms)
+    user = message.user if isinstance(message.user, LiveUser) else None
+    if user is not None and not isinstance(user.id, str):
+        user = LiveUser(id=str(user.id), name=str(user.name or ""), display_id=str(user.display_id or ""))
+    clean = Message(
+        type=message.type if isinstance(message.type, str) and message.type else kinds.UNKNOWN,
+        platform_msg_id=message.platform_msg_id if isinstance(message.platform_msg_id, str) else "",
+        ts_ms=ts_ms if ts_ms is not None else received_ms, user=user,
+        content=message.content if isinstance(message.content, str) else str(message.content or ""),
+        extra=_json_safe(extra) if isinstance(extra, dict) else {"value": _json_safe(extra)},
+        received_ms=received_ms)
+    if not clean.platform_msg_id:  # the same content gives the same id, so a re-send is still one row
+        seen = {key: value for key, value in clean.as_json().items() if key not in ("id", "session_id", "received_ms")}
+        digest = hashlib.sha256(json.dumps(seen, sort_keys=True, default=str).encode()).hexdigest()
+        clean.platform_msg_id = "d:" + digest[:40]
+    return clean
+
+
 def _gift_value(message: Message) -> int | None:
     extra = message.extra
     total = _whole(extra.get("total_value"))
@@ -102,7 +152,7 @@ def _row(channel_id: int, session_id: int, message: Message, *, combo_id: str | 
     user = message.user
     rest = None
     if user is not None:
-        rest = {key: value for key, value in user.as_json().items() if key not in ("id", "name")} or None
+        rest = _json_safe({key: value for key, value in user.as_json().items() if key not in ("id", "name")}) or None
     is_gift = message.type in GIFT_TYPES
     return {
         "channel_id": channel_id, "session_id": session_id, "type": message.type[:16],
@@ -356,7 +406,7 @@ def messages_store(*, channel_id: int, session_id: int, messages: list[Message])
     plain: dict[str, dict[str, Any]] = {}
     combos: dict[str, list[Message]] = {}
     position: dict[tuple[str, str], int] = {}  # where each new row was first seen, to keep that order
-    for index, message in enumerate(messages):
+    for index, message in enumerate(map(_sane, messages)):
         combo_id = _combo_id(message)
         if combo_id is not None:
             combos.setdefault(combo_id, []).append(message)

@@ -157,3 +157,29 @@ def test_text_with_quotes_backslashes_newlines_emoji_and_nul_is_stored(session):
     assert row.extra["nested"]["list"] == [1, None, "x"]
     assert row.extra["nested"]["text"].startswith('a "quote" \\ back')
     assert store(session, [message]).duplicates == 1
+
+
+def test_a_malformed_message_from_a_client_costs_one_odd_row_never_the_batch(session):
+    from livefeed.messages import LiveUser, Message
+
+    odd = [
+        Message(type="chat", platform_msg_id="", ts_ms=BASE_MS, user=LiveUser(id="u1"), content="no id"),
+        Message(type="chat", platform_msg_id="nan", ts_ms=BASE_MS, content="x",
+                extra={"ratio": float("nan"), "raw": b"\x01\x02", "when": BASE_MS, "inf": float("inf")}),
+        Message(type="gift", platform_msg_id="none-ts", ts_ms=None, extra=["not", "a", "dict"]),  # type: ignore[arg-type]
+        Message(type="chat", platform_msg_id="odd-user", ts_ms=BASE_MS * 1.0,  # type: ignore[arg-type]
+                user=LiveUser(id=42, name=None, level=object())),  # type: ignore[arg-type]
+    ]
+    result = store(session, [*odd, chat("fine")])
+    assert len(result.stored) == 5
+    rows = {row.platform_msg_id: row for row in LiveMessage.objects.filter(session=session)}
+    assert rows["nan"].extra == {"ratio": None, "raw": "0102", "when": BASE_MS, "inf": None}
+    assert rows["none-ts"].extra == {"value": ["not", "a", "dict"]}
+    assert rows["none-ts"].ts_ms == rows["none-ts"].received_ms
+    assert rows["odd-user"].user_id == "42"
+    assert rows["odd-user"].ts_ms == BASE_MS
+    # The message without an id is one row, sent again or not.
+    again = store(session, [Message(type="chat", platform_msg_id="", ts_ms=BASE_MS, user=LiveUser(id="u1"),
+                                    content="no id", received_ms=BASE_MS + 9999)])
+    assert again.stored == []
+    assert again.duplicates == 1
