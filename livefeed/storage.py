@@ -34,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -465,7 +465,7 @@ def _store_combos(channel_id: int, session_id: int, combos: dict[str, list[Messa
             result.duplicates += 1
     if not writes:
         return []
-    ids = _upsert_combos([row for row, _, _ in writes])
+    ids = _upsert_combos_safely([row for row, _, _ in writes])
     new: list[tuple[int, dict]] = []
     grown: list[int] = []
     for row, is_new, delta in writes:
@@ -478,6 +478,30 @@ def _store_combos(channel_id: int, session_id: int, combos: dict[str, list[Messa
     if grown:
         result.updated = [row.as_json() for row in LiveMessage.objects.filter(id__in=grown).order_by("id")]
     return new
+
+
+def _upsert_combos_safely(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """_upsert_combos in a savepoint. A new combo whose first message's id is already a row's
+    that is not this combo (a platform reusing an id) conflicts on the other unique key,
+    which the upsert does not handle: those combos are stored one by one, under an id made
+    of both, so the combo is kept and the batch is not refused again at every flush."""
+    try:
+        with transaction.atomic():
+            return _upsert_combos(rows)
+    except IntegrityError:
+        pass
+    ids: dict[str, int] = {}
+    for row in rows:
+        try:
+            with transaction.atomic():
+                ids.update(_upsert_combos([row]))
+                continue
+        except IntegrityError:
+            logger.warning("live gift combo with a message id already stored",
+                           extra={"channel_id": row["channel_id"], "platform_msg_id": row["platform_msg_id"]})
+        row["platform_msg_id"] = _bounded(f"{row['platform_msg_id']}#{row['combo_id']}", 100)
+        ids.update(_upsert_combos([row]))
+    return ids
 
 
 # --- deleting ---------------------------------------------------------------------------

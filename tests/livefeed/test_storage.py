@@ -183,3 +183,14 @@ def test_a_malformed_message_from_a_client_costs_one_odd_row_never_the_batch(ses
                                     content="no id", received_ms=BASE_MS + 9999)])
     assert again.stored == []
     assert again.duplicates == 1
+
+
+def test_a_combo_whose_first_id_is_taken_is_still_stored_once(session):
+    store(session, [chat("hello", msg_id="reused-7")])
+    first = store(session, [gift(combo="k1", count=1, unit_value=3, msg_id="reused-7")])
+    assert len(first.stored) == 1
+    assert first.stored[0]["platform_msg_id"] == "reused-7#k1"
+    again = store(session, [gift(combo="k1", count=4, unit_value=3, msg_id="reused-8")])
+    assert [item["extra"]["count"] for item in again.updated] == [4]
+    assert LiveMessage.objects.filter(session=session, type="gift").count() == 1
+    assert totals(session)["gift_value"] == 12
