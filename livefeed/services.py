@@ -20,7 +20,8 @@ import secrets
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from livefeed.clients import UnsupportedUrl, client_for_url
@@ -249,14 +250,19 @@ def channel_failure(*, channel_id: int) -> int:
 # --- leases -----------------------------------------------------------------------------
 
 
+def _expiry(ttl_s: float):
+    """The database's clock plus ttl_s: leases are compared with one clock, whatever the
+    clocks of the machines that take and renew them say."""
+    return ExpressionWrapper(Now() + timedelta(seconds=ttl_s), output_field=DateTimeField())
+
+
 def lease_take(*, channel_id: int, owner: str, ttl_s: float) -> str | None:
     """Take the channel for `owner` for `ttl_s` seconds: the lease's token, or None while
     another holder's lease is live."""
-    now = timezone.now()
     token = secrets.token_hex(16)
     taken = LiveChannel.objects.filter(pk=channel_id).filter(
-        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)).update(
-        lease_owner=owner[:200], lease_token=token, lease_expires_at=now + timedelta(seconds=ttl_s))
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=Now())).update(
+        lease_owner=owner[:200], lease_token=token, lease_expires_at=_expiry(ttl_s))
     if taken:
         logger.info("live lease taken", extra={"channel_id": channel_id, "owner": owner})
         return token
@@ -269,7 +275,7 @@ def lease_renew(*, channel_id: int, token: str, ttl_s: float) -> bool:
     if not token:
         return False
     return bool(LiveChannel.objects.filter(pk=channel_id, lease_token=token).update(
-        lease_expires_at=timezone.now() + timedelta(seconds=ttl_s)))
+        lease_expires_at=_expiry(ttl_s)))
 
 
 def lease_release(*, channel_id: int, token: str) -> bool:

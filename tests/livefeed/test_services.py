@@ -171,7 +171,18 @@ def test_a_live_lease_cannot_be_taken_over(channel):
     assert token
     assert services.lease_take(channel_id=channel.pk, owner="worker-b:2", ttl_s=30) is None
     assert services.lease_renew(channel_id=channel.pk, token=token, ttl_s=30)
-    assert LiveChannel.objects.get(pk=channel.pk).lease_owner == "worker-a:1"
+    held = LiveChannel.objects.get(pk=channel.pk)
+    assert held.lease_owner == "worker-a:1"
+    assert timezone.now() + timedelta(seconds=20) < held.lease_expires_at < timezone.now() + timedelta(seconds=40)
+
+
+def test_a_lease_runs_out_on_the_database_clock(channel):
+    import time
+
+    assert services.lease_take(channel_id=channel.pk, owner="worker-a:1", ttl_s=1)
+    assert services.lease_take(channel_id=channel.pk, owner="worker-b:2", ttl_s=30) is None
+    time.sleep(1.5)
+    assert services.lease_take(channel_id=channel.pk, owner="worker-b:2", ttl_s=30)
 
 
 def test_an_expired_lease_is_taken_over_and_the_old_holder_loses_it(channel):
