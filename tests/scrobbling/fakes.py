@@ -512,22 +512,28 @@ class FakeListenBrainz(FakeServer):
 
     INVALID_TOKEN = "Invalid authorization token."  # the answer to a token it does not know
 
-    def _user(self, request: RecordedRequest) -> str | Reply:
-        """The user a submit's Authorization header names, or the 401 answer."""
+    def bad_json(self, exc: ValueError) -> str:
+        return f"Cannot parse JSON document: {exc}"
+
+    def _authorised(self, request: RecordedRequest) -> tuple[str, Any] | Reply:
+        """The user a submit's Authorization header names and its JSON body, or the answer
+        refusing it (401, or 400 for a body that is not JSON)."""
         token = _auth_token(request)
         if not token:
             return lb_error(401, "You need to provide an Authorization header.")
         user_name = self.tokens.get(token)
-        return lb_error(401, self.INVALID_TOKEN) if user_name is None else user_name
+        if user_name is None:
+            return lb_error(401, self.INVALID_TOKEN)
+        try:
+            return user_name, json.loads(request.body.decode("utf-8"))
+        except ValueError as exc:
+            return lb_error(400, self.bad_json(exc))
 
     def _submit_listens(self, request: RecordedRequest) -> Reply:
-        user_name = self._user(request)
-        if not isinstance(user_name, str):
-            return user_name
-        try:
-            document = json.loads(request.body.decode("utf-8"))
-        except ValueError as exc:
-            return lb_error(400, f"Cannot parse JSON document: {exc}")
+        answer = self._authorised(request)
+        if isinstance(answer, Reply):
+            return answer
+        user_name, document = answer
         problem = submission_problem(document)
         if not problem and any(listen["track_metadata"]["track_name"] in self.refuse_titles
                                for listen in document["payload"]):
@@ -654,15 +660,20 @@ class FakeMaloja(FakeListenBrainz):
         super().__init__(host=host)
         self.duplicate_timestamp_status = duplicate_timestamp_status
 
+    BAD_JSON = "Invalid JSON document submitted."
+
+    def bad_json(self, exc: ValueError) -> str:
+        return self.BAD_JSON
+
     def _submit_listens(self, request: RecordedRequest) -> Reply:
-        user_name = self._user(request)
-        if not isinstance(user_name, str):
-            return user_name
+        answer = self._authorised(request)
+        if isinstance(answer, Reply):
+            return answer
+        user_name, document = answer
         try:
-            document = json.loads(request.body.decode("utf-8"))
             listen_type, payload = document["listen_type"], document["payload"]
-        except (ValueError, KeyError, TypeError):
-            return lb_error(400, "Invalid JSON document submitted.")
+        except (KeyError, TypeError):
+            return lb_error(400, self.BAD_JSON)
         if listen_type == "playing_now":
             return json_reply(200, {"status": "ok"})
         stored = self.listens.setdefault(user_name, [])
