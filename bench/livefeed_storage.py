@@ -46,7 +46,7 @@ WORDS = ["主播", "好听", "漂亮", "加油", "唱歌", "周杰伦", "晚上�
 GIFTS = [("玫瑰", 1), ("小心心", 1), ("抖音", 1), ("棒棒糖", 9), ("跑车", 1200), ("嘉年华", 3000)]
 
 
-def realistic(n: int, *, start_ms: int, rng: random.Random, prefix: str):
+def realistic(n: int, *, start_ms: int, rng: random.Random, prefix: str, users: int = 50_000):
     """n messages of a busy room, plus the ids of what gets sent twice."""
     from livefeed import messages as kinds
     from livefeed.messages import LiveUser, Message
@@ -55,7 +55,8 @@ def realistic(n: int, *, start_ms: int, rng: random.Random, prefix: str):
     combos: dict[str, int] = {}
     for i in range(n):
         at = start_ms + i * 5
-        user = LiveUser(id=f"u{rng.randrange(50_000)}", name=f"观众{rng.randrange(50_000)}", level=rng.randrange(60))
+        number = rng.randrange(users)
+        user = LiveUser(id=f"u{number}", name=f"观众{number}", level=number % 60)
         roll = rng.random()
         if roll < 0.70:
             text = "".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5)))
@@ -83,12 +84,13 @@ def realistic(n: int, *, start_ms: int, rng: random.Random, prefix: str):
     return out
 
 
-def insert_rate(*, channel_id: int, session_id: int, batch: int, total: int, rng: random.Random, prefix: str) -> dict:
+def insert_rate(*, channel_id: int, session_id: int, batch: int, total: int, rng: random.Random, prefix: str,
+                users: int) -> dict:
     """messages_store over `total` messages in batches, each batch also carrying 30 % of the
     previous one again (a re-send after a reconnect)."""
     from livefeed.storage import messages_store
 
-    messages = realistic(total, start_ms=1_764_590_400_000, rng=rng, prefix=prefix)
+    messages = realistic(total, start_ms=1_764_590_400_000, rng=rng, prefix=prefix, users=users)
     times, stored, duplicates, previous = [], 0, 0, []
     started = time.perf_counter()
     for start in range(0, total, batch):
@@ -279,7 +281,7 @@ def run(args) -> dict:
         for batch in (100, 500):
             session = LiveSession.objects.create(channel=bench_channel, started_at=timezone.now())
             rate = insert_rate(channel_id=bench_channel.pk, session_id=session.pk, batch=batch, total=args.messages,
-                               rng=rng, prefix=f"{label}{batch}-")
+                               rng=rng, prefix=f"{label}{batch}-", users=args.users)
             messages = rate.pop("messages_list")
             rate["floor"] = floors(channel_id=bench_channel.pk, session_id=session.pk, messages=messages, batch=batch,
                                    prefix=f"{label}{batch}-")
@@ -289,6 +291,8 @@ def run(args) -> dict:
 
     print("insert rate, empty table", flush=True)
     rates("empty")
+    if not args.rows:
+        return results
     print(f"generating {args.rows:,} rows", flush=True)
     results["generated"] = generate(rows=args.rows, sessions=sessions,
                                     session_channels=[channels[i % CHANNELS] for i in range(SESSIONS)],
@@ -304,7 +308,9 @@ def run(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=10_000_000, help="messages to generate before the queries")
+    parser.add_argument("--rows", type=int, default=10_000_000,
+                        help="messages to generate before the queries (0: the insert rates on an empty table only)")
+    parser.add_argument("--users", type=int, default=50_000, help="distinct users the messages come from")
     parser.add_argument("--messages", type=int, default=50_000, help="messages per insert-rate run")
     parser.add_argument("--repeat", type=int, default=300, help="runs of each page query")
     parser.add_argument("--budget-s", type=float, default=900, help="stop generating after this long")
