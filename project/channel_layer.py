@@ -87,6 +87,8 @@ class RedisChannelLayer(core.RedisChannelLayer):
         return state
 
     async def group_add(self, group: str, channel: str) -> None:
+        assert self.require_valid_group_name(group), "Group name not valid"
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
         self._local_groups.setdefault(group, set()).add(channel)
         state = self._state()
         try:
@@ -100,9 +102,7 @@ class RedisChannelLayer(core.RedisChannelLayer):
     async def _group_add_many(self, pairs: list[tuple[str, str]]) -> list[None]:
         """What core.RedisChannelLayer.group_add writes, for many (group, channel) at once."""
         by_shard: dict[int, list[tuple[str, str]]] = {}
-        for group, channel in pairs:
-            assert self.require_valid_group_name(group), "Group name not valid"
-            assert self.require_valid_channel_name(channel), "Channel name not valid"
+        for group, channel in pairs:  # names checked by group_add, each for its own caller
             by_shard.setdefault(self.consistent_hash(group), []).append((group, channel))
         for index, shard_pairs in by_shard.items():
             pipe = self.connection(index).pipeline(transaction=False)
