@@ -24,7 +24,8 @@ Messages are buffered and flushed every `flush_s` (0.1 s): one storage call (one
 transaction, duplicates dropped by the database: a re-send after a reconnect or a take-over
 stores nothing twice), then the newly stored ones go to browsers as one `live.messages`
 frame, which caps the push at about ten frames a second per channel however busy the room
-is. Database work runs in one thread beside the loop (Django's ORM is synchronous); the
+is. A flush that finds more than FLUSH_MAX messages (the worker fell behind) stores them
+FLUSH_MAX at a time, each call its own transaction and frame. Database work runs in one thread beside the loop (Django's ORM is synchronous); the
 loop itself only reads sockets and decodes.
 """
 
@@ -53,6 +54,8 @@ from livefeed.messages import Malformed, Message
 from project import metrics, realtime
 
 logger = logging.getLogger(__name__)
+
+FLUSH_MAX = 2000  # messages a storage call and a push frame (bench/livefeed_ingest.py)
 
 
 def _in_db_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -261,22 +264,26 @@ class Follower:
                     logger.warning("live stats not pushed", exc_info=True, extra={"channel_id": self.channel_id})
 
     async def _flush(self) -> None:
-        """Store what was received since the last flush, then push what was new."""
-        if self.lost_lease or self.session_id is None or not (self.buffer or self.malformed):
-            return
-        batch, self.buffer = self.buffer, []
-        malformed, self.malformed = self.malformed, {}
-        try:
-            stored = await self.host.db(_store_and_push)(channel_id=self.channel_id, session_id=self.session_id,
-                                                         messages=batch, malformed=malformed, platform=self.platform)
-            self.stored_since_stats += stored
-        except Exception:
-            # The database is away: keep the messages for the next flush, nothing is dropped.
-            self.buffer[:0] = batch
-            for kind, count in malformed.items():
-                self.malformed[kind] = self.malformed.get(kind, 0) + count
-            logger.exception("live messages not stored yet; kept for the next flush",
-                             extra={"channel_id": self.channel_id, "pending": len(self.buffer)})
+        """Store what was received since the last flush, then push what was new: at most
+        FLUSH_MAX messages a storage call (and so a `live.messages` frame), oldest first, until
+        the buffer is empty. A worker that fell behind (a slow database) catches up in
+        frames a browser parses quickly and transactions that hold the session briefly."""
+        while not self.lost_lease and self.session_id is not None and (self.buffer or self.malformed):
+            batch, self.buffer = self.buffer[:FLUSH_MAX], self.buffer[FLUSH_MAX:]
+            malformed, self.malformed = self.malformed, {}
+            try:
+                stored = await self.host.db(_store_and_push)(channel_id=self.channel_id, session_id=self.session_id,
+                                                             messages=batch, malformed=malformed,
+                                                             platform=self.platform)
+                self.stored_since_stats += stored
+            except Exception:
+                # The database is away: keep the messages for the next flush, nothing is dropped.
+                self.buffer[:0] = batch
+                for kind, count in malformed.items():
+                    self.malformed[kind] = self.malformed.get(kind, 0) + count
+                logger.exception("live messages not stored yet; kept for the next flush",
+                                 extra={"channel_id": self.channel_id, "pending": len(self.buffer)})
+                return
 
     def _count_malformed(self, item: Malformed) -> None:
         metrics.live_messages.labels(self.platform, "malformed").inc()

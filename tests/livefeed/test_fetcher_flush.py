@@ -1,0 +1,39 @@
+"""A fetcher that fell behind stores its backlog FLUSH_MAX messages at a time: every message
+once and in order, each `live.messages` frame at most FLUSH_MAX messages (a browser never gets
+a frame of a whole minute's backlog)."""
+
+from __future__ import annotations
+
+import pytest
+
+from livefeed import fetcher
+from livefeed.models import LiveMessage
+from tests.livefeed import test_fetcher
+from tests.livefeed.bilibili_fake import danmu
+from tests.livefeed.bilibili_fixtures import bilibili_fixture  # noqa: F401 - the fixture
+from tests.livefeed.test_fetcher import until
+
+platform, followed, hosts = test_fetcher.platform, test_fetcher.followed, test_fetcher.hosts  # its fixtures
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_redis")]
+
+
+async def test_a_backlog_is_stored_in_capped_batches_and_pushed_in_capped_frames(platform, followed, hosts, watch,
+                                                                               monkeypatch):
+    monkeypatch.setattr(fetcher, "FLUSH_MAX", 7)
+    client = await watch(followed.pk)
+    await client.expect("live.status")
+    hosts(flush_s=1.5)  # 30 messages arrive within one flush period: one flush finds all of them
+    await platform.wait_for_socket()
+    await client.expect("live.status", state="running", timeout=10)
+    await platform.push([danmu(f"积压{n}", id_str=f"b{n}") for n in range(30)])
+    sizes, contents = [], []
+    while len(contents) < 30:
+        frame = await client.expect("live.messages", timeout=10)
+        sizes.append(len(frame["messages"]))
+        contents += [m["content"] for m in frame["messages"]]
+    assert contents == [f"积压{n}" for n in range(30)]
+    assert max(sizes) <= 7
+    assert len(sizes) >= 5  # 30 messages, at most 7 a frame
+    stored = await until(lambda: list(LiveMessage.objects.filter(channel_id=followed.pk).order_by("id")
+                                      .values_list("content", flat=True)) or None, what="stored")
+    assert stored == [f"积压{n}" for n in range(30)]
