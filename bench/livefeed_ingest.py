@@ -320,6 +320,48 @@ def decode_floor(rate: float, seconds: float = 2.0) -> dict:
     return {"messages_per_frame": per_frame, "messages_per_s": done / (time.process_time() - started)}
 
 
+def stages(user, *, batches: int, per_batch: int) -> dict:
+    """CPU and wall time per message of each step of a flush, in this process, on the same
+    database: decode (decode_frame), store (storage.messages_store: one transaction), push
+    (live.messages_push: the recent list and one publish). A load-independent view of where
+    the worker's time goes."""
+    from livefeed import live, services, storage
+    from livefeed.clients.douyin_frames import decode_frame
+    from livefeed.simulator.room import SimRoom
+
+    channel, _ = services.channel_add(user=user, url="simulator:7990")
+    session, _ = services.session_open(channel_id=channel.pk, title="stages")
+    room = SimRoom("7990", rate=0, seed=2)
+    frames = [room.frame(room.next_messages(per_batch))[0] for _ in range(batches)]
+    totals = {step: [0.0, 0.0] for step in ("decode", "store", "push")}
+    messages = 0
+
+    def timed(step, fn, *args, **kwargs):
+        cpu, wall = time.process_time(), time.perf_counter()
+        out = fn(*args, **kwargs)
+        totals[step][0] += time.process_time() - cpu
+        totals[step][1] += time.perf_counter() - wall
+        return out
+
+    for data in frames:
+        items, _ = timed("decode", decode_frame, data)
+        messages += len(items)
+        result = timed("store", storage.messages_store, channel_id=channel.pk, session_id=session.pk, messages=items)
+        timed("push", live.messages_push, channel_id=channel.pk, rows=result.stored + result.updated)
+    out = {"messages": messages, "per_batch": per_batch}
+    for step, (cpu, wall) in totals.items():
+        out[step] = {"cpu_us": cpu / messages * 1e6, "wall_us": wall / messages * 1e6}
+    cpu_us = sum(out[step]["cpu_us"] for step in totals)
+    wall_us = sum(out[step]["wall_us"] for step in totals)
+    out["messages_per_cpu_s"] = 1e6 / cpu_us
+    out["messages_per_wall_s"] = 1e6 / wall_us
+    print("stages (µs a message, cpu/wall): " + ", ".join(
+        f"{step} {out[step]['cpu_us']:.0f}/{out[step]['wall_us']:.0f}" for step in totals)
+        + f"; {out['messages_per_cpu_s']:,.0f} messages per CPU second of this process, "
+          f"{out['messages_per_wall_s']:,.0f} per wall second", flush=True)
+    return out
+
+
 # --- the rate phases -----------------------------------------------------------------------
 
 
@@ -561,6 +603,14 @@ def table(results: dict) -> str:
         lines.append(f"\nQuiet rooms: RSS {quiet['rss_mb_0']:.1f} MB with 0, {quiet['rss_mb_1']:.1f} MB with 1, "
                      f"{quiet['rss_mb_all']:.1f} MB with {quiet['rooms'] + 1}: {quiet['per_room_mb']:.2f} MB a room "
                      f"({quiet['marginal_per_room_mb']:.2f} MB marginal); {quiet['cores_with_all']:.3f} cores")
+    st = results.get("stages")
+    if st:
+        lines.append("Flush steps in one process, µs a message (CPU / wall), batches of "
+                     f"{st['per_batch']}: decode {st['decode']['cpu_us']:.0f} / {st['decode']['wall_us']:.0f}, "
+                     f"store {st['store']['cpu_us']:.0f} / {st['store']['wall_us']:.0f}, "
+                     f"push {st['push']['cpu_us']:.0f} / {st['push']['wall_us']:.0f}: "
+                     f"{st['messages_per_cpu_s']:,.0f} messages per CPU second, "
+                     f"{st['messages_per_wall_s']:,.0f} per wall second")
     soak = results.get("soak")
     if soak:
         lines.append(f"Soak at {soak['rate']:,.0f}/s for {soak['window_s']:.0f} s: processed "
@@ -577,6 +627,8 @@ async def async_main(args, env: h.BenchEnv, sim: Sim, daphne: h.Server, results:
     people = await asyncio.to_thread(h.create_users, WATCHERS, "watcher")
     tokens = [token for _, token in people]
     owner = await asyncio.to_thread(lambda: get_user_model().objects.create_user("owner", "owner@example.org", "x"))
+    if args.stage_batches:
+        results["stages"] = await asyncio.to_thread(stages, owner, batches=args.stage_batches, per_batch=500)
     if args.rooms:
         results["quiet"] = await asyncio.to_thread(quiet_rooms, args, env, sim, owner)
     await asyncio.to_thread(sim.rate, BUSY_ID, 1)
@@ -607,6 +659,8 @@ def main() -> None:
     parser.add_argument("--soak-rate", type=float, default=1000)
     parser.add_argument("--quiet-wait", type=float, default=20,
                         help="wait up to this long for other processes to use < 0.3 cores before each run")
+    parser.add_argument("--stage-batches", type=int, default=40,
+                        help="batches of 500 messages timed step by step in this process (0: skip)")
     parser.add_argument("--profile", metavar="PY_SPY",
                         help="path of py-spy: record the worker during each window (raw stacks in /tmp/chorus-bench)")
     parser.add_argument("--redis-db", type=int, default=11)
