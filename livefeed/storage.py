@@ -331,6 +331,8 @@ class _Counted:
 def _write_counters(session: LiveSession, counted: _Counted, *, new_rows: int) -> None:
     from livefeed.models import LiveMinute, LiveSessionWord, LiveUserStat, LiveWordMinute
 
+    if not (new_rows or counted.users or counted.minutes):
+        return  # every message was a duplicate: nothing to count
     greatest, least = _greatest(), _least()
     # Distinct users: PostgreSQL says which rows the upsert inserted (xmax = 0: no earlier
     # version); SQLite cannot, so the session's known users among these are read first.

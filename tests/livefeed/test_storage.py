@@ -194,3 +194,17 @@ def test_a_combo_whose_first_id_is_taken_is_still_stored_once(session):
     assert [item["extra"]["count"] for item in again.updated] == [4]
     assert LiveMessage.objects.filter(session=session, type="gift").count() == 1
     assert totals(session)["gift_value"] == 12
+
+
+def test_a_batch_of_duplicates_writes_nothing_but_its_attempt(session):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    batch = [chat("一", by=1), chat("二", by=2), gift(combo="c7", count=2), like(3)]
+    store(session, batch)
+    with CaptureQueriesContext(connection) as queries:
+        result = store(session, batch)
+    assert result.duplicates == len(batch)
+    writes = [q["sql"] for q in queries.captured_queries
+              if q["sql"].lstrip().upper().startswith(("UPDATE", "DELETE")) or "DO UPDATE" in q["sql"]]
+    assert writes == []
