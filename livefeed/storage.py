@@ -45,7 +45,9 @@ from livefeed.models import GIFT_TYPES, LiveChannel, LiveMessage, LiveSession
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 1000  # rows per INSERT statement (SQLite allows 32,766 parameters: 14 a row)
+# Rows per INSERT statement: SQLite allows 32,766 parameters (14 a row); PostgreSQL gets one
+# JSON document, bounded only to keep one statement's memory modest.
+CHUNK = {"postgresql": 5000, "sqlite": 1000}
 CHAT_TYPES = (kinds.CHAT, kinds.EMOJI_CHAT)
 MESSAGE_TABLE = LiveMessage._meta.db_table
 COLUMNS = ("channel_id", "session_id", "type", "platform_msg_id", "ts_ms", "received_ms", "user_id", "user_name",
@@ -226,8 +228,9 @@ def _insert(table: str, columns: tuple[str, ...], rows: list[dict[str, Any]], ta
     RETURNING answered, if anything. Table and column names are constants, never input."""
     answer: list[tuple] = []
     head = f"INSERT INTO {table} ({_column_list(columns)}) "
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start:start + CHUNK]
+    size = CHUNK.get(connection.vendor, 1000)
+    for start in range(0, len(rows), size):
+        chunk = rows[start:start + size]
         if _postgres():
             record = ", ".join(f"{connection.ops.quote_name(c)} {PG_TYPES.get(c, 'bigint')}" for c in columns)
             source = f"SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r({record})"  # noqa: S608 - constants

@@ -208,3 +208,15 @@ def test_a_batch_of_duplicates_writes_nothing_but_its_attempt(session):
     writes = [q["sql"] for q in queries.captured_queries
               if q["sql"].lstrip().upper().startswith(("UPDATE", "DELETE")) or "DO UPDATE" in q["sql"]]
     assert writes == []
+
+
+def test_a_backlog_larger_than_one_statement_is_stored_whole(session, monkeypatch):
+    from django.db import connection
+
+    from livefeed import storage
+
+    monkeypatch.setitem(storage.CHUNK, connection.vendor, 7)
+    result = store(session, [chat(f"第{n}条", by=n) for n in range(30)])
+    assert len(result.stored) == 30
+    assert totals(session)["users"] == 30
+    assert LiveMessage.objects.filter(session=session).count() == 30
