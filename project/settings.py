@@ -281,6 +281,18 @@ SCROBBLING_RETRY_MAX_S = config.get_float("SCROBBLING_RETRY_MAX_S", 240.0, minim
 ENCRYPTION_KEYS = config.get_list("ENCRYPTION_KEYS", [])
 config.check_fernet_keys("ENCRYPTION_KEYS", ENCRYPTION_KEYS)
 
+# Film catalog, TMDB (catalog/clients/tmdb.py). The key is a v3 API key (sent as api_key) or a
+# v4 read access token (a long JWT, sent as "Authorization: Bearer"); empty: TMDB does not run.
+# A secret: never logged. At most CATALOG_TMDB_MAX_PER_S requests a second across all workers.
+CATALOG_TMDB_API_ROOT = config.get_url("CATALOG_TMDB_API_ROOT", "https://api.themoviedb.org/3", schemes={"http", "https"})
+CATALOG_TMDB_API_KEY = config.get_str("CATALOG_TMDB_API_KEY", "")
+CATALOG_TMDB_IMAGE_ROOT = config.get_url(
+    "CATALOG_TMDB_IMAGE_ROOT", "https://image.tmdb.org/t/p/", schemes={"http", "https"}
+)
+CATALOG_TMDB_LANGUAGE = config.get_str("CATALOG_TMDB_LANGUAGE", "zh-CN")
+CATALOG_TMDB_TIMEOUT_S = config.get_float("CATALOG_TMDB_TIMEOUT_S", 10.0, minimum=0.1)
+CATALOG_TMDB_MAX_PER_S = config.get_float("CATALOG_TMDB_MAX_PER_S", 20.0, minimum=0.1)
+
 # Live feed, Bilibili (see docs/protocol.md "Live feed: Bilibili"). The socket URL is empty (the
 # hosts getDanmuInfo lists, wss://{host}:{wss_port}/sub, the next one at every reconnect), a
 # template with {host} {wss_port} {ws_port} {port}, or one fixed URL. The cookie (SESSDATA=...;
