@@ -281,6 +281,15 @@ SCROBBLING_RETRY_MAX_S = config.get_float("SCROBBLING_RETRY_MAX_S", 240.0, minim
 ENCRYPTION_KEYS = config.get_list("ENCRYPTION_KEYS", [])
 config.check_fernet_keys("ENCRYPTION_KEYS", ENCRYPTION_KEYS)
 
+# Film catalog, Douban (catalog/clients/douban.py): the newest list and the subject pages. At
+# most one request every CATALOG_DOUBAN_MIN_INTERVAL_S seconds to its host across all workers
+# (project/ratelimit.py); a request waits at most CATALOG_DOUBAN_WAIT_MAX_S for its turn.
+CATALOG_DOUBAN_ROOT = config.get_url("CATALOG_DOUBAN_ROOT", "https://movie.douban.com", schemes={"http", "https"})
+CATALOG_DOUBAN_MIN_INTERVAL_S = config.get_float("CATALOG_DOUBAN_MIN_INTERVAL_S", 2.0, minimum=0)
+CATALOG_DOUBAN_TIMEOUT_S = config.get_float("CATALOG_DOUBAN_TIMEOUT_S", 15.0, minimum=0.1)
+CATALOG_DOUBAN_WAIT_MAX_S = config.get_float("CATALOG_DOUBAN_WAIT_MAX_S", 120.0, minimum=0)
+CATALOG_DOUBAN_RETRIES = config.get_int("CATALOG_DOUBAN_RETRIES", 3, minimum=0)
+
 # Film catalog, TMDB (catalog/clients/tmdb.py). The key is a v3 API key (sent as api_key) or a
 # v4 read access token (a long JWT, sent as "Authorization: Bearer"); empty: TMDB does not run.
 # A secret: never logged. At most CATALOG_TMDB_MAX_PER_S requests a second across all workers.
