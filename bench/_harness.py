@@ -347,6 +347,27 @@ if os.environ.get("BENCH_RADIO_COALESCE"):  # an experiment: the radio fans out 
             fan_out(self, self._pending)
             self._pending = b""
     radio.Station._fan_out = coalesced
+if os.environ.get("BENCH_SAMPLE"):  # a sampling profiler: every thread's stack every 5 ms
+    import collections, threading, traceback
+    counts = collections.Counter()
+    def sample():
+        path = os.environ["BENCH_SAMPLE"]
+        last_write = time.monotonic()
+        while True:
+            time.sleep(0.005)
+            names = {t.ident: t.name for t in threading.enumerate()}
+            for ident, frame in sys._current_frames().items():
+                if ident == threading.get_ident():
+                    continue
+                stack = ";".join(f"{f.name}@{os.path.basename(f.filename)}:{f.lineno}"
+                                 for f in traceback.extract_stack(frame)[-40:])
+                counts[f"{names.get(ident, ident)};{stack}"] += 1
+            if time.monotonic() - last_write > 3:
+                last_write = time.monotonic()
+                with open(path, "w") as out:
+                    for stack, count in counts.most_common():
+                        out.write(f"{stack} {count}\\n")
+    threading.Thread(target=sample, daemon=True, name="bench-sampler").start()
 from daphne.cli import CommandLineInterface
 sys.argv = ["daphne", *sys.argv[1:]]
 CommandLineInterface.entrypoint()

@@ -15,10 +15,12 @@ members take about a minute to connect):
     .venv/bin/python bench/rooms_fanout.py --storm --sizes 1000 --two-processes-n 2000 --no-single
 
 With --storm the N clients are members of the room already and all connect at once (every
-handshake in flight together, as after a server restart); the run reports the time until
-all are joined (have their join events), in sync (hold the room's current room.state) and
-shown online to each other (every client's member list, deltas applied, shows N online),
-and the member-list frames per client and their bytes, before the rounds.
+handshake in flight together, as after a server restart: Redis holds the member list as
+last announced, everyone offline); the run reports the time until all are joined (have
+their join events), in sync (hold the room's current room.state) and shown online to each
+other (every client's member list, deltas applied, shows N online), the member-list
+frames per client and their bytes, and the CPU seconds of the servers and of this client
+process meanwhile, before the rounds.
 
 Scratch state: a PostgreSQL database chorus_bench_fanout (created and dropped here;
 --db sqlite for a SQLite file) and Redis db 11 (flushed first and after).
@@ -121,6 +123,10 @@ class Room:
             view[member["user_id"]] = member["online"]
         for user_id in event.get("removed", []):
             view.pop(user_id, None)
+        for key, online in (("online", True), ("offline", False)):
+            for user_id in event.get(key, []):
+                if user_id in view:
+                    view[user_id] = online
         everyone = sum(view.values()) >= self.n
         if everyone and self.all_online_at[index] is None:
             self.all_online_at[index] = now
@@ -185,6 +191,7 @@ async def measure(label: str, urls: list[str], tokens: list[str | None], *, roun
     n = len(tokens)
     run = Run(label, n)
     room = Room(n, expects_join=floor_frame_bytes == 0)
+    cpu_at_start = (sum(h.tree_cpu_s(pid) for pid in server_pids), h.self_cpu_s())
     started = room.started = time.perf_counter()
     sockets = await h.connect_all([(urls[i % len(urls)], tokens[i]) for i in range(n)],
                                   concurrency=concurrency, stats=run.connect)
@@ -200,6 +207,8 @@ async def measure(label: str, urls: list[str], tokens: list[str | None], *, roun
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(room.everyone_online.wait(), 120)
         run.storm = storm_figures(room, storm_version, started)
+        run.storm["cpu_s_server_client"] = [round(sum(h.tree_cpu_s(pid) for pid in server_pids) - cpu_at_start[0], 1),
+                                            round(h.self_cpu_s() - cpu_at_start[1], 1)]
     # Settle: no member announcement for SETTLE_QUIET_S (joins are announced coalesced).
     settle_start = time.perf_counter()
     await asyncio.sleep(SETTLE_QUIET_S)
@@ -270,7 +279,9 @@ def storm_figures(room: Room, version: int, started: float) -> dict:
     joined = [t for t in room.joined_at if t is not None]
     online = [t for t in room.all_online_at if t is not None]
     in_sync = sum(v == version for v in room.join_version)
+    joined_s = sorted(t - started for t in joined)
     return {"all_joined_s": round(max(joined) - started, 2) if len(joined) == room.n else None,
+            "joined_p50_s": round(joined_s[len(joined_s) // 2], 2) if joined_s else None,
             "joined": len(joined), "in_sync": in_sync,
             "all_online_s": round(max(online) - started, 2) if len(online) == room.n else None,
             "clients_showing_everyone_online": len(online),
@@ -318,6 +329,9 @@ def setup(max_n: int, sizes: list, storm: dict | None = None) -> tuple[list[str]
         if storm is not None:
             for user, _ in people[1:storm[n]]:
                 services.room_join(room=room, user=user)
+            # What Redis holds after a restart: the member list as last announced (everyone
+            # offline here), so the storm's announcements are deltas from it.
+            services.announce_members(room=room)
             versions[n] = services.playback_current(room_id=room.pk).version
     from django.db import connections
 
