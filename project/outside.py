@@ -21,8 +21,9 @@ import contextlib
 import email.utils
 import importlib
 import math
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -93,6 +94,37 @@ async def asend(http: httpx.AsyncClient, method: str, url: str, *, what: str, ti
     """send() for an httpx.AsyncClient: the same mapping of refusals, timeouts and transport errors."""
     with _mapped(url, what=what, timeout_s=timeout_s):
         return await http.request(method, url, timeout=timeout_s, **kwargs)
+
+
+R = TypeVar("R")
+
+
+def backoff_s(attempt: int, *, first_s: float, max_s: float) -> float:
+    """The wait before retry number `attempt` (0 = the first retry): `first_s` doubling up to
+    `max_s`, with jitter (between half and all of the step), so clients that failed together
+    do not come back together."""
+    step = min(max_s, first_s * 2 ** min(attempt, 30))
+    return random.uniform(step / 2, step)  # noqa: S311 - jitter, not security
+
+
+def with_retries(call: Callable[[], R], *, attempts: int, first_s: float = 0.5, max_s: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep) -> R:
+    """`call()`, tried up to `attempts` times in all while it raises RetryLater (network errors,
+    timeouts, 429, 5xx): before each retry it waits what the service asked for (`retry_after_s`,
+    from Retry-After) or else `backoff_s`. A wait longer than `max_s` is not waited out in the
+    caller's thread: that RetryLater goes up at once (a task retries it later; Douban's Blocked
+    asks for minutes). GiveUp and NotAllowed are not retried. For synchronous clients (catalog
+    sources, in Celery tasks)."""
+    for attempt in range(max(1, attempts)):
+        try:
+            return call()
+        except RetryLater as exc:
+            wait_s = exc.retry_after_s if exc.retry_after_s is not None else backoff_s(
+                attempt, first_s=first_s, max_s=max_s)
+            if attempt + 1 >= attempts or wait_s > max_s:
+                raise
+            sleep(wait_s)
+    raise AssertionError("unreachable")
 
 
 def raise_if_busy(response: httpx.Response, message: str) -> None:
