@@ -12,7 +12,7 @@ details take `language` (the title and overview of that translation, as TMDB ser
 `append_to_response` (external_ids, credits, translations, release_dates, season/N; at most 20
 items, the rest ignored); `/find/{id}?external_source=imdb_id`; `/movie/changes` and
 `/tv/changes` paged (100 ids a page) over at most 14 days; `now_playing` / `on_the_air`.
-Every request is recorded (`fake.requests`); `fail_next(n, status=429, headers={"Retry-After":
+Every request is recorded (`fake.requests`, and its arrival time in `fake.arrivals`); `fail_next(n, status=429, headers={"Retry-After":
 "1"})` scripts failures (the body is TMDB's error for that status unless given).
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 from datetime import date, timedelta
 from typing import Any
 
@@ -60,6 +61,12 @@ class FakeTmdb(FakeServer):
         self.changed: dict[str, list[tuple[date, int]]] = {"movie": [], "tv": []}
         self.now_playing: list[int] = []
         self.on_the_air: list[int] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request, in order
+
+    def handle(self, request: RecordedRequest) -> Reply:
+        with self.lock:
+            self.arrivals.append(time.monotonic())
+        return super().handle(request)
 
     @property
     def url(self) -> str:
