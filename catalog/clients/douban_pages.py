@@ -21,7 +21,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from catalog.clients import MOVIE, Credit, ListedTitle, Release, TitleDetails
 
-BLOCKED_MARKERS = ("异常请求", "禁止访问", "sec.douban.com", "captcha", "验证码", "登录跳转", "accounts/login")
+BLOCKED_MARKERS = ("异常请求", "禁止访问", "sec.douban.com", "captcha", "验证码", "登录跳转", "accounts/login", "passport/login")
 ROLES = {"导演": "director", "编剧": "writer", "主演": "actor"}
 _PERSON = re.compile(r"/(?:celebrity|personage)/(\d+)/?")
 _DATE = re.compile(r"^\s*(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?\s*(?:\((.*)\))?\s*$")
@@ -68,9 +68,15 @@ def check_subject(html: str) -> LexborHTMLParser:
     if tree.css_first('span[property="v:itemreviewed"]') is not None:
         return tree
     text = " ".join(filter(None, (_node_text(tree.css_first("title")), _node_text(tree.body))))[:5000]
-    if any(marker in text or marker in html[:20000] for marker in BLOCKED_MARKERS):
+    if looks_blocked(html):
         return _raise(f"Douban answered with its anti-bot or login page ({_clip(text)!r})", blocked=True)
     return _raise(f"the page is no Douban subject page ({_clip(text)!r})", blocked=False)
+
+
+def looks_blocked(text: str) -> bool:
+    """Whether an answer that is not what was asked for is Douban's anti-bot or login page."""
+    head = text[:20000]
+    return any(marker in head for marker in BLOCKED_MARKERS)
 
 
 def parse_subject(html: str, *, source_id: str, kind: str = MOVIE) -> TitleDetails:
