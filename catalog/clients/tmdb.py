@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -165,9 +165,9 @@ class TmdbClient(CatalogSource):
         return found
 
     def changes(self, *, kind: str, since: date, until: date | None = None) -> list[str]:
-        """Ids of the movies or TV shows changed from `since` to `until` (today), both included,
-        each once, in TMDB's order."""
-        until = until or date.today()
+        """Ids of the movies or TV shows changed from `since` to `until` (today on TMDB's clock,
+        UTC), both included, each once, in TMDB's order."""
+        until = until or datetime.now(UTC).date()
         if since > until:
             raise GiveUp(f"since: {since.isoformat()} is after {until.isoformat()}.")
         seen: dict[str, None] = {}

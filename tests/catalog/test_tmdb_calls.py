@@ -7,7 +7,7 @@ import itertools
 import logging
 import socket
 import threading
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -219,7 +219,7 @@ def test_find_refuses_what_is_not_an_imdb_id(fake, bad):
 
 
 def test_changes_walk_14_day_windows_and_every_page(fake):
-    today = date.today()
+    today = datetime.now(UTC).date()
     since = today - timedelta(days=30)
     with fake.lock:
         fake.changed["movie"] = [(since + timedelta(days=index % 31), 1000 + index) for index in range(250)]
@@ -247,7 +247,7 @@ def test_changes_walk_14_day_windows_and_every_page(fake):
 
 def test_changes_since_a_future_day_is_refused(fake):
     with pytest.raises(GiveUp, match="since"):
-        client_for(fake).changes(kind=MOVIE, since=date.today() + timedelta(days=2))
+        client_for(fake).changes(kind=MOVIE, since=datetime.now(UTC).date() + timedelta(days=2))
 
 
 def test_newest_is_what_is_showing_now(fake):

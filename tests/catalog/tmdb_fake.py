@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import re
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tests.scrobbling.fakes import Failure, FakeServer, RecordedRequest, Reply, json_reply, scripted_body
@@ -162,7 +162,7 @@ class FakeTmdb(FakeServer):
 
     def _changes(self, kind: str, params: dict[str, str]) -> Reply:
         try:
-            end = date.fromisoformat(params["end_date"]) if params.get("end_date") else date.today()
+            end = date.fromisoformat(params["end_date"]) if params.get("end_date") else datetime.now(UTC).date()
             start = date.fromisoformat(params["start_date"]) if params.get("start_date") else end - timedelta(days=1)
             page = int(params.get("page", "1"))
         except ValueError:
