@@ -83,11 +83,12 @@ def parse_subject(html: str, *, source_id: str, kind: str = MOVIE) -> TitleDetai
     tree = check_subject(html)
     details = TitleDetails(source="douban", source_id=source_id, kind=kind)
     heading = _squash(_node_text(tree.css_first('span[property="v:itemreviewed"]')))
-    lines = _info_lines(tree.css_first("#info"))
+    info = tree.css_first("#info")
+    lines = _info_lines(info)
     other_titles = _split(_line_text(lines.get("又名")))
     details.title, details.original_title = _titles(heading, _page_title(tree), other_titles)
     details.other_titles = other_titles
-    year = _YEAR.search(_node_text(tree.css_first("h1 span.year")))
+    year = _YEAR.search(_node_text(tree.css_first("#content h1 span.year")))
     details.year = int(year.group(1)) if year else None
     for label, role in ROLES.items():
         for order, link in enumerate((lines.get(label) or _Line()).links()):
@@ -96,10 +97,10 @@ def parse_subject(html: str, *, source_id: str, kind: str = MOVIE) -> TitleDetai
                 person = _PERSON.search(link.attributes.get("href") or "")
                 details.credits.append(Credit(name=name, role=role, order=order,
                                               source_person_id=person.group(1) if person else ""))
-    details.genres = [genre for node in tree.css('#info span[property="v:genre"]') if (genre := _squash(node.text()))]
+    details.genres = [genre for node in _css(info, 'span[property="v:genre"]') if (genre := _squash(node.text()))]
     details.countries = _split(_line_text(lines.get("制片国家/地区")))
     details.languages = _split(_line_text(lines.get("语言")))
-    details.releases = [release for node in tree.css('#info span[property="v:initialReleaseDate"]')
+    details.releases = [release for node in _css(info, 'span[property="v:initialReleaseDate"]')
                         if (release := _release(node.attributes.get("content") or node.text()))]
     details.runtime_min = _minutes(_line_text(lines.get("片长")))
     details.episode_runtime_min = _minutes(_line_text(lines.get("单集片长")))
@@ -107,9 +108,10 @@ def parse_subject(html: str, *, source_id: str, kind: str = MOVIE) -> TitleDetai
     details.season_number = _season(lines.get("季数"))
     imdb = _IMDB.search(_line_text(lines.get("IMDb")) or _line_text(lines.get("IMDb链接")))
     details.imdb_id = imdb.group(0) if imdb else ""
-    details.synopsis = _synopsis(tree)
-    details.rating = _rating(_node_text(tree.css_first('strong[property="v:average"]')))
-    details.votes = _count(_node_text(tree.css_first('span[property="v:votes"]')))
+    details.synopsis = _synopsis(tree.css_first("#link-report-intra") or tree.css_first(".related-info"))
+    rating = tree.css_first("#interest_sectl")
+    details.rating = _rating(_node_text(rating.css_first('strong[property="v:average"]') if rating else None))
+    details.votes = _count(_node_text(rating.css_first('span[property="v:votes"]') if rating else None))
     cover = tree.css_first("#mainpic img")
     details.cover_url = (cover.attributes.get("src") or "").strip() if cover is not None else ""
     return details
@@ -249,9 +251,9 @@ def _season(line: _Line | None) -> int | None:
     return _count(line.text())
 
 
-def _synopsis(tree: LexborHTMLParser) -> str:
-    node = tree.css_first("#link-report-intra span.all.hidden") or tree.css_first("span.all.hidden") \
-        or tree.css_first('span[property="v:summary"]')
+def _synopsis(intro: LexborNode | None) -> str:
+    """The hidden full version when the page has one, else the summary."""
+    node = intro and (intro.css_first("span.all.hidden") or intro.css_first('span[property="v:summary"]'))
     if node is None:
         return ""
     paragraphs = (_squash(line) for line in node.text(deep=True).splitlines())
@@ -273,6 +275,10 @@ def _split(value: str) -> list[str]:
 def _squash(text: str) -> str:
     """Whitespace (ideographic spaces and no-break spaces too) collapsed to single spaces."""
     return " ".join((text or "").replace("\u3000", " ").replace("\xa0", " ").split())
+
+
+def _css(node: LexborNode | None, selector: str) -> list[LexborNode]:
+    return node.css(selector) if node is not None else []
 
 
 def _node_text(node: LexborNode | None) -> str:
