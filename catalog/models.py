@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
 
-UNKNOWN_ARTIST = "Unknown Artist"
+from catalog.keys import KEY_LENGTH, UNKNOWN_ARTIST, fold, match_key, name_key, search_key  # noqa: F401
 
 
-def fold(text: str) -> str:
-    """Case- and accent-insensitive form of a name, for matching ("Ünïcode" -> "unicode")."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold().strip())
-    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).split())
-
-
-# Longest stored key: folding can lengthen a name ("ß" -> "ss", "ﬃ" -> "ffi").
-KEY_LENGTH = 400
-
-
-def name_key(text: str) -> str:
-    """What makes two artist names (or two album titles of an artist) the same: Unicode
-    compatibility form, case-folded, spaces collapsed ("ÜNÏCODE  ÄRTIST" = "Ünïcode Ärtist",
-    "STRASSE" = "Straße"). Accents count ("Café" and "Cafe" stay two). Computed here, in
-    Python, and stored, so that uniqueness holds alike on PostgreSQL and SQLite (whose
-    LOWER() and LIKE fold ASCII letters only)."""
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-    return " ".join(folded.split())[:KEY_LENGTH]
-
-
-def search_key(text: str) -> str:
-    """What a search matches: `fold`, also accent-insensitive ("unicode" finds "Ünïcode")."""
-    return fold(text)[:KEY_LENGTH]
-
-
-def match_key(artist: str, title: str) -> str:
-    """How a play from elsewhere (artist and title only) finds a library track."""
-    return f"{fold(artist)}\x1f{fold(title)}"[:400]
-
-
+# The folding rules live in catalog/keys.py (public: other apps match plays with them); the
+# names are imported here too, so code and migrations that found them here still do.
 def _set_keys(instance: models.Model, keys: dict[str, str], kwargs: dict) -> None:
     """Set folded key fields before a save (and save them with `update_fields` too)."""
     for field, value in keys.items():

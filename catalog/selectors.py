@@ -6,9 +6,10 @@ import unicodedata
 
 from django.db.models import Count, Q, QuerySet, Sum
 
-from catalog.models import Album, Artist, ImportJob, Track, search_key
+from catalog.keys import search_key
+from catalog.models import Album, Artist, ImportJob, Track
 
-# Searches match the stored folded keys (catalog.models.search_key) with a folded query:
+# Searches match the stored folded keys (catalog.keys.search_key) with a folded query:
 # case- and accent-insensitive for every script, alike on PostgreSQL and SQLite (whose
 # LIKE and LOWER() fold ASCII letters only). A word must appear in one of the fields.
 MAX_SEARCH_WORDS = 8
@@ -95,7 +96,7 @@ def tracks_by_mbid(*, mbids: set[str]) -> dict[str, Track]:
 
 
 def tracks_by_match_key(*, keys: set[str]) -> dict[str, Track]:
-    """Tracks by match key (catalog.models.match_key: folded artist and title); the first
+    """Tracks by match key (catalog.keys.match_key: folded artist and title); the first
     imported of a key when several share it."""
     return {t.match_key: t for t in _tracks().filter(match_key__in=keys).order_by("-id")} if keys else {}
 

@@ -18,7 +18,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog import audio, tasks
-from catalog.models import UNKNOWN_ARTIST, Album, Artist, ImportJob, ImportSkip, Track, name_key
+from catalog.keys import UNKNOWN_ARTIST, name_key
+from catalog.models import Album, Artist, ImportJob, ImportSkip, Track
 from project.metrics import import_files
 
 logger = logging.getLogger(__name__)

@@ -31,6 +31,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_safe
 
 from catalog import playlists
+from catalog import selectors as catalog_selectors
 from catalog.streaming import StreamRequestError
 from project.accounts import revocation
 from project.accounts.auth import STREAM_AUTH_CHALLENGE, STREAM_AUTH_HELP, astream_user, stream_user
@@ -206,9 +207,7 @@ class Station:
 
     async def _path_of(self, track_id: int) -> str | None:
         if track_id not in self._paths:
-            from catalog.models import Track
-
-            track = await Track.objects.filter(pk=track_id).afirst()
+            track = await database_sync_to_async(catalog_selectors.track_get)(track_id=track_id)
             exists = track is not None and await asyncio.to_thread(Path(track.file_path).exists)
             self._paths[track_id] = track.file_path if exists else None
         return self._paths[track_id]

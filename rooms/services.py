@@ -20,7 +20,7 @@ from django.db.models import ExpressionWrapper, F, FloatField, Max
 from django.utils import timezone
 from django.utils.text import slugify
 
-from catalog.models import Track
+from catalog import selectors as catalog_selectors
 from project import inputs
 from project.accounts import revocation
 from project.realtime import broadcast_on_commit
@@ -263,7 +263,7 @@ def member_remove(*, room: Room, actor, user_id) -> None:
 def queue_add(*, room: Room, actor, track_id, play_next: bool = False) -> QueueEntry:
     _require_control(room, actor)
     track_id = _whole(track_id, field="track_id")
-    track = Track.objects.filter(pk=track_id).first()
+    track = catalog_selectors.track_get(track_id=track_id)
     if track is None:
         raise RoomError("not_found", f"No track with id {track_id}.")
     with transaction.atomic():

@@ -12,12 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
 from catalog import selectors as catalog
-from catalog.models import UNKNOWN_ARTIST, Track, fold, match_key
+from catalog.keys import UNKNOWN_ARTIST, fold, match_key
 from scrobbling.models import Play
+
+if TYPE_CHECKING:
+    from catalog.models import Track
 
 MAX_PLAYS_PER_REQUEST = 1000
 MAX_ID = 2**53 - 1  # ids a JSON number carries exactly; a larger one names no row

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from catalog.models import match_key
+from catalog.keys import match_key
 from project.crypto import EncryptedTextField
 from scrobbling.clients import registry, service_choices
 

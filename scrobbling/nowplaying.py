@@ -10,14 +10,17 @@ of a track the entry is sent on to the user's linked services once (a task).
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
-from catalog.models import Track
 from project.realtime import sync_redis
 from scrobbling import tasks
 from scrobbling.inputs import MAX_DURATION_S, PlayInput, ScrobbleError
 from scrobbling.models import Play, ScrobblerLink
+
+if TYPE_CHECKING:
+    from catalog.models import Track
 
 NOW_PLAYING_PAUSED_TTL_S = 30 * 60
 UNKNOWN_LENGTH_NOW_PLAYING_TTL_S = 10 * 60

@@ -16,7 +16,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from catalog import services as catalog
-from catalog.models import fold, match_key
+from catalog.keys import fold, match_key
 from project import metrics
 from scrobbling import kicks, nowplaying
 from scrobbling.inputs import MAX_PLAYS_PER_REQUEST, PlayInput, ScrobbleError, parse_listens, validate_items

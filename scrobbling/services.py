@@ -23,12 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 
-from catalog.models import Track
 from scrobbling import inputs, nowplaying, recording
 from scrobbling.models import Play
+
+if TYPE_CHECKING:
+    from catalog.models import Track
 
 ROOM = "room:"
 
