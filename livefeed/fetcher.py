@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from livefeed import live, selectors, services, stats, storage
 from livefeed import messages as kinds
 from livefeed.clients import GiveUp, LiveClient, NotAllowed, RetryLater, registry
 from livefeed.messages import Malformed, Message
-from project import metrics, realtime
+from project import metrics, outside, realtime
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +68,7 @@ def backoff_s(failures: int, *, max_s: float, first_s: float = 1.0) -> float:
     """Seconds before connect attempt number `failures` + 1: doubling from `first_s`, capped
     at `max_s`, with jitter (half to all of it) so that a platform outage does not bring
     every follower back in the same second."""
-    ceiling = min(max_s, first_s * 2 ** max(0, failures - 1))
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+    return outside.backoff_s(max(0, failures - 1), first_s=first_s, max_s=max_s)
 
 
 def owner_name() -> str:
@@ -257,9 +255,9 @@ class Follower:
         while True:
             await asyncio.sleep(period_s)
             if self.stored_since_stats and self.session_id is not None:
-                self.stored_since_stats = 0
                 try:
-                    await self.host.db(_push_stats)(channel_id=self.channel_id, session_id=self.session_id)
+                    if await self.host.db(_push_stats)(channel_id=self.channel_id, session_id=self.session_id):
+                        self.stored_since_stats = 0
                 except Exception:
                     logger.warning("live stats not pushed", exc_info=True, extra={"channel_id": self.channel_id})
 
@@ -347,9 +345,17 @@ def _store_and_push(*, channel_id: int, session_id: int, messages: list[Message]
     return len(result.stored) + len(result.updated)
 
 
-def _push_stats(*, channel_id: int, session_id: int) -> None:
+def _push_stats(*, channel_id: int, session_id: int) -> bool:
+    """live.stats to the channel's watchers; nothing (False) when no server process has a
+    socket on the channel: the statistics (several queries) are then not computed at all, and
+    the next period tries again. Most followed rooms are watched by nobody most of the time."""
+    topic = services.live_group(channel_id)
+    watched = realtime.sync_redis().pubsub_numsub(realtime.channel_prefix() + topic)
+    if not watched or not watched[0][1]:
+        return False
     event = {"type": "live.stats", "channel_id": channel_id, **stats.session_stats(session_id=session_id)}
-    realtime.publish(services.live_group(channel_id), event)
+    realtime.publish(topic, event)
+    return True
 
 
 def _reason(exc: BaseException) -> str:

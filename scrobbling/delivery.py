@@ -24,7 +24,6 @@ lease expires, after which the next drain sends them again (at most one repeated
 from __future__ import annotations
 
 import logging
-import random
 import secrets
 import time
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from catalog import selectors as catalog
-from project import metrics
+from project import metrics, outside
 from scrobbling.clients import (
     ACCEPTED,
     AuthExpired,
@@ -76,8 +75,8 @@ def batch_size(service: str) -> int:
 
 def backoff_s(failures: int) -> float:
     """5 s doubling to 4 min (settings), with jitter: between half and all of the step."""
-    step = min(settings.SCROBBLING_RETRY_MIN_S * 2 ** max(failures - 1, 0), settings.SCROBBLING_RETRY_MAX_S)
-    return step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not security
+    return outside.backoff_s(max(failures - 1, 0), first_s=settings.SCROBBLING_RETRY_MIN_S,
+                             max_s=settings.SCROBBLING_RETRY_MAX_S)
 
 
 def claim(*, user_id: int, service: str, size: int | None = None) -> tuple[str, list[BufferEntry]] | None:
