@@ -218,7 +218,7 @@ class Published(threading.Thread):
                 if data.startswith(b'{"type":"live.messages"'):
                     self.frames += 1
                     self.bytes += len(data)
-                    self.messages += data.count(b'{"id":')
+                    self.messages += data.count(b'"session_id":')
 
     def stop(self) -> None:
         self.running = False
@@ -378,14 +378,14 @@ def interpolate(samples: list[tuple[float, int]], at_ms: float) -> float:
 
 
 async def measure(rate: float, args, sim: Sim, worker: Proc, daphne: h.Server, watchers: Watchers,
-                  session_id: int, sent_samples: list[tuple[float, int]], label: str) -> dict:
+                  session_id: int, sent_samples: list[tuple[float, int]], label: str, ref: str = BUSY_ID) -> dict:
     """One run at `rate`: warm up, a measured window, then quiet until caught up."""
     async def sample_sent() -> dict:
-        status = await asyncio.to_thread(sim.status, BUSY_ID)
+        status = await asyncio.to_thread(sim.status, ref)
         sent_samples.append((time.time() * 1000, status["counters"]["messages_sent"]))
         return status["counters"]
 
-    await asyncio.to_thread(sim.rate, BUSY_ID, rate)
+    await asyncio.to_thread(sim.rate, ref, rate)
     warm_until = time.monotonic() + args.warmup_s
     while time.monotonic() < warm_until:
         await sample_sent()
@@ -417,7 +417,7 @@ async def measure(rate: float, args, sim: Sim, worker: Proc, daphne: h.Server, w
     if spy is not None:
         await asyncio.to_thread(spy.wait)
     # Quiet again, and wait until the worker stored everything made in the window.
-    await asyncio.to_thread(sim.rate, BUSY_ID, 1)
+    await asyncio.to_thread(sim.rate, ref, 1)
     caught_up_s = None
     drain_started = time.monotonic()
     while time.monotonic() - drain_started < args.drain_s:
@@ -471,6 +471,9 @@ def quiet_rooms(args, env: h.BenchEnv, sim: Sim, user) -> dict:
     try:
         time.sleep(args.settle_s)
         rss0 = rss_mb(worker.pid)
+        cpu0, t0 = h.tree_cpu_s(worker.pid), time.monotonic()
+        time.sleep(10)
+        cores_0 = (h.tree_cpu_s(worker.pid) - cpu0) / (time.monotonic() - t0)
         refs = [str(QUIET_BASE + i) for i in range(args.rooms + 1)]
         for ref in refs:
             sim.rate(ref, QUIET_RATE)
@@ -482,8 +485,16 @@ def quiet_rooms(args, env: h.BenchEnv, sim: Sim, user) -> dict:
         wait_for(lambda: running_count(rest) == len(rest), 120, f"{len(rest)} quiet rooms running")
         time.sleep(args.settle_s)
         rss_all = rss_mb(worker.pid)
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen([args.profile, "record", "--pid", str(worker.pid), "--duration", "10", "--rate", "100",
+                                    "--format", "raw", "--threads", "--nonblocking",
+                                    "-o", str(h.SCRATCH / "ingest-profile-quiet.txt")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0, t0 = h.tree_cpu_s(worker.pid), time.monotonic()
         time.sleep(10)
+        if spy is not None:
+            spy.wait()
         idle_cores = (h.tree_cpu_s(worker.pid) - cpu0) / (time.monotonic() - t0)
         from livefeed import services
 
@@ -494,50 +505,50 @@ def quiet_rooms(args, env: h.BenchEnv, sim: Sim, user) -> dict:
     n = args.rooms
     out = {"rooms": n, "rss_mb_0": rss0, "rss_mb_1": rss1, "rss_mb_all": rss_all,
            "per_room_mb": (rss_all - rss0) / (n + 1), "marginal_per_room_mb": (rss_all - rss1) / n,
-           "cores_with_all": idle_cores}
+           "cores_with_0": cores_0, "cores_with_all": idle_cores}
     print(f"quiet rooms: RSS {rss0:.1f} MB (0) {rss1:.1f} MB (1) {rss_all:.1f} MB ({n + 1}); "
           f"{out['per_room_mb']:.2f} MB a room, {out['marginal_per_room_mb']:.2f} MB marginal; "
-          f"{idle_cores:.3f} cores", flush=True)
+          f"{cores_0:.3f} cores with none, {idle_cores:.3f} with all", flush=True)
     return out
 
 
-async def rate_phases(args, env: h.BenchEnv, sim: Sim, daphne: h.Server, user, tokens, channel_id: int,
-                      label: str, plan: list[tuple[float, str]], soak: bool = False) -> dict:
-    worker = start_worker(env, label)
+async def one_run(args, env: h.BenchEnv, sim: Sim, daphne: h.Server, user, tokens, rate: float, ref: str,
+                  label: str) -> dict:
+    """One measured run on its own: a fresh worker and a fresh simulator room (so that a backlog
+    a run left behind does not carry into the next), the 50 watchers on that channel."""
+    from livefeed import services
+
+    quiet = await asyncio.to_thread(h.wait_quiet, args.quiet_wait)
+    print(f"{label}: others used {quiet:.2f} cores before it; load {h.loadavg()}", flush=True)
+    await asyncio.to_thread(sim.rate, ref, 1)
+    channel_id = (await asyncio.to_thread(add_channels, user, [ref]))[0]
+    worker = start_worker(env, label.replace("/", "").replace(" ", "-"))
     watchers = Watchers()
+    published = None
     try:
         session_id = await asyncio.to_thread(
-            wait_for, lambda: session_id_of(channel_id), 60, "the busy channel's session")
-        await asyncio.to_thread(wait_for, lambda: running_count([channel_id]) == 1, 60, "the busy channel running")
+            wait_for, lambda: session_id_of(channel_id), 60, "the channel's session")
+        await asyncio.to_thread(wait_for, lambda: running_count([channel_id]) == 1, 60, "the channel running")
         published = Published(channel_id)
         published.start()
         await watchers.connect(f"ws://127.0.0.1:{daphne.port}/ws/live/{channel_id}/", tokens)
         await asyncio.sleep(2)
-        sent_samples: list[tuple[float, int]] = []
-        results = []
-        for rate, run_label in plan:
-            quiet = await asyncio.to_thread(h.wait_quiet, args.quiet_wait)
-            print(f"{run_label}: others used {quiet:.2f} cores before it; load {h.loadavg()}", flush=True)
-            results.append(await measure(rate, args, sim, worker, daphne, watchers, session_id, sent_samples,
-                                         run_label))
-            results[-1]["others_before"] = quiet
-            if not worker.alive():
-                raise RuntimeError(f"the worker died; see {worker.log}")
-        await asyncio.sleep(3)
-        published.stop()
-        per_watcher = sorted(watchers.per_watcher.values())
-        out = {"runs": results, "watcher_new_messages_min": per_watcher[0] if per_watcher else 0,
-               "watcher_new_messages_max": per_watcher[-1] if per_watcher else 0,
-               "watcher_frames_min": min(watchers.frames_per_watcher.values(), default=0),
-               "watcher_bytes_min": min(watchers.bytes_per_watcher.values(), default=0),
-               "published_frames": published.frames, "published_messages": published.messages,
-               "published_bytes": published.bytes, "daphne_log": str(daphne.log)}
-        print(f"published {published.frames} frames ({published.messages} rows, {published.bytes / 1e6:.1f} MB); "
-              f"each watcher got at least {out['watcher_frames_min']} frames "
-              f"({out['watcher_bytes_min'] / 1e6:.1f} MB), {out['watcher_new_messages_min']} new rows", flush=True)
-        return out
+        result = await measure(rate, args, sim, worker, daphne, watchers, session_id, [], label, ref=ref)
+        result["others_before"] = quiet
+        if not worker.alive():
+            raise RuntimeError(f"the worker died; see {worker.log}")
+        result.update({
+            "watcher_new_messages_min": min(watchers.per_watcher.values(), default=0),
+            "watcher_frames_min": min(watchers.frames_per_watcher.values(), default=0),
+            "published_frames": published.frames, "published_messages": published.messages,
+            "published_bytes": published.bytes, "daphne_log": str(daphne.log), "worker_log": str(worker.log)})
+        return result
     finally:
+        if published is not None:
+            published.stop()
         await watchers.close()
+        await asyncio.to_thread(sim.rate, ref, 0)
+        await asyncio.to_thread(services.channel_unfollow, channel_id=channel_id, actor=user)
         worker.stop()
 
 
@@ -602,7 +613,8 @@ def table(results: dict) -> str:
     if quiet:
         lines.append(f"\nQuiet rooms: RSS {quiet['rss_mb_0']:.1f} MB with 0, {quiet['rss_mb_1']:.1f} MB with 1, "
                      f"{quiet['rss_mb_all']:.1f} MB with {quiet['rooms'] + 1}: {quiet['per_room_mb']:.2f} MB a room "
-                     f"({quiet['marginal_per_room_mb']:.2f} MB marginal); {quiet['cores_with_all']:.3f} cores")
+                     f"({quiet['marginal_per_room_mb']:.2f} MB marginal); worker {quiet.get('cores_with_0', float('nan')):.3f} "
+                     f"cores with none, {quiet['cores_with_all']:.3f} with all")
     st = results.get("stages")
     if st:
         lines.append("Flush steps in one process, µs a message (CPU / wall), batches of "
@@ -631,17 +643,15 @@ async def async_main(args, env: h.BenchEnv, sim: Sim, daphne: h.Server, results:
         results["stages"] = await asyncio.to_thread(stages, owner, batches=args.stage_batches, per_batch=500)
     if args.rooms:
         results["quiet"] = await asyncio.to_thread(quiet_rooms, args, env, sim, owner)
-    await asyncio.to_thread(sim.rate, BUSY_ID, 1)
-    channel_id = (await asyncio.to_thread(add_channels, owner, [BUSY_ID]))[0]
-    plan = [(rate, f"{rate:g}/s run {run + 1}") for run in range(args.runs) for rate in args.rates]
-    if plan:
-        phase = await rate_phases(args, env, sim, daphne, owner, tokens, channel_id, "rates", plan)
-        results["rates"] = phase
-        by_rate: dict[str, list] = {}
-        for run in phase["runs"]:
-            by_rate.setdefault(str(run["rate"]), []).append(run)
-        results["by_rate"] = by_rate
+    by_rate: dict[str, list] = {}
+    for index, (rate, run) in enumerate((rate, run) for rate in args.rates for run in range(args.runs)):
+        result = await one_run(args, env, sim, daphne, owner, tokens, rate, str(7101 + index),
+                               f"{rate:g}/s run {run + 1}")
+        by_rate.setdefault(str(rate), []).append(result)
+    results["by_rate"] = by_rate
     if args.soak_s:
+        await asyncio.to_thread(sim.rate, BUSY_ID, 1)
+        channel_id = (await asyncio.to_thread(add_channels, owner, [BUSY_ID]))[0]
         results["soak"] = await soak_phase(args, env, sim, daphne, owner, tokens, channel_id)
 
 
@@ -652,7 +662,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each rate (the table shows medians)")
     parser.add_argument("--warmup-s", type=float, default=5)
     parser.add_argument("--window-s", type=float, default=20, help="measured seconds of each run")
-    parser.add_argument("--drain-s", type=float, default=30, help="at most this long quiet after a run to catch up")
+    parser.add_argument("--drain-s", type=float, default=15, help="at most this long quiet after a run to catch up")
     parser.add_argument("--rooms", type=int, default=50, help="quiet rooms of the RSS-per-room phase (0: skip it)")
     parser.add_argument("--settle-s", type=float, default=10, help="seconds before each quiet-room RSS reading")
     parser.add_argument("--soak-s", type=float, default=180, help="soak length in seconds (0: no soak)")

@@ -37,3 +37,22 @@ async def test_a_backlog_is_stored_in_capped_batches_and_pushed_in_capped_frames
     stored = await until(lambda: list(LiveMessage.objects.filter(channel_id=followed.pk).order_by("id")
                                       .values_list("content", flat=True)) or None, what="stored")
     assert stored == [f"积压{n}" for n in range(30)]
+
+
+def test_statistics_are_computed_and_pushed_only_while_someone_watches(followed, published):
+    from livefeed.services import live_group, session_open
+    from project import realtime
+
+    session, _ = session_open(channel_id=followed.pk, title="stats")
+    assert fetcher._push_stats(channel_id=followed.pk, session_id=session.pk) is False
+    assert published.of_type("live.stats") == []
+    watcher = realtime.sync_redis().pubsub()  # what a server process with a watcher holds
+    watcher.subscribe(realtime.channel_prefix() + live_group(followed.pk))
+    try:
+        assert fetcher._push_stats(channel_id=followed.pk, session_id=session.pk) is True
+    finally:
+        watcher.close()
+    [(topic, event)] = published.of_type("live.stats")
+    assert topic == live_group(followed.pk)
+    assert event["session_id"] == session.pk
+    assert event["totals"]["messages"] == 0
