@@ -5,6 +5,7 @@ answers that are no data, and the spacing of requests. No database."""
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 from datetime import date
 from pathlib import Path
@@ -201,3 +202,17 @@ def test_the_limiter_wait_too_long_is_retry_later(fake):
     finally:
         douban.close()
     assert len(fake.requests) == 1
+
+
+def test_network_errors_are_retried_then_go_up(sleeps):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens once the socket is closed
+    douban = DoubanClient(root=f"http://127.0.0.1:{port}", min_interval_s=0, timeout_s=2, retries=2,
+                          sleep=sleeps.append)
+    try:
+        with pytest.raises(RetryLater, match="ConnectError"):
+            douban.newest(kind="movie")
+    finally:
+        douban.close()
+    assert len(sleeps) == 2
