@@ -7,12 +7,13 @@ Daphne (as the Procfile runs it), the livefeed worker, and this process (the 50 
 bearer tokens, and the sampling). Phases:
 
 1. quiet rooms (a fresh worker): its RSS with no channel, with 1 followed quiet simulator
-   room, then with 51 (0.2 messages/s each, all `running`); cost per room =
-   (RSS with 50 - RSS with 0) / 50, and the marginal (RSS 51 - RSS 1) / 50 without the
-   one-time imports of the first follow;
-2. rates (a fresh worker, one busy channel): for each rate R (default 100, 1,000, 5,000,
-   20,000) and each of --runs runs: R for --warmup-s, then a --window-s measured window,
-   then the room goes quiet until the worker has caught up (at most --drain-s);
+   room, then with --rooms + 1 (51; 0.2 messages/s each, all `running`); cost per room =
+   (RSS with 51 - RSS with 0) / 51, and the marginal (RSS 51 - RSS 1) / 50 without the
+   one-time imports of the first follow; the worker's CPU over 10 s with none and with all;
+2. rates: for each rate R (default 100, 1,000, 5,000, 20,000) and each of --runs runs, a fresh
+   worker following a fresh simulator room (a backlog one run leaves does not carry into the
+   next): R for --warmup-s, then a --window-s measured window, then the room goes quiet and
+   the script waits (at most --drain-s) until the worker has caught up;
 3. soak (a fresh worker): --soak-rate for --soak-s, RSS every 5 s.
 
 What is measured in a window (sampled twice a second):
@@ -36,7 +37,7 @@ Floor (same run): the same kind of frames (SimRoom, as many messages a frame as 
 sends at that rate: rate x 0.05 s) through `decode_frame` only, in this process: messages/s of
 one core.
 
-    .venv/bin/python bench/livefeed_ingest.py --redis-db 6                      # ~12 minutes
+    .venv/bin/python bench/livefeed_ingest.py                     # about 20 minutes
     .venv/bin/python bench/livefeed_ingest.py --rates 1000 --runs 1 --window-s 10 --soak-s 30 --rooms 10   # smoke
 
 Scratch state: PostgreSQL database chorus_bench_ingest (created and dropped), Redis db 11
