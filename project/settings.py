@@ -320,7 +320,6 @@ LIVEFEED_BILIBILI_COOKIE = config.get_str("LIVEFEED_BILIBILI_COOKIE", "")
 LIVEFEED_BILIBILI_HEARTBEAT_S = config.get_float("LIVEFEED_BILIBILI_HEARTBEAT_S", 30.0, minimum=0.05)
 LIVEFEED_BILIBILI_HTTP_TIMEOUT_S = config.get_float("LIVEFEED_BILIBILI_HTTP_TIMEOUT_S", 10.0, minimum=0.1)
 
-SESSION_COOKIE_HTTPONLY = True
 # Live feed, Douyin (see docs/protocol.md "Live feed: Douyin"). The signer makes the push
 # socket's `signature`: empty (unsigned), the http(s):// URL of a signing service, or the path
 # of a JavaScript file defining get_sign(stub) (needs the optional mini-racer package).
@@ -332,6 +331,7 @@ LIVEFEED_DOUYIN_SIGNER = config.get_str("LIVEFEED_DOUYIN_SIGNER", "")
 # The local Douyin simulator (`manage.py live_simulator`), the `simulator` platform's server.
 LIVEFEED_SIMULATOR_ROOT = config.get_url("LIVEFEED_SIMULATOR_ROOT", "http://127.0.0.1:8765", schemes={"http", "https"})
 
+SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads it from the cookie-free meta tag instead
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
