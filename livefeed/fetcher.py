@@ -20,11 +20,11 @@ A follower's life, each state stored and pushed (services.channel_transition):
     End of broadcast (a `control` message with status `ended`) closes the session within a
     flush; auto-follow channels go back to waiting, others to idle.
 
-Messages are buffered and flushed every `flush_s` (0.1 s): one storage call (one
+Messages are buffered and flushed every `flush_s` (LIVEFEED_FLUSH_S, 0.25 s): one storage call (one
 transaction, duplicates dropped by the database: a re-send after a reconnect or a take-over
 stores nothing twice), then the newly stored ones go to browsers as one `live.messages`
-frame, which caps the push at about ten frames a second per channel however busy the room
-is. A flush that finds more than FLUSH_MAX messages (the worker fell behind) stores them
+frame, which caps the push at four frames a second per channel (by default) however busy
+the room is. A flush that finds more than FLUSH_MAX messages (the worker fell behind) stores them
 FLUSH_MAX at a time, each call its own transaction and frame. Database work runs in one thread beside the loop (Django's ORM is synchronous); the
 loop itself only reads sockets and decodes.
 """
@@ -365,12 +365,12 @@ def _reason(exc: BaseException) -> str:
 class Host:
     """All the followers of one worker process, on one event loop."""
 
-    def __init__(self, *, owner: str | None = None, scan_s: float | None = None, flush_s: float = 0.1,
+    def __init__(self, *, owner: str | None = None, scan_s: float | None = None, flush_s: float | None = None,
                  lease_s: float | None = None):
         self.owner = owner or owner_name()
         self.scan_s = scan_s if scan_s is not None else settings.LIVEFEED_SCAN_S
         self.lease_s = lease_s if lease_s is not None else settings.LIVEFEED_LEASE_S
-        self.flush_s = flush_s
+        self.flush_s = flush_s if flush_s is not None else settings.LIVEFEED_FLUSH_S
         self.followers: dict[int, Follower] = {}
         self.db = _in_db_thread
         self._stopping: asyncio.Event | None = None

@@ -243,6 +243,9 @@ LIVEFEED_RECONNECT_MAX_S = config.get_float("LIVEFEED_RECONNECT_MAX_S", 60.0, mi
 LIVEFEED_MAX_FAILURES = config.get_int("LIVEFEED_MAX_FAILURES", 10, minimum=1)  # failed connects in a row
 LIVEFEED_RECENT = config.get_int("LIVEFEED_RECENT", 200, minimum=1)  # messages a new socket starts with
 LIVEFEED_STATS_S = config.get_float("LIVEFEED_STATS_S", 5.0, minimum=0.1)  # live.stats to watchers this often
+# How often a fetcher stores what it received and pushes it: the latency it adds, and at most
+# 1 / LIVEFEED_FLUSH_S transactions and live.messages frames a second per room.
+LIVEFEED_FLUSH_S = config.get_float("LIVEFEED_FLUSH_S", 0.25, minimum=0.01)
 
 # Scrobbling (see docs/protocol.md). Last.fm needs an API account:
 # https://www.last.fm/api/account/create. Base URLs are settings so that tests (and
