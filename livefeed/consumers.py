@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import logging
 
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -18,7 +19,7 @@ from project.realtime import encode, get_hub
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4096
-CLOSE_CODES = {"not_authenticated": 4401, "not_found": 4404}
+CLOSE_NOT_FOUND = 4404
 _keys = itertools.count(1)
 
 
@@ -27,16 +28,12 @@ class LiveConsumer(RevocableConsumer, AsyncWebsocketConsumer):
     key = 0
 
     async def connect(self):
-        await self.accept()
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_CODES["not_authenticated"])
+        if not await self.accept_authenticated():
             return
-        await self.follow_revocations()
         channel_id = self.scope["url_route"]["kwargs"]["channel_id"]
         first = await database_sync_to_async(self._first_frames)(channel_id)
         if first is None:
-            await self.close(code=CLOSE_CODES["not_found"])
+            await self.close(code=CLOSE_NOT_FOUND)
             return
         # Subscribed before the history is read: nothing published in between is missed (a
         # message may come twice; clients drop ids they have).
@@ -55,7 +52,7 @@ class LiveConsumer(RevocableConsumer, AsyncWebsocketConsumer):
             return None
         try:
             recent = live.recent_messages(channel_id=channel_id)
-        except Exception:  # Redis away: the socket still gets the live frames once it is back
+        except redis.RedisError:  # Redis away: the socket still gets the live frames once it is back
             logger.warning("live history unavailable", extra={"channel_id": channel_id})
             recent = []
         return status, recent

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024  # UTF-8 bytes of one text frame; larger ones close the socket with 1009
 MAX_REQUEST_ID_CHARS = 200
 MAX_CLOCK_MS = 1e15  # |t0| of a time.ping: any clock in ms (epoch or performance.now())
-CLOSE_CODES = {"not_authenticated": 4401, "forbidden": 4403, "not_found": 4404}
+CLOSE_CODES = {"forbidden": 4403, "not_found": 4404}
 
 # The sockets entering rooms together (a reconnect storm) are let in by one query.
 _enter = Coalescer(database_sync_to_async(lambda entries: services.rooms_enter(entries=entries)), name="room-enter")
@@ -40,15 +40,12 @@ class RoomConsumer(RevocableConsumer, AsyncWebsocketConsumer):
     member = None
 
     async def connect(self):
-        await self.accept()
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_CODES["not_authenticated"])
-            return
-        slug = self.scope["url_route"]["kwargs"]["slug"]
         # In the user's group before the access check: a removal committed after the check
         # reaches this socket (handled once connect() returns).
-        await self.follow_revocations()
+        if not await self.accept_authenticated():
+            return
+        user = self.scope["user"]
+        slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
             self.room = await _enter.ask((slug, user))
         except RoomError as exc:

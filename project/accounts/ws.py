@@ -30,6 +30,7 @@ from project.accounts.services import bearer_from_header, tokens_authenticate
 from project.batching import Coalescer
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+CLOSE_NOT_AUTHENTICATED = 4401  # docs/protocol.md: no logged-in user on the socket
 
 _tokens = Coalescer(database_sync_to_async(tokens_authenticate), name="websocket-token-auth")
 
@@ -163,6 +164,18 @@ class RevocableConsumer:
 
     credential: revocation.Credential | None = None
     revocation_room_id: int | None = None
+
+    async def accept_authenticated(self) -> bool:
+        """Accept the socket; a socket with no logged-in user (session or token) is closed
+        with 4401 (False). Otherwise it follows its revocations from now on (True), so a
+        revocation committed during the caller's access check still reaches it."""
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_NOT_AUTHENTICATED)
+            return False
+        await self.follow_revocations()
+        return True
 
     async def follow_revocations(self, *, room_id: int | None = None) -> None:
         user = self.scope["user"]

@@ -64,3 +64,16 @@ async def test_garbage_from_a_watcher_is_an_error_event_and_the_socket_stays(wat
         assert error["field"] == field
     await client.send({"type": "ping"})
     await client.expect("pong")
+
+
+async def test_without_redis_a_watcher_still_gets_the_status_and_an_empty_history(watch, channel, monkeypatch):
+    import redis
+
+    def away(**kwargs):
+        raise redis.ConnectionError("Redis is restarting")
+
+    monkeypatch.setattr(live, "recent_messages", away)
+    client = await watch(channel.pk)
+    assert (await client.expect("live.status"))["channel_id"] == channel.pk
+    history = await client.expect("live.messages")
+    assert history["messages"] == []
