@@ -110,8 +110,9 @@ class Follower:
             logger.exception("live follower crashed", extra={"channel_id": self.channel_id})
             with contextlib.suppress(Exception):
                 await self._flush()
-                await db(services.channel_transition)(
-                    channel_id=self.channel_id, to="error", reason="An internal error stopped the fetcher; see the logs.")
+            with contextlib.suppress(Exception):
+                # Settled (no longer wanted), or the next scan would take it again at once.
+                await self._settle("error", "An internal error stopped the fetcher; see the logs.")
         finally:
             if not self.lost_lease:
                 with contextlib.suppress(Exception):

@@ -218,3 +218,45 @@ async def test_auto_follow_waits_while_offline_and_follows_when_the_room_goes_li
     await platform.push([preparing()])
     await until(lambda: _channel(channel.pk).state == "waiting", what="waiting again after the broadcast")
     assert await sync_to_async(lambda: _channel(channel.pk).desired)() == "follow"
+
+
+async def test_a_flush_the_database_refuses_keeps_its_messages_for_the_next(platform, followed, hosts, monkeypatch,
+                                                                           caplog):
+    from django.db import OperationalError
+
+    from livefeed import fetcher
+
+    real = fetcher._store_and_push
+    refused = []
+
+    def store_once_refused(**kwargs):
+        if not refused:
+            refused.append(len(kwargs["messages"]))
+            raise OperationalError("the database is restarting")
+        return real(**kwargs)
+
+    monkeypatch.setattr(fetcher, "_store_and_push", store_once_refused)
+    hosts()
+    await platform.wait_for_socket()
+    await until(lambda: _channel(followed.pk).state == "running")
+    await platform.push([danmu(f"留着{n}", id_str=f"k{n}") for n in range(4)])
+    await until(lambda: len(_contents(followed.pk)) == 4, what="stored on a later flush")
+    assert refused == [4]
+    assert await sync_to_async(_contents)(followed.pk) == [f"留着{n}" for n in range(4)]
+    assert "kept for the next flush" in caplog.text
+
+
+async def test_a_follower_that_crashes_leaves_the_channel_in_error_and_lets_it_go(platform, followed, hosts,
+                                                                                 monkeypatch, caplog):
+    from livefeed import fetcher
+
+    async def broken(self, client, channel):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(fetcher.Follower, "_one_connection", broken)
+    hosts()
+    found = await until(lambda: _channel(followed.pk).state == "error" and _channel(followed.pk), what="error")
+    assert "internal error" in found.last_error
+    assert found.desired == "stop"  # not taken again by the next scan
+    await until(lambda: not _channel(followed.pk).lease_token, what="lease released")
+    assert "live follower crashed" in caplog.text
