@@ -181,3 +181,24 @@ class ImportSkip(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+# The film and TV catalog (its own module; here so Django finds the models).
+from catalog.film_models import (  # noqa: E402, F401
+    Country,
+    Credit,
+    Danmaku,
+    Episode,
+    ExternalId,
+    Favorite,
+    Genre,
+    Language,
+    Person,
+    Release,
+    Season,
+    SyncItem,
+    SyncRun,
+    Title,
+    Video,
+    WatchProgress,
+)
