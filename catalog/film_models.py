@@ -375,6 +375,10 @@ class SyncRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True,
                                        help_text="The worker running it holds it until then; a later worker takes over.")
+    lease_owner = models.CharField(max_length=64, blank=True, default="", editable=False,
+                                   help_text="The token of the worker holding the lease.")
+    retry_at = models.DateTimeField(null=True, blank=True,
+                                    help_text="Blocked by the source: the next trigger continues it from then on.")
     listed = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)
     new = models.PositiveIntegerField(default=0)
