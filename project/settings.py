@@ -56,6 +56,8 @@ else:
 REDIS_URL = config.get_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes={"redis", "rediss", "unix"})
 
 LIBRARY_DIR = config.get_dir("LIBRARY_DIR", BASE_DIR / "var" / "library")
+# Files Chorus stores itself: the film catalog's covers (MEDIA_ROOT/covers/), served by Chorus.
+MEDIA_ROOT = config.get_dir("MEDIA_ROOT", BASE_DIR / "var" / "media")
 STATIC_ROOT = config.get_dir("STATIC_ROOT", BASE_DIR / "var" / "static")
 STATIC_URL = "/static/"
 # Uploaded and collected files get the process' umask, not a fixed 0644: `make run` runs with
@@ -209,6 +211,14 @@ CELERY_BEAT_SCHEDULE = {
     # Rooms move on at the end of a track even with nobody connected (HTTP clients count).
     "rooms-clock": {"task": "rooms.tasks.clock_sweep", "schedule": ROOMS_CLOCK_SWEEP_S,
                     "options": {"expire_seconds": max(1, round(ROOMS_CLOCK_SWEEP_S))}},
+    # The film catalog: Douban's newest every 8 hours, TMDB's changes daily (nothing without a
+    # key), and a daily refresh of the titles whose tier says they are due (catalog/sync.py).
+    "catalog-douban-newest": {"task": "catalog.tasks.scheduled_sync", "schedule": 8 * 3600.0,
+                              "kwargs": {"source": "douban", "kind": "newest"}, "options": {"expire_seconds": 3600}},
+    "catalog-tmdb-changes": {"task": "catalog.tasks.scheduled_sync", "schedule": 24 * 3600.0,
+                             "kwargs": {"source": "tmdb", "kind": "changes"}, "options": {"expire_seconds": 3600}},
+    "catalog-refresh": {"task": "catalog.tasks.scheduled_refresh", "schedule": 24 * 3600.0,
+                        "options": {"expire_seconds": 3600}},
     # Live messages older than LIVEFEED_RETENTION_DAYS are deleted in batches (nothing when unset).
     "livefeed-retention": {"task": "livefeed.tasks.retention_sweep", "schedule": 3600.0,
                            "options": {"expire_seconds": 3600}},
@@ -304,6 +314,17 @@ CATALOG_TMDB_IMAGE_ROOT = config.get_url(
 CATALOG_TMDB_LANGUAGE = config.get_str("CATALOG_TMDB_LANGUAGE", "zh-CN")
 CATALOG_TMDB_TIMEOUT_S = config.get_float("CATALOG_TMDB_TIMEOUT_S", 10.0, minimum=0.1)
 CATALOG_TMDB_MAX_PER_S = config.get_float("CATALOG_TMDB_MAX_PER_S", 20.0, minimum=0.1)
+
+# Film catalog sync (catalog/sync.py). A run's worker holds it for CATALOG_SYNC_LEASE_S, renewed
+# after every title; a worker killed mid-run is taken over once that has passed. A title that
+# failed with a try-later error is tried CATALOG_SYNC_ITEM_RETRIES more times (backoff from
+# CATALOG_SYNC_RETRY_FIRST_S). Covers larger than CATALOG_COVER_MAX_BYTES are refused. A refresh
+# run re-fetches at most CATALOG_REFRESH_BATCH titles.
+CATALOG_SYNC_LEASE_S = config.get_float("CATALOG_SYNC_LEASE_S", 300.0, minimum=1)
+CATALOG_SYNC_ITEM_RETRIES = config.get_int("CATALOG_SYNC_ITEM_RETRIES", 3, minimum=0)
+CATALOG_SYNC_RETRY_FIRST_S = config.get_float("CATALOG_SYNC_RETRY_FIRST_S", 5.0, minimum=0)
+CATALOG_COVER_MAX_BYTES = config.get_int("CATALOG_COVER_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+CATALOG_REFRESH_BATCH = config.get_int("CATALOG_REFRESH_BATCH", 200, minimum=1)
 
 # Live feed, Bilibili (see docs/protocol.md "Live feed: Bilibili"). The socket URL is empty (the
 # hosts getDanmuInfo lists, wss://{host}:{wss_port}/sub, the next one at every reconnect), a
