@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalog import views
+from catalog import film_views, views
 
 app_name = "catalog"
 
@@ -17,5 +17,10 @@ urlpatterns = [
     path("library/albums/<int:album_id>/playlist.m3u", views.album_playlist, name="album-playlist"),
     path("library/import/", views.import_page, name="import"),
     path("library/import/<int:job_id>/", views.import_detail, name="import-detail"),
-    path("catalog/", views.films, name="films"),
+    path("catalog/", film_views.films, name="films"),
+    path("catalog/titles/<int:title_id>/", film_views.title_detail, name="title"),
+    path("catalog/titles/<int:title_id>/favorite", film_views.favorite, name="favorite"),
+    path("catalog/people/<int:person_id>/", film_views.person_detail, name="person"),
+    path("catalog/videos/<int:video_id>/stream", film_views.video_stream, name="video-stream"),
+    path("catalog/covers/<path:path>", film_views.cover, name="cover"),
 ]

@@ -196,9 +196,3 @@ def import_detail(request, job_id: int):
     job = get_object_or_404(ImportJob, pk=job_id)
     template = "catalog/_import_progress.html" if request.htmx else "catalog/import_detail.html"
     return render(request, template, {"job": job, "skips": job.skips.all()[:500]})
-
-
-@login_required
-@require_safe
-def films(request):
-    return render(request, "catalog/films.html")

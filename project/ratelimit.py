@@ -20,6 +20,7 @@ unreachable, wait_turn raises RetryLater: no request goes out unspaced.
 from __future__ import annotations
 
 import time
+import uuid
 
 import redis
 
@@ -63,3 +64,41 @@ def wait_turn(key: str, *, min_interval_s: float, timeout_s: float) -> None:
                          retry_after_s=wait_s)
     if wait_us:
         time.sleep(wait_us / 1_000_000)
+
+
+# --- a budget of actions per user: at most N in any window -----------------------------------
+# KEYS[1]: the key; ARGV[1]: window (µs); ARGV[2]: the most actions in a window; ARGV[3]: a
+# unique member. A sorted set of the actions' times (Redis's clock): the ones older than the
+# window are dropped, and the action is counted only if fewer than the limit remain. Returns 0
+# when it is allowed, else the µs until the oldest counted action leaves the window.
+_TAKE_SLOT = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.floor(window / 1000) + 1000)
+return 0
+"""
+
+
+class TooMany(Exception):
+    """More than the limit within the window; `retry_after_s` is when the next one is allowed."""
+
+    def __init__(self, message: str, *, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def take_slot(key: str, *, limit: int, window_s: float) -> None:
+    """Count one action under `key`, or raise TooMany when `limit` were counted in the last
+    `window_s` (a sliding window, shared by every process on REDIS_URL). Unlike `wait_turn`
+    this never waits: it is for what users do (posting), who are told to slow down."""
+    result = int(realtime.sync_redis().eval(_TAKE_SLOT, 1, KEY_PREFIX + key, round(window_s * 1_000_000), limit,
+                                            uuid.uuid4().hex))
+    if result:
+        raise TooMany(f"At most {limit} in {window_s:g} s.", retry_after_s=result / 1_000_000)

@@ -51,3 +51,41 @@ def make_track(title: str, artist: str, album: str | None, *, duration_s: float,
 def shown_room(room) -> dict:
     """A room as the now-playing listing shows it (what rooms/scrobbles.py passes to scrobbling)."""
     return {"id": room.pk, "name": room.name, "slug": room.slug, "private": room.visibility == "private"}
+
+
+class TitleFactory(factory.django.DjangoModelFactory):
+    """A catalog title (a film unless `kind="tv"`), as a sync would leave it."""
+
+    class Meta:
+        model = "catalog.Title"
+
+    kind = "movie"
+    title = factory.Sequence(lambda n: f"Film {n}")
+    year = 2024
+    rating = 7.5
+    votes = 1000
+    runtime_min = 100
+
+
+class PersonFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "catalog.Person"
+        django_get_or_create = ("key",)
+
+    name = factory.Sequence(lambda n: f"Person {n}")
+    key = factory.LazyAttribute(lambda person: f"name:{person.name}")
+
+
+def credit(title, name: str, role: str, order: int = 0, character: str = ""):
+    """Credit `name` (a person made once per name) on `title`."""
+    from catalog.models import Credit
+
+    return Credit.objects.create(title=title, person=PersonFactory(name=name), role=role, order=order, character=character)
+
+
+def episode(title, season: int, number: int, **fields):
+    """Episode `number` of season `season` of a TV title (the season made when missing)."""
+    from catalog.models import Episode, Season
+
+    season_row, _ = Season.objects.get_or_create(title=title, number=season)
+    return Episode.objects.create(season=season_row, number=number, **fields)

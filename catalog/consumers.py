@@ -1,0 +1,103 @@
+"""Websockets of the film catalog. Thin: the same auth as rooms (session or bearer token,
+origin checked by project/asgi.py); frames come from the realtime hub.
+
+- TitleConsumer, /ws/catalog/titles/<title_id>/: the title's watchers. Anyone logged in may
+  watch; every danmaku posted on the title (catalog.film_services.danmaku_post) arrives as
+  a `catalog.danmaku` event. A watcher may post one too (`danmaku.post`), or `ping`."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from catalog import film_services
+from catalog.film_services import FilmError
+from catalog.models import Title
+from project import inputs
+from project.accounts.ws import RevocableConsumer
+from project.realtime import encode, get_hub
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4096
+CLOSE_NOT_FOUND = 4404
+_keys = itertools.count(1)
+
+
+class TitleConsumer(RevocableConsumer, AsyncWebsocketConsumer):
+    topic: str | None = None
+    key = 0
+
+    async def connect(self):
+        if not await self.accept_authenticated():
+            return
+        self.title_id = self.scope["url_route"]["kwargs"]["title_id"]
+        exists = self.title_id <= inputs.MAX_SAFE_INTEGER and await Title.objects.filter(pk=self.title_id).aexists()
+        if not exists:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.topic = film_services.title_group(self.title_id)
+        self.key = next(_keys)
+        await get_hub().subscribe(self.topic, self.key, self._send_frame)
+        await self.send(text_data=encode({"type": "catalog.hello", "title_id": self.title_id}))
+
+    async def _send_frame(self, frame: str) -> None:
+        await self.send(text_data=frame)
+
+    async def disconnect(self, code):
+        if self.topic is not None:
+            await get_hub().unsubscribe(self.topic, self.key)
+            self.topic = None
+
+    async def on_revoked(self, code: int) -> None:
+        await self.disconnect(code)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """`ping` is answered with `pong`; `danmaku.post` posts one (answered with
+        `danmaku.posted`, and everyone gets the `catalog.danmaku`); anything else is an
+        `error` naming what was wrong, and the socket stays open."""
+        if self.topic is None:
+            return
+        if bytes_data is not None or text_data is None:
+            await self._error("invalid", "Send JSON text frames.")
+            return
+        if inputs.is_larger_than(text_data, MAX_MESSAGE_BYTES):
+            await self._error("invalid", f"Frames are at most {MAX_MESSAGE_BYTES} bytes.")
+            return
+        try:
+            message = inputs.json_loads(text_data)
+        except inputs.InputError as exc:
+            await self._error("invalid", exc.message, field=exc.field)
+            return
+        if not isinstance(message, dict):
+            await self._error("invalid", "Send a JSON object with a type.")
+            return
+        kind = message.get("type")
+        if kind == "ping":
+            await self.send(text_data=encode({"type": "pong"}))
+        elif kind == "danmaku.post":
+            try:
+                posted = await database_sync_to_async(self._post)(message)
+            except FilmError as exc:
+                await self._error(exc.code, exc.message, field=exc.field)
+                return
+            await self.send(text_data=encode({"type": "danmaku.posted", "danmaku": posted}))
+        else:
+            await self._error("invalid", "type must be ping or danmaku.post.", field="type")
+
+    def _post(self, message: dict) -> dict:
+        title = film_services.title_get(title_id=self.title_id)
+        row = film_services.danmaku_post(
+            user=self.scope["user"], title=title, text=message.get("text"), offset_ms=message.get("offset_ms"),
+            episode_id=message.get("episode_id"), color=message.get("color", "#ffffff"),
+            mode=message.get("mode", "scroll"))
+        return film_services.danmaku_json(row)
+
+    async def _error(self, code: str, message: str, *, field: str | None = None) -> None:
+        event = {"type": "error", "code": code, "message": message}
+        if field:
+            event["field"] = field
+        await self.send(text_data=encode(event))
