@@ -41,6 +41,18 @@ live_lag_seconds = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 
+catalog_requests = Counter(
+    "chorus_catalog_requests", "Requests the film sync made to catalog sources, by source, call and outcome.",
+    ["source", "call", "outcome"],  # call: list | details | find | cover; outcome: ok | retry_later | give_up | blocked
+)
+catalog_titles = Counter(
+    "chorus_catalog_titles", "Listed titles the film sync settled, by source and outcome.",
+    ["source", "outcome"],  # created | updated | unchanged | skipped | failed
+)
+catalog_sync_duration_seconds = Histogram(
+    "chorus_catalog_sync_duration_seconds", "Wall time of a film sync run (or of one worker's part of it), by how it ended.",
+    ["source", "kind", "state"], buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600),
+)
 
 # Headers a reverse proxy adds: a request carrying one came through a proxy, whatever its
 # REMOTE_ADDR says (a proxy on this machine connects from 127.0.0.1).

@@ -89,6 +89,12 @@ def _mapped(url: str, *, what: str, timeout_s: float) -> Iterator[None]:
         raise RetryLater(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
+def mapped_errors(url: str, *, what: str, timeout_s: float) -> contextlib.AbstractContextManager[None]:
+    """send()'s mapping of refusals, timeouts and transport errors, for a caller that streams
+    the answer itself (`with mapped_errors(...), http.stream(...) as response:`)."""
+    return _mapped(url, what=what, timeout_s=timeout_s)
+
+
 async def asend(http: httpx.AsyncClient, method: str, url: str, *, what: str, timeout_s: float,
                 **kwargs: Any) -> httpx.Response:
     """send() for an httpx.AsyncClient: the same mapping of refusals, timeouts and transport errors."""
