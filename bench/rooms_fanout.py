@@ -120,7 +120,7 @@ class Room:
         if event["type"] == "room.members":
             view.clear()
         for member in event.get("members") or event.get("changed") or []:
-            view[member["user_id"]] = member["online"]
+            view[member["user_id"]] = member.get("online", False)  # left out: offline
         for user_id in event.get("removed", []):
             view.pop(user_id, None)
         for key, online in (("online", True), ("offline", False)):
@@ -299,7 +299,7 @@ async def online_after(url: str, token: str | None, wait_s: float) -> int:
         async with asyncio.timeout(30):
             async for raw in ws:
                 if raw.startswith('{"type":"room.members"'):
-                    return sum(m["online"] for m in json.loads(raw)["members"])
+                    return sum(m.get("online", False) for m in json.loads(raw)["members"])
     finally:
         await ws.close()
     return -1

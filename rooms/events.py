@@ -73,6 +73,38 @@ def queue_event(room: Room) -> dict:
     }
 
 
+# What a member entry leaves out when it holds the default (docs/protocol.md): most entries
+# of a big room are listeners without sync figures, and every socket that joins parses the
+# whole list (1,000 entries at 1,000 members), so each entry carries only what is not implied.
+MEMBER_DEFAULTS = {"role": Membership.Role.LISTENER.value, "online": False, "offset_ms": None, "rtt_ms": None,
+                   "drift_ms": None, "sound_blocked": False}
+
+
+def member_entry(**fields) -> dict:
+    """A member's entry for the wire: `user` and `user_id`, and the other fields only where
+    they differ from MEMBER_DEFAULTS (0 ms is a figure and stays; None and False go)."""
+    return {key: value for key, value in fields.items()
+            if key not in MEMBER_DEFAULTS or not _is_default(value, MEMBER_DEFAULTS[key])}
+
+
+def _is_default(value, default) -> bool:
+    return value is default or (isinstance(default, str) and value == default)
+
+
+def member_value(member: dict, key: str):
+    """A field of a member entry, its default when the entry leaves it out."""
+    return member.get(key, MEMBER_DEFAULTS[key])
+
+
+def with_online(member: dict, online: bool) -> dict:
+    """A copy of the entry, shown online or offline (offline: the field left out)."""
+    entry = dict(member)
+    entry.pop("online", None)
+    if online:
+        entry["online"] = True
+    return entry
+
+
 def members_payload(room: Room) -> list[dict]:
     online = presence.online_user_ids(room.pk)
     reports = presence.reports(room.pk)
@@ -83,16 +115,16 @@ def members_payload(room: Room) -> list[dict]:
         report = reports.get(user_id, {}) if is_online else {}
         # A player whose browser blocked its sound plays nothing: it has no drift to show.
         sound_blocked = bool(report.get("sound_blocked"))
-        members.append({
-            "user": username,
-            "user_id": user_id,
-            "role": role,
-            "online": is_online,
-            "offset_ms": report.get("offset_ms"),
-            "rtt_ms": report.get("rtt_ms"),
-            "drift_ms": None if sound_blocked else report.get("drift_ms"),
-            "sound_blocked": sound_blocked,
-        })
+        members.append(member_entry(
+            user=username,
+            user_id=user_id,
+            role=role,
+            online=is_online,
+            offset_ms=report.get("offset_ms"),
+            rtt_ms=report.get("rtt_ms"),
+            drift_ms=None if sound_blocked else report.get("drift_ms"),
+            sound_blocked=sound_blocked,
+        ))
     return sorted_members(members)
 
 
@@ -134,11 +166,12 @@ def apply_members_delta(members: dict[int, dict], event: dict) -> None:
     for key, online in (("online", True), ("offline", False)):
         for user_id in event.get(key, []):
             if user_id in members:
-                members[user_id] = dict(members[user_id], online=online)
+                members[user_id] = with_online(members[user_id], online)
 
 
 def sorted_members(members) -> list[dict]:
-    return sorted(members, key=lambda m: (not m["online"], m["role"] != "host", m["user"].lower()))
+    return sorted(members, key=lambda m: (not member_value(m, "online"), member_value(m, "role") != "host",
+                                          m["user"].lower()))
 
 
 def member_signatures(members: list[dict]) -> dict[str, str]:
@@ -148,8 +181,12 @@ def member_signatures(members: list[dict]) -> dict[str, str]:
     def rounded(value):
         return None if value is None else round(value)
 
-    return {str(m["user_id"]): json.dumps([m["user"], m["role"], m["online"], rounded(m["offset_ms"]),
-                                           rounded(m["drift_ms"]), m["sound_blocked"]]) for m in members}
+    def signature(m: dict) -> list:
+        role, online, offset_ms, drift_ms, sound_blocked = (
+            member_value(m, key) for key in ("role", "online", "offset_ms", "drift_ms", "sound_blocked"))
+        return [m["user"], role, online, rounded(offset_ms), rounded(drift_ms), sound_blocked]
+
+    return {str(m["user_id"]): json.dumps(signature(m)) for m in members}
 
 
 ONLINE_AT = 2  # where member_signatures keeps `online`

@@ -139,7 +139,7 @@ class RoomRuntime:
         if first is not None:
             self.joined(first)
         for user_id in user_ids & self.member_list.keys():  # online now: their presence is written
-            self.member_list[user_id] = dict(self.member_list[user_id], online=True)
+            self.member_list[user_id] = events.with_online(self.member_list[user_id], True)
         frames = [encode(dict(self.state, reason="join", server_ms=presence.now_ms())), encode(self.queue),
                   encode(events.members_event(joins[0][1], events.sorted_members(self.member_list.values()))),
                   encode(self.room_settings)]

@@ -694,7 +694,7 @@ def announce_members(*, room: Room, members: list[dict] | None = None) -> None:
         if before == now:
             continue
         if events.only_presence_differs(before, now):  # a thousand joins: ids, not entries
-            (came if member["online"] else went).append(member["user_id"])
+            (came if events.member_value(member, "online") else went).append(member["user_id"])
         else:
             changed.append(member)
     removed = [int(user_id) for user_id in previous if user_id not in signatures]

@@ -113,7 +113,7 @@ async def online(socket: Socket, names: set[str], since: float) -> None:
                 if view is None:
                     view = {}
                 events.apply_members_delta(view, event)
-                shown.append({m["user"] for m in view.values() if m["online"]})
+                shown.append({m["user"] for m in view.values() if m.get("online")})
         if names in shown:
             return
         if time.monotonic() > deadline:

@@ -139,11 +139,11 @@ async def test_presence_is_shared_and_leaving_shows_offline(room, tokens, connec
     host = await connect(room.slug, token=tokens["hana"])
     listener = await connect(room.slug, token=tokens["lis"])
     members = await host.expect("room.members", timeout=3)
-    while {m["user"] for m in members["members"] if m["online"]} != {"hana", "lis"}:
+    while {m["user"] for m in members["members"] if m.get("online")} != {"hana", "lis"}:
         members = await host.expect("room.members")
     await listener.close()
     gone = await host.expect("room.members")
-    assert {m["user"] for m in gone["members"] if m["online"]} == {"hana"}
+    assert {m["user"] for m in gone["members"] if m.get("online")} == {"hana"}
 
 
 async def test_a_member_whose_process_died_shows_offline_after_the_ttl(room, tokens, connect, people, settings):
@@ -154,7 +154,7 @@ async def test_a_member_whose_process_died_shows_offline_after_the_ttl(room, tok
     expired_ms = presence.now_ms() + settings.ROOMS_PRESENCE_TTL_MS  # dj's presence is gone by then
 
     def online(members: dict) -> set[str]:
-        return {m["user"] for m in members["members"] if m["online"]}
+        return {m["user"] for m in members["members"] if m.get("online")}
 
     host = await connect(room.slug, token=tokens["hana"])
     assert "dj" in online(await host.expect("room.members"))
@@ -179,7 +179,7 @@ async def test_sync_reports_reach_the_members_list(room, tokens, connect, settin
     while True:
         members = await host.expect("room.members")
         hana = next(m for m in members["members"] if m["user"] == "hana")
-        if hana["drift_ms"] == 23 or asyncio.get_running_loop().time() > deadline:
+        if hana.get("drift_ms") == 23 or asyncio.get_running_loop().time() > deadline:
             break
     assert (hana["offset_ms"], hana["rtt_ms"], hana["drift_ms"]) == (-12.5, 8, 23)
 

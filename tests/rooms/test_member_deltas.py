@@ -1,6 +1,7 @@
 """A join sends the whole member list to the joining socket only; the others hear of it as a
 small room.members_delta (a reconnect storm of N members costs N lists, not N^2)."""
 
+import asyncio
 import contextlib
 import time
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def online(members: dict) -> set[str]:
-    return {m["user"] for m in members["members"] if m["online"]}
+    return {m["user"] for m in members["members"] if m.get("online")}
 
 
 async def test_a_join_reaches_the_others_as_a_delta_of_the_joiner_alone(room, tokens, connect):
@@ -135,4 +136,25 @@ async def test_members_who_only_come_online_are_announced_by_id(room, tokens, co
     lis = next(m for m in seen["members"] if m["user"] == "lis")
     assert seen["delta"]["changed"] == []
     assert seen["delta"]["online"] == [lis["user_id"]]
-    assert lis["role"] == "listener"  # the rest of the entry kept from the join's list
+    # the rest of the entry kept from the join's list (a listener: the role is left out)
+    assert lis == {"user": "lis", "user_id": lis["user_id"], "online": True}
+
+
+async def test_member_entries_leave_out_the_fields_at_their_default(room, tokens, connect, people, settings):
+    settings.ROOMS_TICK_S = 0.3
+    host = await connect(room.slug, token=tokens["hana"])
+    listed = {m["user"]: m for m in (await host.expect("room.members"))["members"]}
+    assert listed == {
+        "hana": {"user": "hana", "user_id": people["hana"].pk, "role": "host", "online": True},
+        "dj": {"user": "dj", "user_id": people["dj"].pk, "role": "dj"},  # offline, no figures
+        "lis": {"user": "lis", "user_id": people["lis"].pk},  # an offline listener: its name and id alone
+    }
+    await host.send({"type": "report", "offset_ms": 0, "rtt_ms": 8, "drift_ms": 0})
+    deadline = asyncio.get_running_loop().time() + 3
+    hana = listed["hana"]
+    while "drift_ms" not in hana and asyncio.get_running_loop().time() < deadline:
+        members = await host.expect("room.members")
+        hana = next(m for m in members["members"] if m["user"] == "hana")
+    # 0 ms is a figure, not the default (no figure): it is sent
+    assert hana == {"user": "hana", "user_id": people["hana"].pk, "role": "host", "online": True,
+                    "offset_ms": 0, "rtt_ms": 8, "drift_ms": 0}

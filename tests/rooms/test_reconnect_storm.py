@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def online(members: dict) -> set[str]:
-    return {m["user"] for m in members.values() if m["online"]}
+    return {m["user"] for m in members.values() if m.get("online")}
 
 
 async def test_sockets_connecting_at_once_each_join_and_see_the_others_online(room, tokens, connect):

@@ -268,7 +268,7 @@
       case "time.pong": clock.add(msg.t0, msg.t1, msg.t2, clientNow()); break;
       case "room.state": onState(msg); break;
       case "room.queue": room.queue = msg.entries; room.settings.repeat = msg.repeat; room.settings.shuffle = msg.shuffle; renderQueue(); break;
-      case "room.members": room.members = msg.members; membersListed = true; renderMembers(); break;
+      case "room.members": room.members = msg.members.map(memberEntry); membersListed = true; renderMembers(); break;
       case "room.members_delta": if (membersListed) { applyMembersDelta(msg); renderMembers(); } break;
       case "room.settings": Object.assign(room.settings, msg); renderSettings(); break;
       case "ack": pending.delete(msg.request_id); break;
@@ -373,12 +373,19 @@
     return drift < 30 ? "good" : drift < 100 ? "fair" : "poor";
   }
 
+  // A member entry leaves out the fields that hold their default (docs/protocol.md): a
+  // listener offline with no sync figures is only its name and id. Filled in once here, so
+  // that the rest of the page reads every field.
+  const MEMBER_DEFAULTS = { role: "listener", online: false, offset_ms: null, rtt_ms: null, drift_ms: null,
+    sound_blocked: false };
+  function memberEntry(entry) { return Object.assign({}, MEMBER_DEFAULTS, entry); }
+
   // A delta carries whole entries of the members that changed, the ids of those who are no
   // longer members, and the ids of those who only came online or went offline; the list
   // keeps the server's order (online, hosts, then by name).
   function applyMembersDelta(msg) {
     const byId = new Map(room.members.map((m) => [m.user_id, m]));
-    msg.changed.forEach((m) => byId.set(m.user_id, m));
+    msg.changed.forEach((m) => byId.set(m.user_id, memberEntry(m)));
     msg.removed.forEach((id) => byId.delete(id));
     [["online", true], ["offline", false]].forEach(([key, online]) => (msg[key] || []).forEach((id) => {
       if (byId.has(id)) byId.set(id, Object.assign({}, byId.get(id), { online }));
