@@ -1,15 +1,21 @@
-"""Demo content: a handful of generated tracks (no copyrighted audio ships)."""
+"""Demo content: a handful of generated tracks (no copyrighted audio ships), and the demo film
+catalog: a sync of the local demo Douban and a generated video for one of its films."""
 
 from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db import transaction
 
-from catalog import services
-from catalog.models import ImportJob
+from catalog import film_services, services, sync
+from catalog.clients.douban import DoubanClient
+from catalog.demo_source import content as demo_content
+from catalog.demo_source.server import NotLoopback, check_loopback
+from catalog.models import ImportJob, SyncRun, Title
 
 
 @dataclass(frozen=True)
@@ -93,3 +99,101 @@ def library_load() -> ImportJob:
     paths = generate()
     job = services.import_job_create(path=str(paths[0].parent.parent), restrict_to_library=False, enqueue=False)
     return services.import_job_run(job_id=job.pk)
+
+
+# --- the demo film catalog ------------------------------------------------------------------
+#
+# `make run` starts the demo Douban (catalog/demo_source/, `manage.py catalog_demo_server`) and
+# points CATALOG_DOUBAN_ROOT at it; `films_load` then starts a real sync of it, which the worker
+# runs while the user watches its page, and makes a short generated video for one demo film,
+# imported once the sync has made that film.
+
+DEMO_VIDEO_S = 40
+DEMO_VIDEO_INDEX = 0  # 盐之路 The Salt Road
+
+
+@dataclass(frozen=True)
+class FilmsLoad:
+    run: SyncRun | None  # the demo sync started now or already in flight; None when none was needed
+    started: bool
+    titles: int  # demo titles already in the catalog
+    note: str  # one line for load_demo's output
+
+
+def douban_is_demo() -> bool:
+    """Whether CATALOG_DOUBAN_ROOT is a server on this machine (make run's demo Douban), so
+    that loading the demo may sync from it: never a sync of the real Douban from load_demo."""
+    try:
+        check_loopback(urlsplit(settings.CATALOG_DOUBAN_ROOT).hostname or "")
+    except NotLoopback:
+        return False
+    return True
+
+
+def films_load(*, user) -> FilmsLoad:
+    """Sync the demo films once: a run of the Douban source when no demo title is in the
+    catalog yet and none is in flight (sync_start answers the running run then), else nothing
+    new; the demo video is imported now if its film is there, or by a task once the run ends.
+    FileNotFoundError when ffmpeg is missing."""
+    if not douban_is_demo():
+        return FilmsLoad(None, False, 0, f"skipped: CATALOG_DOUBAN_ROOT is {settings.CATALOG_DOUBAN_ROOT}, not the "
+                                         f"local demo Douban (make run starts one)")
+    video_generate()
+    present = Title.objects.filter(external_ids__source=DoubanClient.name,
+                                   external_ids__value__in=demo_content.demo_ids()).distinct().count()
+    if present:
+        videos_import()
+        return FilmsLoad(None, False, present, f"{present} demo titles already in the catalog")
+    run, started = sync.sync_start(source=DoubanClient.name, trigger=SyncRun.Trigger.MANUAL, user=user)
+    transaction.on_commit(lambda: _videos_import_later(run.pk), robust=True)
+    return FilmsLoad(run, started, 0, f"{'started' if started else 'already running'}: sync run {run.pk} of "
+                                      f"{settings.CATALOG_DOUBAN_ROOT}")
+
+
+def _videos_import_later(run_id: int) -> None:
+    from catalog.tasks import demo_videos_import
+
+    demo_videos_import.apply_async(kwargs={"run_id": run_id}, countdown=2)
+
+
+def videos_folder() -> Path:
+    return Path(settings.LIBRARY_DIR) / "videos"
+
+
+def video_path() -> Path:
+    """LIBRARY_DIR/videos/<Title> (<year>).mp4, the name the video import matches by."""
+    subject = demo_content.subject(DEMO_VIDEO_INDEX)
+    return videos_folder() / f"{subject.title} ({subject.year}).mp4"
+
+
+def video_generate() -> Path:
+    """A short test-pattern film with a tone (ffmpeg's testsrc2 and sine), made once."""
+    path = video_path()
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.stem + ".part.mp4")
+    command = [
+        settings.FFMPEG_BINARY, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate=25:duration={DEMO_VIDEO_S}",
+        "-f", "lavfi", "-i", f"sine=frequency=330:beep_factor=2:duration={DEMO_VIDEO_S}",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "32", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart", "-shortest", str(partial),
+    ]
+    subprocess.run(command, check=True, timeout=120)
+    partial.rename(path)
+    return path
+
+
+def videos_import():
+    """Import the demo videos folder (matched to titles by name; unchanged files are skipped)."""
+    return film_services.video_import(path=str(videos_folder()), restrict_to_library=False)
+
+
+def videos_import_after(*, run_id: int) -> bool:
+    """Import the demo video once the run has ended (True), or False while it is in flight."""
+    if SyncRun.objects.filter(pk=run_id, state__in=SyncRun.IN_FLIGHT).exists():
+        return False
+    if video_path().exists():
+        videos_import()
+    return True

@@ -1,11 +1,15 @@
-"""`make run`: prepare and start everything (web, workers, beat, the live simulator) with one command.
+"""`make run`: prepare and start everything (web, workers, beat, the live simulator, the demo
+Douban) with one command.
 
 1. Write `.env` with a fresh SECRET_KEY on first run (embedded defaults: SQLite).
-2. Migrate, collect static files, load the demo content.
-3. When REDIS_URL is not set, start a private redis-server under var/ on a free port.
-4. Run the Procfile (Daphne, the Celery worker, the livefeed worker, Celery beat and the local
-   live simulator, on a free port in LIVEFEED_SIMULATOR_ROOT) under a small supervisor (no honcho:
-   honcho stops every process as soon as one exits).
+2. When REDIS_URL is not set, start a private redis-server under var/ on a free port; when
+   CATALOG_DOUBAN_ROOT is not set, start the demo Douban (the Procfile's `catalogdemo`) on a
+   free port and point CATALOG_DOUBAN_ROOT at it (CATALOG_DOUBAN_MIN_INTERVAL_S 0.2 unless set).
+3. Migrate, collect static files, load the demo content (which queues a sync of the demo
+   Douban's films when the catalog has none yet).
+4. Run the rest of the Procfile (Daphne, the Celery worker, the livefeed worker, Celery beat and
+   the local live simulator, on a free port in LIVEFEED_SIMULATOR_ROOT) under a small supervisor
+   (no honcho: honcho stops every process as soon as one exits).
 
 The supervisor keeps the site up when one process dies: it says which one died and
 restarts it after a short pause (1 s, then 2, 4 and 8 s while it keeps dying; a run of a
@@ -55,6 +59,8 @@ DATABASE_URL=sqlite:///var/chorus.sqlite3
 
 PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 STOP_TIMEOUT_S = 10
+DEMO_DOUBAN = "catalogdemo"
+DEMO_DOUBAN_INTERVAL_S = "0.2"  # the demo's sync: quick, and slow enough to watch on its page
 
 
 def say(message: str) -> None:
@@ -264,17 +270,43 @@ def start_private_redis(supervisor: Supervisor, env: dict) -> None:
         "--appendonly", "no", "--logfile", str(data / "redis.log"), "--protected-mode", "yes",
     ])
     supervisor.start(child)
-    deadline = time.monotonic() + 10
+    wait_listening(child, port, timeout_s=10, exited=f"redis-server exited; see {data / 'redis.log'}")
+    env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    say(f"private redis-server on 127.0.0.1:{port} (data in var/redis)")
+
+
+def wait_listening(child: Child, port: int, *, timeout_s: float, exited: str) -> None:
+    """Until `child` accepts connections on 127.0.0.1:port; exit with `exited` if it dies first."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
+                return
         except OSError:
             if child.process.poll() is not None:
-                sys.exit(f"chorus: redis-server exited; see {data / 'redis.log'}")
+                sys.exit(f"chorus: {exited}")
             time.sleep(0.05)
-    env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-    say(f"private redis-server on 127.0.0.1:{port} (data in var/redis)")
+
+
+def start_demo_douban(supervisor: Supervisor, env: dict, processes: dict[str, str]) -> None:
+    """The demo Douban (the Procfile's `catalogdemo`) on a free port, with CATALOG_DOUBAN_ROOT
+    pointed at it and a short interval between its requests, unless CATALOG_DOUBAN_ROOT is set
+    (then the sync uses that, and no demo Douban runs)."""
+    command = processes.pop(DEMO_DOUBAN, None)
+    if command is None:
+        return
+    if env.get("CATALOG_DOUBAN_ROOT"):
+        say(f"CATALOG_DOUBAN_ROOT is set ({env['CATALOG_DOUBAN_ROOT']}): no demo Douban, no demo films")
+        return
+    port = free_port(8766)
+    env["CATALOG_DOUBAN_ROOT"] = f"http://127.0.0.1:{port}"
+    env.setdefault("CATALOG_DOUBAN_MIN_INTERVAL_S", DEMO_DOUBAN_INTERVAL_S)
+    child = supervisor.add_shell(DEMO_DOUBAN, command)
+    supervisor.start(child)
+    wait_listening(child, port, timeout_s=30, exited="the demo Douban (manage.py catalog_demo_server) exited; "
+                                                      "its output is above")
+    say(f"demo Douban on {env['CATALOG_DOUBAN_ROOT']}: the film catalog syncs its made-up titles "
+        f"(set CATALOG_DOUBAN_ROOT to sync from another)")
 
 
 def main() -> int:
@@ -292,29 +324,33 @@ def main() -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    say("migrating the database")
-    manage("migrate", "--noinput", env=env)
-    manage("collectstatic", "--noinput", "-v", "0", env=env)
-    say("loading demo content")
-    manage("load_demo", env=env)
-
+    env["CHORUS_BIN"] = str(BIN)
+    processes = read_procfile(BASE_DIR / "Procfile")
     supervisor = Supervisor(env=env)
     try:
-        return _serve(supervisor, env)
+        # Redis and the demo Douban first: loading the demo queues the demo films' sync there.
+        if not os.environ.get("REDIS_URL"):
+            start_private_redis(supervisor, env)
+        start_demo_douban(supervisor, env, processes)
+        say("migrating the database")
+        manage("migrate", "--noinput", env=env)
+        manage("collectstatic", "--noinput", "-v", "0", env=env)
+        say("loading demo content")
+        manage("load_demo", env=env)
+        return _serve(supervisor, env, processes)
     finally:
         supervisor.stop_all()  # also after Ctrl-C while the private Redis was starting
 
 
-def _serve(supervisor: Supervisor, env: dict) -> int:
-    if not os.environ.get("REDIS_URL"):
-        start_private_redis(supervisor, env)
+def _serve(supervisor: Supervisor, env: dict, processes: dict[str, str]) -> int:
     host = env.get("CHORUS_HOST", "127.0.0.1")
     port = free_port(int(env.get("CHORUS_PORT", "8000")))
-    env.update(CHORUS_HOST=host, CHORUS_PORT=str(port), CHORUS_BIN=str(BIN))
+    env.update(CHORUS_HOST=host, CHORUS_PORT=str(port))
     if not env.get("LIVEFEED_SIMULATOR_ROOT"):  # the live simulator, on a free port next to the web
         env["LIVEFEED_SIMULATOR_ROOT"] = f"http://127.0.0.1:{free_port(8765)}"
-    for name, command in read_procfile(BASE_DIR / "Procfile").items():
-        supervisor.add_shell(name, command)
+    for name, command in processes.items():
+        if name not in supervisor.children:  # not started already (the demo Douban)
+            supervisor.add_shell(name, command)
     shown_host = "localhost" if host in {"127.0.0.1", "0.0.0.0", "::"} else host  # noqa: S104 - only for display
     url = f"http://{shown_host}:{port}/"
     password_file = VAR / "demo-password.txt"

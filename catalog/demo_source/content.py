@@ -262,3 +262,13 @@ def english_name(subject_id: str) -> str:
     offset = int(subject_id) - FIRST_SUBJECT_ID if subject_id.isdigit() else -1
     return TITLES[offset].english if 0 <= offset < len(TITLES) else ""
 
+
+
+def demo_ids() -> list[str]:
+    """Every demo subject's Douban id."""
+    return [source_id(index) for index in range(len(TITLES))]
+
+
+def subject(index: int) -> Subject:
+    """One demo subject by its place in TITLES (its cover path not yet on a server)."""
+    return _subjects()[index]

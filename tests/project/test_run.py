@@ -161,6 +161,43 @@ def test_the_demo_live_channel_flows_with_no_internet(make_run):
     raise AssertionError(f"the demo live channel is {seen}:\n{make_run.output[-4000:]}")
 
 
+def test_the_demo_films_sync_from_the_demo_douban_with_no_internet(make_run):
+    """The demo Douban runs on its own port, load_demo queued a sync of it, the worker fills
+    the catalog (covers stored under var/media), the demo video gets its film, and a logged-in
+    user sees the titles on the catalog page."""
+    import sqlite3
+
+    _, match = make_run.wait_for(r"demo Douban on (http://127\.0\.0\.1:(\d+)): the film catalog syncs")
+    demo_root = match.group(1)
+    assert httpx.get(f"{demo_root}/subject/99000001/", timeout=10).status_code == 200
+    make_run.wait_for(r"Demo films: started: sync run \d+ of " + re.escape(demo_root))
+    database = make_run.root / "var" / "chorus.sqlite3"
+    deadline = time.monotonic() + 2 * WAIT_S
+    seen = None
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
+            seen = (db.execute("SELECT state, listed, new, failed FROM catalog_syncrun").fetchall(),
+                    db.execute("SELECT count(*), count(NULLIF(cover, '')) FROM catalog_title").fetchone(),
+                    db.execute("SELECT count(*) FROM catalog_video").fetchone()[0])
+        if seen[0] and seen[0][0][0] not in ("queued", "running") and seen[2]:
+            break
+        time.sleep(0.5)
+    assert seen == ([("done", 32, 32, 0)], (32, 32), 1), f"{seen}\n{make_run.output[-4000:]}"
+    covers = sorted((make_run.root / "var" / "media" / "covers").iterdir())
+    assert len(covers) == 32
+    assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in covers)
+
+    password = (make_run.root / "var" / "demo-password.txt").read_text().strip()
+    with httpx.Client(base_url=f"http://127.0.0.1:{make_run.port}", timeout=10) as web:
+        web.get("/accounts/login/")
+        logged_in = web.post("/accounts/login/", data={"username": "demo", "password": password,
+                                                       "csrfmiddlewaretoken": web.cookies["csrftoken"]})
+        assert logged_in.status_code == 302
+        page = web.get("/catalog/")
+    assert page.status_code == 200
+    assert "盐之路" in page.text
+
+
 def test_a_killed_worker_is_restarted_while_the_web_keeps_answering(make_run):
     before = make_run.started_pids()
     (worker_pid,) = before["worker"]

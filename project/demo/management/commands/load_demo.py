@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog import demo as catalog_demo
+from catalog.sync import SyncRefused
 from livefeed import demo as livefeed_demo
 from scrobbling import demo as scrobbling_demo
 
@@ -15,7 +16,8 @@ DEMO_USERNAME = "demo"
 
 class Command(BaseCommand):
     help = ("Create the demo user, import a handful of generated demo tracks, give the user a listening history, "
-            "and add a live channel on the local simulator.")
+            "add a live channel on the local simulator, and sync the demo films from the local demo Douban "
+            "(when CATALOG_DOUBAN_ROOT points at one, as make run does).")
 
     def handle(self, *args, **options):
         try:
@@ -35,6 +37,12 @@ class Command(BaseCommand):
         _, created = livefeed_demo.channel_load(user=user)
         if created:
             self.stdout.write("Demo live channel: a room on the local simulator, followed whenever it is live.")
+        try:
+            films = catalog_demo.films_load(user=user)
+        except SyncRefused as exc:
+            self.stdout.write(f"Demo films: not synced now ({exc}).")
+        else:
+            self.stdout.write(f"Demo films: {films.note}.")
         self.stdout.write(self.style.SUCCESS(f"Demo login: user {DEMO_USERNAME!r}, password {password!r}"))
 
     def _demo_password(self) -> str:
