@@ -27,6 +27,7 @@ class ErrorOut(Schema):
     error: str
     message: str
     field: str | None = None
+    retry_after_s: float | None = Field(None, description="429: when the next post is allowed.")
 
 
 ERRORS = {400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 429: ErrorOut, 503: ErrorOut}

@@ -250,7 +250,8 @@ def parse_video_name(path: Path) -> ParsedName:
     if not name and marker:
         for folder in reversed(path.parent.parts):
             if not _SEASON_FOLDER.match(folder.strip()):
-                return ParsedName(parse_video_name(Path(folder + ".x")).name, year, season, episode)
+                show = parse_video_name(Path(folder + ".x"))
+                return ParsedName(show.name, year or show.year, season, episode)
     return ParsedName(name, year, season, episode)
 
 
