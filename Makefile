@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # make test runs the suite once per database (make test TEST_DATABASES=sqlite: one only); after
-# the first, only the tests that use the database (the others cannot differ).
+# the first, only the tests that use the database (the others cannot differ), at the same time
+# as the first (project/scripts/test-suite.sh; CHORUS_TEST_SERIAL=1: one after the other).
 TEST_DATABASES ?= postgres sqlite
 
 .PHONY: run test install install-dev lint check-python
@@ -40,8 +41,4 @@ test: install-dev
 	@bash project/scripts/system-deps.sh test
 	@bash project/scripts/test-services.sh $(TEST_DATABASES)
 	$(BIN)/ruff check .
-	@status=0; again=; for db in $(TEST_DATABASES); do \
-	  echo "chorus: the test suite on $$db$${again:+ (the tests that use the database)}" >&2; \
-	  CHORUS_TEST_DB=$$db CHORUS_TEST_DATABASE_TESTS_ONLY=$$again $(BIN)/python -m pytest $(PYTEST_ARGS) || status=1; \
-	  again=1; \
-	done; exit $$status
+	@PYTEST_ARGS="$(PYTEST_ARGS)" bash project/scripts/test-suite.sh $(BIN)/python $(TEST_DATABASES)
