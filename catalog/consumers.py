@@ -3,7 +3,8 @@ origin checked by project/asgi.py); frames come from the realtime hub.
 
 - TitleConsumer, /ws/catalog/titles/<title_id>/: the title's watchers. Anyone logged in may
   watch; every danmaku posted on the title (catalog.film_services.danmaku_post) arrives as
-  a `catalog.danmaku` event. A watcher may post one too (`danmaku.post`), or `ping`."""
+  a `catalog.danmaku` event. A watcher may post one too (`danmaku.post`), or `ping`.
+- SyncRunConsumer, /ws/catalog/sync/<run_id>/: one sync run's progress, for staff."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from catalog import film_services
+from catalog import film_services, sync
 from catalog.film_services import FilmError
-from catalog.models import Title
+from catalog.models import SyncRun, Title
 from project import inputs
 from project.accounts.ws import RevocableConsumer
 from project.realtime import encode, get_hub
@@ -101,3 +102,63 @@ class TitleConsumer(RevocableConsumer, AsyncWebsocketConsumer):
         if field:
             event["field"] = field
         await self.send(text_data=encode(event))
+
+
+CLOSE_FORBIDDEN = 4403
+
+
+class SyncRunConsumer(RevocableConsumer, AsyncWebsocketConsumer):
+    """/ws/catalog/sync/<run_id>/: one sync run's progress, for staff. On connect the run as
+    it is (`catalog.sync_run`), then every progress event the sync publishes (catalog.sync,
+    at most a few a second). Watchers only listen: `ping` is answered with `pong`, anything
+    else is an `error` naming what was wrong."""
+
+    topic: str | None = None
+    key = 0
+
+    async def connect(self):
+        if not await self.accept_authenticated():
+            return
+        if not self.scope["user"].is_staff:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        run_id = self.scope["url_route"]["kwargs"]["run_id"]
+        if run_id > inputs.MAX_SAFE_INTEGER or not await SyncRun.objects.filter(pk=run_id).aexists():
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        # Subscribed before the run is read: no event published in between is missed.
+        self.topic = sync.sync_group(run_id)
+        self.key = next(_keys)
+        await get_hub().subscribe(self.topic, self.key, self._send_frame)
+        run = await SyncRun.objects.aget(pk=run_id)
+        await self.send(text_data=encode(sync.run_event(run)))
+
+    async def _send_frame(self, frame: str) -> None:
+        await self.send(text_data=frame)
+
+    async def disconnect(self, code):
+        if self.topic is not None:
+            await get_hub().unsubscribe(self.topic, self.key)
+            self.topic = None
+
+    async def on_revoked(self, code: int) -> None:
+        await self.disconnect(code)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.topic is None:
+            return
+        if bytes_data is not None or text_data is None or inputs.is_larger_than(text_data, MAX_MESSAGE_BYTES):
+            await self.send(text_data=encode({"type": "error", "code": "invalid",
+                                              "message": f"Send JSON text frames of at most {MAX_MESSAGE_BYTES} bytes."}))
+            return
+        try:
+            message = inputs.json_loads(text_data)
+        except inputs.InputError as exc:
+            await self.send(text_data=encode({"type": "error", "code": "invalid", "message": exc.message,
+                                              "field": exc.field}))
+            return
+        if isinstance(message, dict) and message.get("type") == "ping":
+            await self.send(text_data=encode({"type": "pong"}))
+            return
+        await self.send(text_data=encode({"type": "error", "code": "invalid", "field": "type",
+                                          "message": "type must be ping (watchers only listen)."}))

@@ -212,8 +212,12 @@ def _start_locked(source_class: type[CatalogSource], *, kind: str, trigger: str,
 
 
 def _unheld(run: SyncRun) -> bool:
-    """In flight with nobody holding it: its task must be sent again."""
-    return run.state in SyncRun.IN_FLIGHT and (run.lease_until is None or run.lease_until <= timezone.now())
+    """In flight with nobody on it, so its task must be sent again: running with its lease
+    expired (the worker died), or queued for longer than a lease (the task was lost)."""
+    now = timezone.now()
+    if run.state == SyncRun.State.RUNNING:
+        return run.lease_until is None or run.lease_until <= now
+    return run.state == SyncRun.State.QUEUED and run.created_at <= now - timedelta(seconds=settings.CATALOG_SYNC_LEASE_S)
 
 
 def _enqueue(run_id: int) -> None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalog import film_views, views
+from catalog import film_views, sync_views, views
 
 app_name = "catalog"
 
@@ -23,4 +23,7 @@ urlpatterns = [
     path("catalog/people/<int:person_id>/", film_views.person_detail, name="person"),
     path("catalog/videos/<int:video_id>/stream", film_views.video_stream, name="video-stream"),
     path("catalog/covers/<path:path>", film_views.cover, name="cover"),
+    path("catalog/sync/", sync_views.sync_runs, name="sync-runs"),
+    path("catalog/sync/<int:run_id>/", sync_views.sync_run, name="sync-run"),
+    path("catalog/sync/<str:source>/start", sync_views.sync_start, name="sync-start"),
 ]

@@ -18,6 +18,7 @@ from ninja.parser import Parser
 
 from catalog.api import router as catalog_router
 from catalog.film_api import router as film_router
+from catalog.sync_api import router as sync_router
 from livefeed.api import router as livefeed_router
 from project import inputs
 from project.accounts.api import router as accounts_router
@@ -119,6 +120,7 @@ def _server_error(request, exc):
 api.add_router("/", accounts_router)
 api.add_router("/library", catalog_router)
 api.add_router("/catalog", film_router)
+api.add_router("/catalog/sync", sync_router)
 api.add_router("/rooms", rooms_router)
 api.add_router("/scrobbling", scrobbling_router)
 api.add_router("/live", livefeed_router)
