@@ -174,7 +174,10 @@
     follow(now);
     requestAnimationFrame(tick);
   }
-  video.addEventListener("play", () => { overlay.classList.remove("paused"); root.dataset.state = "playing"; });
+  video.addEventListener("play", () => {
+    overlay.classList.remove("paused"); root.dataset.state = "playing";
+    if (status.textContent.startsWith("Resuming")) setTimeout(() => setStatus(""), 3000);
+  });
   video.addEventListener("pause", () => { overlay.classList.add("paused"); root.dataset.state = "paused"; });
   video.addEventListener("seeking", clearOverlay);
   video.addEventListener("error", () => { root.dataset.state = "error"; setStatus("The video cannot be played (the file may be missing or in a format this browser cannot play)."); });
