@@ -219,3 +219,40 @@ def test_covers_outside_media_root_or_not_images_are_404(viewer, media, path):
 def test_covers_need_a_login(media):
     response, _ = fetch(AsyncClient(), "/catalog/covers/covers/7.jpg")
     assert response.status_code == 401
+
+
+def test_the_home_costs_the_same_queries_for_a_few_titles_or_a_full_page(alice_client, alice, catalog):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as context:
+            assert alice_client.get("/catalog/").status_code == 200
+        return len(context)
+
+    services.favorite_add(user=alice, title=catalog["hero"])
+    services.progress_save(user=alice, title=catalog["show"], position=10,
+                           episode_id=catalog["show"].seasons.get().episodes.first().pk)
+    few = queries()
+    for n in range(30):
+        title = TitleFactory(title=f"Film {n}")
+        title.genres.set(catalog["hero"].genres.all())
+        services.favorite_add(user=alice, title=title)
+    assert queries() == few
+
+
+def test_a_series_with_episode_videos_plays_them_from_the_episode_list(alice_client, alice, catalog, tmp_path):
+    show = catalog["show"]
+    second = show.seasons.get().episodes.get(number=2)
+    video = Video.objects.create(title=show, episode=second, file_path=str(tmp_path / "s01e02.mp4"),
+                                 mime_type="video/mp4", duration_s=60)
+    services.progress_save(user=alice, title=show, position=12, episode_id=second.pk)
+    html = alice_client.get(show.get_absolute_url()).content.decode()
+    config = json.loads(re.search(r'<script id="film-player-config" type="application/json">(.*?)</script>', html,
+                                  re.S).group(1))
+    assert config["items"] == [{"videoId": video.pk, "src": video.get_stream_url(), "type": "video/mp4",
+                                "episodeId": second.pk, "label": "S01E02 · 一千五百万积分", "durationS": 60.0,
+                                "positionS": 12.0}]
+    assert f'data-play-episode="{second.pk}"' in html
+    first = show.seasons.get().episodes.get(number=1)
+    assert f'data-play-episode="{first.pk}"' not in html  # no video for it
