@@ -2,7 +2,8 @@
 
 A cover is a poster-shaped (270 x 400, Douban's s_ratio_poster size) vertical gradient in the
 title's own colours, a lighter band across it, the initials of its English name in large
-block letters and its year below them. Everything comes from the title, so a cover is the same
+block letters and its year below them, both within the middle of the width (so they survive a
+page cropping the cover to a narrower shape). Everything comes from the title, so a cover is the same
 on every machine and every start (the demo server draws each once, on first request).
 
 The PNG writer is the smallest that browsers and the sync's image check accept: 8-bit RGB,
@@ -18,6 +19,7 @@ import zlib
 
 WIDTH = 270
 HEIGHT = 400
+TEXT_MAX_WIDTH = 170
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # 5 x 7 block letters: each row a string of five cells, "#" drawn.
@@ -108,7 +110,8 @@ def _text(rows: list[bytearray], text: str, *, scale: int, center_y: int, color:
     """Draw `text` centred across the image, each cell of a glyph a `scale`-sized square."""
     glyphs = [GLYPHS[char] for char in text if char in GLYPHS]
     gap = scale
-    while len(glyphs) * 5 * scale + (len(glyphs) - 1) * gap > WIDTH - 20 and scale > 2:  # long text: smaller
+    # Kept inside the middle TEXT_MAX_WIDTH: a page that crops the poster to another shape keeps the text.
+    while len(glyphs) * 5 * scale + (len(glyphs) - 1) * gap > TEXT_MAX_WIDTH and scale > 2:
         scale -= 1
         gap = scale
     width = len(glyphs) * 5 * scale + max(len(glyphs) - 1, 0) * gap
