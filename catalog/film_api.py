@@ -4,9 +4,11 @@ watch progress and danmaku. The same selectors and services as the pages; a refu
 
 
 import functools
+import math
 from datetime import date, datetime
 from typing import Literal
 
+from django.http import JsonResponse
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
@@ -46,6 +48,9 @@ def _refusals_answered(view):
                 body["field"] = exc.field
             if exc.retry_after_s is not None:
                 body["retry_after_s"] = round(exc.retry_after_s, 3)
+                response = JsonResponse(body, status=exc.http_status)
+                response["Retry-After"] = str(math.ceil(exc.retry_after_s))
+                return response
             return Status(exc.http_status, body)
 
     return answer

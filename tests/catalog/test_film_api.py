@@ -278,6 +278,7 @@ def test_more_than_five_danmaku_in_ten_seconds_is_429(api, catalog, client, bob)
     assert body["error"] == "rate_limited"
     assert "At most 5 danmaku in 10 s" in body["message"]
     assert 0 < body["retry_after_s"] <= 10
+    assert 1 <= int(sixth["Retry-After"]) <= 10
     assert Danmaku.objects.count() == 5
     # The budget is each user's own: bob still posts.
     client.force_login(bob)
