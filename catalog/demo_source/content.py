@@ -157,7 +157,7 @@ def people() -> dict[str, tuple[Person, ...]]:
     next_id = FIRST_PERSON_ID
     for group, (first_parts, second_parts) in _NAMES.items():
         rng = random.Random(f"chorus-demo-people-{group}")  # noqa: S311 - made-up content, seeded
-        combos = [(a, b) for a in first_parts for b in second_parts]
+        combos = [(a, b) for a in first_parts for b in second_parts if a[-1] not in b]  # no "白慕白"
         rng.shuffle(combos)
         joiner = "·" if group == "west" else ""
         pool = []
@@ -245,7 +245,7 @@ def _releases(title: DemoTitle, rng: random.Random, first: date) -> list[str]:
 
 def _long_synopsis(title: DemoTitle, rng: random.Random, cast: list[Person]) -> str:
     names = [person.name for person in cast]
-    sentences = rng.sample(_LONG_TEMPLATES, 3)
+    sentences = [_LONG_TEMPLATES[i] for i in sorted(rng.sample(range(len(_LONG_TEMPLATES)), 3))]  # the ending last
     filled = [sentence.format(a=names[0], b=names[1], c=names[2], n=rng.randint(3, 6), place=rng.choice(_PLACES))
               for sentence in sentences]
     return title.synopsis + "\n" + "".join(filled[:2]) + "\n" + filled[2]
