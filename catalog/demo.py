@@ -132,22 +132,24 @@ def douban_is_demo() -> bool:
 
 def films_load(*, user) -> FilmsLoad:
     """Sync the demo films once: a run of the Douban source when no demo title is in the
-    catalog yet and none is in flight (sync_start answers the running run then), else nothing
-    new; the demo video is imported now if its film is there, or by a task once the run ends.
-    FileNotFoundError when ffmpeg is missing."""
+    catalog yet; a run in flight (one a stopped `make run` left) is handed back by sync_start,
+    which sends its task again when no worker holds it; otherwise nothing new. The demo video
+    is imported now if its film is there, or by a task once the run ends. FileNotFoundError
+    when ffmpeg is missing."""
     if not douban_is_demo():
         return FilmsLoad(None, False, 0, f"skipped: CATALOG_DOUBAN_ROOT is {settings.CATALOG_DOUBAN_ROOT}, not the "
                                          f"local demo Douban (make run starts one)")
     video_generate()
     present = Title.objects.filter(external_ids__source=DoubanClient.name,
                                    external_ids__value__in=demo_content.demo_ids()).distinct().count()
-    if present:
+    in_flight = SyncRun.objects.filter(source=DoubanClient.name, state__in=SyncRun.IN_FLIGHT).exists()
+    if present and not in_flight:
         videos_import()
         return FilmsLoad(None, False, present, f"{present} demo titles already in the catalog")
     run, started = sync.sync_start(source=DoubanClient.name, trigger=SyncRun.Trigger.MANUAL, user=user)
     transaction.on_commit(lambda: _videos_import_later(run.pk), robust=True)
-    return FilmsLoad(run, started, 0, f"{'started' if started else 'already running'}: sync run {run.pk} of "
-                                      f"{settings.CATALOG_DOUBAN_ROOT}")
+    return FilmsLoad(run, started, present, f"{'started' if started else 'already running'}: sync run {run.pk} of "
+                                            f"{settings.CATALOG_DOUBAN_ROOT}")
 
 
 def _videos_import_later(run_id: int) -> None:

@@ -149,3 +149,24 @@ def test_load_demo_says_what_it_did_with_the_films(demo_settings, capsys, monkey
     out = capsys.readouterr().out
     run = SyncRun.objects.get()
     assert f"Demo films: started: sync run {run.pk} of {demo_settings.CATALOG_DOUBAN_ROOT}." in out
+
+
+def test_a_demo_run_a_stopped_make_run_left_is_sent_again(demo_settings, staff, monkeypatch,
+                                                          django_capture_on_commit_callbacks):
+    """Titles there but the run still marked running with nobody holding it (make run stopped
+    mid-sync): loading the demo hands the run back and queues its task again, not a new run."""
+    first, _ = _load(staff, django_capture_on_commit_callbacks)
+    sync.sync_execute(run_id=first.run.pk)
+    SyncRun.objects.filter(pk=first.run.pk).update(state=SyncRun.State.RUNNING, lease_until=None)
+    queued = []
+    monkeypatch.setattr(tasks.sync_run, "delay", lambda **kwargs: queued.append(kwargs))
+    monkeypatch.setattr(tasks.demo_videos_import, "apply_async", lambda **kwargs: None)
+
+    again, callbacks = _load(staff, django_capture_on_commit_callbacks)
+    for callback in callbacks:
+        callback()
+
+    assert (again.run, again.started, again.titles) == (first.run, False, 32)
+    assert again.note.startswith(f"already running: sync run {first.run.pk}")
+    assert queued == [{"run_id": first.run.pk}]
+    assert SyncRun.objects.count() == 1
