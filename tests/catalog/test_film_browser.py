@@ -6,6 +6,7 @@ sideways scrolling (screenshots of each are kept in CHORUS_SCREENSHOTS when it i
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -73,7 +74,10 @@ def test_the_title_page_plays_resumes_saves_and_shows_danmaku_live(server, page_
     poster = page_factory(base_url=server.url)
     log_in(watcher, username=bob.username)
     log_in(poster, username=alice.username)
-    watcher.goto(hero.get_absolute_url())
+    # bob comes from the catalog grid (an htmx-boosted link: the player must start all the same).
+    watcher.goto("/catalog/")
+    watcher.locator(f'.film-grid a[href="{hero.get_absolute_url()}"]').first.click()
+    expect(watcher).to_have_url(re.compile(rf"{hero.get_absolute_url()}$"))
     poster.goto(hero.get_absolute_url())
     # Resumed where alice stopped (1.5 s of 4), not from the start.
     poster.wait_for_function("() => document.querySelector('#film-player').dataset.state === 'ready'")
