@@ -5,7 +5,8 @@ Run by hand from the repository root (pytest does not collect it):
 
     .venv/bin/python bench/livefeed_storage.py --rows 10000000
 
-What it does, with its own PostgreSQL database (chorus_bench_livefeed_h5, created and dropped):
+What it does, with its own PostgreSQL database (chorus_bench_livefeed_storage by default,
+--db-name; created and dropped):
   1. insert rate on an empty table: realistic messages (Chinese chat of varied words and
      emoji, gift combos in steps, likes, entries, viewer counts; 30 % of each batch sent
      again, as a platform does after a reconnect) through livefeed.storage.messages_store,
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -84,27 +86,57 @@ def realistic(n: int, *, start_ms: int, rng: random.Random, prefix: str, users: 
     return out
 
 
+def _backend_pid() -> int:
+    """The PostgreSQL backend serving this process's connection (on this machine)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process, from /proc (0 if it cannot be read: another machine's server)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def insert_rate(*, channel_id: int, session_id: int, batch: int, total: int, rng: random.Random, prefix: str,
-                users: int) -> dict:
+                users: int, profiler=None) -> dict:
     """messages_store over `total` messages in batches, each batch also carrying 30 % of the
-    previous one again (a re-send after a reconnect)."""
+    previous one again (a re-send after a reconnect). client_cpu_us_per_message is this
+    process's CPU (Python and the driver) per message sent, server_cpu_us_per_message that of
+    the PostgreSQL backend serving it: on a shared machine they move far less than the
+    wall-clock rate does. `profiler`: a cProfile.Profile
+    enabled around the messages_store calls only."""
     from livefeed.storage import messages_store
 
     messages = realistic(total, start_ms=1_764_590_400_000, rng=rng, prefix=prefix, users=users)
     times, stored, duplicates, previous = [], 0, 0, []
-    started = time.perf_counter()
+    backend = _backend_pid()
+    started, cpu_started, server_started = time.perf_counter(), time.process_time(), _cpu_s(backend)
     for start in range(0, total, batch):
         chunk = messages[start:start + batch]
         resent = rng.sample(previous, k=min(len(previous), int(batch * 0.3)))
         t0 = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         result = messages_store(channel_id=channel_id, session_id=session_id, messages=resent + chunk)
+        if profiler is not None:
+            profiler.disable()
         times.append((time.perf_counter() - t0) * 1000)
         stored += len(result.stored)
         duplicates += result.duplicates
         previous = chunk
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    server = _cpu_s(backend) - server_started
     return {"batch": batch, "messages": total, "stored_rows": stored,
             "duplicates": duplicates, "seconds": round(wall, 2), "messages_per_s": round(total / wall),
+            "client_cpu_us_per_message": round(cpu / total * 1e6, 1),
+            "server_cpu_us_per_message": round(server / total * 1e6, 1),
             "batch_ms_p50": round(statistics.median(times), 1), "batch_ms_p99": round(percentile(times, 99), 1),
             "messages_list": messages}
 
@@ -276,12 +308,17 @@ def run(args) -> dict:
         sessions.append(session.pk)
     bench_channel = LiveChannel.objects.create(platform="douyin", ref="999999", added_by=owner)
     results: dict = {"rows_target": args.rows}
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)  # CPU, not the wait for PostgreSQL
 
     def rates(label: str) -> None:
         for batch in (100, 500):
             session = LiveSession.objects.create(channel=bench_channel, started_at=timezone.now())
             rate = insert_rate(channel_id=bench_channel.pk, session_id=session.pk, batch=batch, total=args.messages,
-                               rng=rng, prefix=f"{label}{batch}-", users=args.users)
+                               rng=rng, prefix=f"{label}{batch}-", users=args.users, profiler=profiler)
             messages = rate.pop("messages_list")
             rate["floor"] = floors(channel_id=bench_channel.pk, session_id=session.pk, messages=messages, batch=batch,
                                    prefix=f"{label}{batch}-")
@@ -291,6 +328,9 @@ def run(args) -> dict:
 
     print("insert rate, empty table", flush=True)
     rates("empty")
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+        print(f"  profile of the messages_store calls in {args.profile}", flush=True)
     if not args.rows:
         return results
     print(f"generating {args.rows:,} rows", flush=True)
@@ -316,8 +356,12 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=900, help="stop generating after this long")
     parser.add_argument("--redis-db", type=int, default=5)
     parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="cProfile the messages_store calls of the empty-table runs into PATH (pstats format)")
+    parser.add_argument("--db-name", default="livefeed_storage",
+                        help="scratch database chorus_bench_<this> (created and dropped)")
     args = parser.parse_args()
-    env = BenchEnv("livefeed_h5", redis_db=args.redis_db)
+    env = BenchEnv(args.db_name, redis_db=args.redis_db)
     with env.created():
         django_setup()
         results = run(args)

@@ -55,8 +55,9 @@ class LiveUser:
     gender: int | None = None
     level: int | None = None
 
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "name": self.name}
+    def details(self) -> dict[str, Any]:
+        """The fields besides id and name that the platform gave (stored as the row's `user`)."""
+        out: dict[str, Any] = {}
         if self.display_id:
             out["display_id"] = self.display_id
         if self.gender is not None:
@@ -64,6 +65,9 @@ class LiveUser:
         if self.level is not None:
             out["level"] = self.level
         return out
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, **self.details()}
 
 
 @dataclass(slots=True)
