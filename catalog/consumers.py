@@ -28,22 +28,18 @@ CLOSE_NOT_FOUND = 4404
 _keys = itertools.count(1)
 
 
-class TitleConsumer(RevocableConsumer, AsyncWebsocketConsumer):
+class _TopicSocket(RevocableConsumer, AsyncWebsocketConsumer):
+    """A socket that relays one realtime topic (`watch`), leaves it on disconnect or
+    revocation, and reads client frames as JSON objects (`frame`: None after answering
+    an `error` for anything else)."""
+
     topic: str | None = None
     key = 0
 
-    async def connect(self):
-        if not await self.accept_authenticated():
-            return
-        self.title_id = self.scope["url_route"]["kwargs"]["title_id"]
-        exists = self.title_id <= inputs.MAX_SAFE_INTEGER and await Title.objects.filter(pk=self.title_id).aexists()
-        if not exists:
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
-        self.topic = film_services.title_group(self.title_id)
+    async def watch(self, topic: str) -> None:
+        self.topic = topic
         self.key = next(_keys)
-        await get_hub().subscribe(self.topic, self.key, self._send_frame)
-        await self.send(text_data=encode({"type": "catalog.hello", "title_id": self.title_id}))
+        await get_hub().subscribe(topic, self.key, self._send_frame)
 
     async def _send_frame(self, frame: str) -> None:
         await self.send(text_data=frame)
@@ -56,25 +52,50 @@ class TitleConsumer(RevocableConsumer, AsyncWebsocketConsumer):
     async def on_revoked(self, code: int) -> None:
         await self.disconnect(code)
 
-    async def receive(self, text_data=None, bytes_data=None):
-        """`ping` is answered with `pong`; `danmaku.post` posts one (answered with
-        `danmaku.posted`, and everyone gets the `catalog.danmaku`); anything else is an
-        `error` naming what was wrong, and the socket stays open."""
+    async def frame(self, text_data, bytes_data) -> dict | None:
         if self.topic is None:
-            return
+            return None
         if bytes_data is not None or text_data is None:
             await self._error("invalid", "Send JSON text frames.")
-            return
+            return None
         if inputs.is_larger_than(text_data, MAX_MESSAGE_BYTES):
             await self._error("invalid", f"Frames are at most {MAX_MESSAGE_BYTES} bytes.")
-            return
+            return None
         try:
             message = inputs.json_loads(text_data)
         except inputs.InputError as exc:
             await self._error("invalid", exc.message, field=exc.field)
-            return
+            return None
         if not isinstance(message, dict):
             await self._error("invalid", "Send a JSON object with a type.")
+            return None
+        return message
+
+    async def _error(self, code: str, message: str, *, field: str | None = None) -> None:
+        event = {"type": "error", "code": code, "message": message}
+        if field:
+            event["field"] = field
+        await self.send(text_data=encode(event))
+
+
+class TitleConsumer(_TopicSocket):
+    async def connect(self):
+        if not await self.accept_authenticated():
+            return
+        self.title_id = self.scope["url_route"]["kwargs"]["title_id"]
+        exists = self.title_id <= inputs.MAX_SAFE_INTEGER and await Title.objects.filter(pk=self.title_id).aexists()
+        if not exists:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.watch(film_services.title_group(self.title_id))
+        await self.send(text_data=encode({"type": "catalog.hello", "title_id": self.title_id}))
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """`ping` is answered with `pong`; `danmaku.post` posts one (answered with
+        `danmaku.posted`, and everyone gets the `catalog.danmaku`); anything else is an
+        `error` naming what was wrong, and the socket stays open."""
+        message = await self.frame(text_data, bytes_data)
+        if message is None:
             return
         kind = message.get("type")
         if kind == "ping":
@@ -97,24 +118,15 @@ class TitleConsumer(RevocableConsumer, AsyncWebsocketConsumer):
             mode=message.get("mode", "scroll"))
         return film_services.danmaku_json(row)
 
-    async def _error(self, code: str, message: str, *, field: str | None = None) -> None:
-        event = {"type": "error", "code": code, "message": message}
-        if field:
-            event["field"] = field
-        await self.send(text_data=encode(event))
-
 
 CLOSE_FORBIDDEN = 4403
 
 
-class SyncRunConsumer(RevocableConsumer, AsyncWebsocketConsumer):
+class SyncRunConsumer(_TopicSocket):
     """/ws/catalog/sync/<run_id>/: one sync run's progress, for staff. On connect the run as
     it is (`catalog.sync_run`), then every progress event the sync publishes (catalog.sync,
     at most a few a second). Watchers only listen: `ping` is answered with `pong`, anything
     else is an `error` naming what was wrong."""
-
-    topic: str | None = None
-    key = 0
 
     async def connect(self):
         if not await self.accept_authenticated():
@@ -127,38 +139,15 @@ class SyncRunConsumer(RevocableConsumer, AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         # Subscribed before the run is read: no event published in between is missed.
-        self.topic = sync.sync_group(run_id)
-        self.key = next(_keys)
-        await get_hub().subscribe(self.topic, self.key, self._send_frame)
+        await self.watch(sync.sync_group(run_id))
         run = await SyncRun.objects.aget(pk=run_id)
         await self.send(text_data=encode(sync.run_event(run)))
 
-    async def _send_frame(self, frame: str) -> None:
-        await self.send(text_data=frame)
-
-    async def disconnect(self, code):
-        if self.topic is not None:
-            await get_hub().unsubscribe(self.topic, self.key)
-            self.topic = None
-
-    async def on_revoked(self, code: int) -> None:
-        await self.disconnect(code)
-
     async def receive(self, text_data=None, bytes_data=None):
-        if self.topic is None:
+        message = await self.frame(text_data, bytes_data)
+        if message is None:
             return
-        if bytes_data is not None or text_data is None or inputs.is_larger_than(text_data, MAX_MESSAGE_BYTES):
-            await self.send(text_data=encode({"type": "error", "code": "invalid",
-                                              "message": f"Send JSON text frames of at most {MAX_MESSAGE_BYTES} bytes."}))
-            return
-        try:
-            message = inputs.json_loads(text_data)
-        except inputs.InputError as exc:
-            await self.send(text_data=encode({"type": "error", "code": "invalid", "message": exc.message,
-                                              "field": exc.field}))
-            return
-        if isinstance(message, dict) and message.get("type") == "ping":
+        if message.get("type") == "ping":
             await self.send(text_data=encode({"type": "pong"}))
             return
-        await self.send(text_data=encode({"type": "error", "code": "invalid", "field": "type",
-                                          "message": "type must be ping (watchers only listen)."}))
+        await self._error("invalid", "type must be ping (watchers only listen).", field="type")
