@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from django.test import TestCase
 from django.utils import timezone
 
 from catalog import sync
@@ -418,3 +419,30 @@ def test_a_finished_run_executed_again_changes_nothing(sync_settings, douban):
     again = sync.sync_execute(run_id=run.pk)
     assert _counts(again) == _counts(run)
     assert len(douban.requests) == requests
+
+
+def test_requests_titles_and_run_durations_are_counted_in_the_metrics(sync_settings, douban):
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    douban.add(full_subject(1, douban.url))
+    douban.add(full_subject(2, douban.url))
+    douban.fail_next(6, status=503, after=2)  # the first page: every try fails
+    before = {
+        "pages": sample("chorus_catalog_requests_total", source="douban", call="details", outcome="ok"),
+        "retried": sample("chorus_catalog_requests_total", source="douban", call="details", outcome="retry_later"),
+        "created": sample("chorus_catalog_titles_total", source="douban", outcome="created"),
+        "failed": sample("chorus_catalog_titles_total", source="douban", outcome="failed"),
+        "runs": sample("chorus_catalog_sync_duration_seconds_count", source="douban", kind="newest", state="done"),
+    }
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        _run()
+    assert sample("chorus_catalog_requests_total", source="douban", call="details", outcome="ok") == before["pages"] + 1
+    assert sample("chorus_catalog_requests_total", source="douban", call="details",
+                  outcome="retry_later") == before["retried"] + 3
+    assert sample("chorus_catalog_titles_total", source="douban", outcome="created") == before["created"] + 1
+    assert sample("chorus_catalog_titles_total", source="douban", outcome="failed") == before["failed"] + 1
+    assert sample("chorus_catalog_sync_duration_seconds_count", source="douban", kind="newest",
+                  state="done") == before["runs"] + 1
