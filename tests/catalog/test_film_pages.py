@@ -256,3 +256,18 @@ def test_a_series_with_episode_videos_plays_them_from_the_episode_list(alice_cli
     assert f'data-play-episode="{second.pk}"' in html
     first = show.seasons.get().episodes.get(number=1)
     assert f'data-play-episode="{first.pk}"' not in html  # no video for it
+
+
+@pytest.mark.parametrize("query", ["rating_min=nan", "rating_min=inf", "year=1" + "0" * 400, "kind=bogus", "sort=best",
+                                   "page=" + "9" * 400, "q=" + "x" * 300, "genre=" + "x" * 300])
+def test_bad_filter_values_never_break_the_page(alice_client, catalog, query):
+    response = alice_client.get(f"/catalog/?{query}")
+    assert response.status_code == 200
+    assert response.content.decode().count('class="card film-card"') == 3  # the bad value is left out
+
+
+def test_a_very_long_title_is_cut_on_its_card_with_the_whole_in_its_tooltip(alice_client):
+    TitleFactory(title="长" * 500)
+    html = alice_client.get("/catalog/").content.decode()
+    assert f'title="{"长" * 500} (2024)"' in html
+    assert '<strong class="film-name">' in html
