@@ -354,10 +354,12 @@ class _Runner:
         return entry
 
     def _unchanged(self, title: Title, listed) -> bool:
+        """The list shows what this source stored (its title and rating). Where the stored
+        values are another source's, the list cannot tell: not unchanged."""
         sources = title.field_sources or {}
-        same_title = sources.get("title") != self.source or listed.title.strip() == title.title
-        same_rating = sources.get("rating", self.source) != self.source or listed.rating == title.rating
-        return same_title and same_rating
+        if sources.get("title") != self.source or sources.get("rating", self.source) != self.source:
+            return False
+        return listed.title.strip() == title.title and listed.rating == title.rating
 
     def _changed(self, kind: str) -> list[_Listed]:
         last = SyncRun.objects.filter(source=self.source, kind=SyncRun.Kind.CHANGES, state=SyncRun.State.DONE,

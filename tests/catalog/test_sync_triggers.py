@@ -282,3 +282,21 @@ def test_the_beat_has_the_catalog_schedules_editable_in_the_admin(sync_settings,
     run = SyncRun.objects.get()
     assert (run.source, run.kind, run.trigger) == ("douban", "newest", "schedule")
     assert enqueued == [run.pk]
+
+
+def test_a_trigger_sends_the_task_again_for_a_run_nobody_holds(sync_settings, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    enqueued = []
+    monkeypatch.setattr(sync, "_enqueue", enqueued.append)
+    held = SyncRun.objects.create(source="douban", state="running", lease_owner="x",
+                                  lease_until=timezone.now() + timedelta(seconds=60))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert sync.sync_start(source="douban", trigger="schedule") == (held, False)
+    assert enqueued == []  # its worker is on it
+    SyncRun.objects.filter(pk=held.pk).update(lease_until=timezone.now() - timedelta(seconds=1))  # the worker died
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        run, started = sync.sync_start(source="douban", trigger="schedule")
+    assert (run.pk, started, enqueued) == (held.pk, False, [held.pk])
