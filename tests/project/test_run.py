@@ -194,8 +194,12 @@ def test_the_demo_films_sync_from_the_demo_douban_with_no_internet(make_run):
                                                        "csrfmiddlewaretoken": web.cookies["csrftoken"]})
         assert logged_in.status_code == 302
         page = web.get("/catalog/")
+        cover = web.get("/catalog/covers/covers/douban-99000001.png")
     assert page.status_code == 200
     assert "盐之路" in page.text
+    assert cover.status_code == 200
+    assert cover.headers["content-type"] == "image/png"
+    assert cover.content == (make_run.root / "var" / "media" / "covers" / "douban-99000001.png").read_bytes()
 
 
 def test_a_killed_worker_is_restarted_while_the_web_keeps_answering(make_run):
