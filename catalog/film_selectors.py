@@ -153,10 +153,6 @@ def progress_for(*, user, title: Title) -> dict[int | None, WatchProgress]:
     return {row.episode_id: row for row in WatchProgress.objects.filter(user=user, title=title)}
 
 
-def video_for(*, title: Title, episode: Episode | None) -> Video | None:
-    return Video.objects.filter(title=title, episode=episode).order_by("id").first()
-
-
 def danmaku_window(*, title: Title, episode: Episode | None, from_ms: int, to_ms: int,
                    limit: int = 1000) -> list[Danmaku]:
     """The danmaku of a film (or of one episode) between two offsets, in time order."""

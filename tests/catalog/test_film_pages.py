@@ -271,3 +271,27 @@ def test_a_very_long_title_is_cut_on_its_card_with_the_whole_in_its_tooltip(alic
     html = alice_client.get("/catalog/").content.decode()
     assert f'title="{"长" * 500} (2024)"' in html
     assert '<strong class="film-name">' in html
+
+
+def test_a_title_page_costs_the_same_queries_however_many_episodes_and_credits(alice_client, alice, catalog, tmp_path):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import credit, episode
+
+    show = catalog["show"]
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as context:
+            assert alice_client.get(show.get_absolute_url()).status_code == 200
+        return len(context)
+
+    first = show.seasons.get().episodes.get(number=1)
+    Video.objects.create(title=show, episode=first, file_path=str(tmp_path / "1.mp4"), mime_type="video/mp4")
+    few = queries()
+    for n in range(3, 40):
+        row = episode(show, 1 + n // 12, n, name=f"第{n}集")
+        Video.objects.create(title=show, episode=row, file_path=str(tmp_path / f"{n}.mp4"), mime_type="video/mp4")
+        services.progress_save(user=alice, title=show, position=1, episode_id=row.pk)
+        credit(show, f"演员{n}", "actor", n)
+    assert queries() == few
