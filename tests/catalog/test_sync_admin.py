@@ -135,6 +135,7 @@ def test_sync_now_from_the_admin_and_the_read_only_history(admin_client, sync_se
     earlier = SyncRun.objects.create(source="douban", state="done", listed=3, new=2, errors=[
         {"item": "影片9", "reason": "Douban has no such subject (HTTP 404)"}])
     changelist = reverse("admin:catalog_syncrun_changelist")
+    assert reverse("catalog:sync-runs") in admin_client.get(changelist).content.decode()  # Sync now with no row yet
 
     answer = admin_client.post(changelist, {"action": "sync_now_douban", "_selected_action": [earlier.pk]}, follow=True)
 
