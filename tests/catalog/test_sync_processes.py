@@ -127,3 +127,28 @@ def test_a_worker_killed_mid_run_is_taken_over_once_its_lease_expires(douban, sy
     assert Title.objects.count() == 8
     assert not ExternalId.objects.values("source", "kind", "value").annotate(n=Count("id")).filter(n__gt=1)
     assert [r.path for r in douban.requests].count("/j/search_subjects") == 2  # listed once, by the first worker
+
+
+def test_a_started_sync_is_run_by_a_celery_worker(douban, sync_settings, redis_client, tmp_path):
+    from tests.live import DAPHNE
+
+    douban.add(full_subject(1, douban.url))
+    redis_client.delete("celery")
+    env = _server_env({"CATALOG_DOUBAN_ROOT": douban.url, "CATALOG_DOUBAN_MIN_INTERVAL_S": "0.01",
+                       "CATALOG_TMDB_API_KEY": "", "MEDIA_ROOT": str(sync_settings.MEDIA_ROOT)})
+    log = (tmp_path / "celery.log").open("wb")
+    worker = subprocess.Popen(
+        [str(DAPHNE.with_name("celery")), "-A", "project", "worker", "-Q", "celery", "--pool=solo", "--loglevel=INFO",
+         "--without-gossip", "--without-mingle", "-n", f"sync-{os.getpid()}@%h"],
+        cwd=settings.BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        run, started = sync.sync_start(source="douban", trigger="api")  # enqueued once committed
+        assert started
+        try:
+            _wait(lambda: SyncRun.objects.get(pk=run.pk).state == "done", timeout_s=60, what="the worker ran it")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the worker's log: {(tmp_path / 'celery.log').read_text()[-3000:]}") from None
+    finally:
+        stop_process_group(worker)
+    assert Title.objects.get().title == "影片1"
