@@ -24,7 +24,7 @@ from catalog import film_selectors as selectors
 from catalog import film_services as services
 from catalog import streaming
 from catalog.film_forms import TitleFilterForm
-from catalog.models import Title, Video
+from catalog.models import Danmaku, Title, Video
 from catalog.views import _error, _not_authenticated  # the same answers as the music streams
 from project.accounts.auth import astream_user
 
@@ -84,9 +84,14 @@ def _player_config(request, title: Title, progress: dict) -> dict:
             video = next(iter(episode.videos.all()), None)
             if video is not None:
                 items.append(_item(title, video, episode, progress.get(episode.pk)))
+    # Start with what the user watched last and has not finished (the next episode of a series).
+    watched = [(progress[item["episodeId"]].updated_at, index) for index, item in enumerate(items)
+               if item["episodeId"] in progress and not progress[item["episodeId"]].finished]
+    start = max(watched)[1] if watched else 0
     base = f"/api/catalog/titles/{title.pk}"
-    return {"titleId": title.pk, "items": items, "progressUrl": f"{base}/progress", "danmakuUrl": f"{base}/danmaku",
-            "websocket": f"/ws/catalog/titles/{title.pk}/", "saveEveryS": 5, "maxLength": 100,
+    return {"titleId": title.pk, "items": items, "start": start, "progressUrl": f"{base}/progress",
+            "danmakuUrl": f"{base}/danmaku", "websocket": f"/ws/catalog/titles/{title.pk}/", "saveEveryS": 5,
+            "maxLength": Danmaku.MAX_LENGTH,
             "user": request.user.get_username(), "csrfToken": get_token(request)}
 
 

@@ -148,6 +148,7 @@ def test_a_title_with_a_video_has_the_player_resuming_where_the_user_stopped(ali
     assert config["items"] == [{"videoId": video.pk, "src": video.get_stream_url(), "type": "video/mp4",
                                 "episodeId": None, "label": "英雄", "durationS": 120.0, "positionS": 42.0}]
     assert config["websocket"] == f"/ws/catalog/titles/{hero.pk}/"
+    assert config["start"] == 0
     assert config["csrfToken"]
     assert "chorus/film_player.js" in html
 
@@ -295,3 +296,21 @@ def test_a_title_page_costs_the_same_queries_however_many_episodes_and_credits(a
         services.progress_save(user=alice, title=show, position=1, episode_id=row.pk)
         credit(show, f"演员{n}", "actor", n)
     assert queries() == few
+
+
+def test_a_series_starts_with_the_episode_watched_last_and_not_finished(alice_client, alice, catalog, tmp_path):
+    from tests.factories import episode
+
+    show = catalog["show"]
+    rows = [show.seasons.get().episodes.get(number=n) for n in (1, 2)] + [episode(show, 1, 3)]
+    for row in rows:
+        Video.objects.create(title=show, episode=row, file_path=str(tmp_path / f"{row.number}.mp4"),
+                             mime_type="video/mp4", duration_s=60)
+    services.progress_save(user=alice, title=show, position=20, episode_id=rows[1].pk)
+    services.progress_save(user=alice, title=show, position=60, episode_id=rows[0].pk)  # finished, and later
+    html = alice_client.get(show.get_absolute_url()).content.decode()
+    config = json.loads(re.search(r'<script id="film-player-config" type="application/json">(.*?)</script>', html,
+                                  re.S).group(1))
+    assert [item["episodeId"] for item in config["items"]] == [row.pk for row in rows]
+    assert config["start"] == 1
+    assert [item["positionS"] for item in config["items"]] == [0, 20.0, 0]

@@ -303,7 +303,12 @@
   const select = $(".fp-item");
   if (select) select.addEventListener("change", () => { saveProgress(); load(Number(select.value)); });
 
-  load(0);
+  // A series goes on with its next episode.
+  video.addEventListener("ended", () => {
+    if (state.index + 1 < cfg.items.length) { load(state.index + 1); video.play().catch(() => {}); }
+  });
+
+  load(Math.min(cfg.start || 0, cfg.items.length - 1));
   connect();
   requestAnimationFrame(tick);
   window.chorusFilmPlayer = { state, video, config: cfg, emit, load };
