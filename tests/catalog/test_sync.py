@@ -24,7 +24,7 @@ from tests.catalog.sync_support import (  # noqa: F401 - fixtures
     tmdb_fixture,
     with_tmdb_fixture,
 )
-from tests.catalog.tmdb_fake import sample_movie
+from tests.catalog.tmdb_fake import sample_movie, sample_show
 from tests.scrobbling.fakes import Reply
 
 pytestmark = pytest.mark.django_db
@@ -446,3 +446,35 @@ def test_requests_titles_and_run_durations_are_counted_in_the_metrics(sync_setti
     assert sample("chorus_catalog_titles_total", source="douban", outcome="failed") == before["failed"] + 1
     assert sample("chorus_catalog_sync_duration_seconds_count", source="douban", kind="newest",
                   state="done") == before["runs"] + 1
+
+
+def test_a_tmdb_series_is_stored_with_its_seasons_and_episodes(with_tmdb, tmdb):
+    show, seasons = sample_show(seasons=2, episodes=3)
+    tmdb.add_show(show, seasons)
+    tmdb.on_the_air = [1399]
+
+    run = _run(source="tmdb")
+
+    assert (run.state, run.new, run.failed) == ("done", 1, 0)
+    title = Title.objects.get()
+    assert (title.kind, title.title, title.original_title) == ("tv", "权力的游戏", "Game of Thrones")
+    assert (title.episode_count, title.episode_runtime_min, title.release_date) == (73, 55, date(2011, 4, 17))
+    assert title.field_sources["seasons"] == "tmdb"
+    assert [(s.number, s.name, s.episodes.count()) for s in title.seasons.all()] == [
+        (0, "特别篇", 1), (1, "第 1 季", 3), (2, "第 2 季", 3)]
+    episode = title.seasons.get(number=2).episodes.get(number=3)
+    assert (episode.name, episode.air_date, episode.runtime_min) == ("S2E3 标题", date(2012, 4, 19), 57)
+    assert dict(title.external_ids.values_list("source", "value")) == {"tmdb": "1399", "tvdb": "121361",
+                                                                      "wikidata": "Q23572"}
+    assert title.cover.startswith("covers/tmdb-1399")
+
+    # Refreshed with one more episode (and a new rating, so that the list shows a change): the
+    # same rows, one added.
+    show["vote_average"] = 8.6
+    seasons[2]["episodes"].append({**seasons[2]["episodes"][-1], "episode_number": 4, "name": "S2E4 标题"})
+    Title.objects.update(details_fetched_at=timezone.now() - timedelta(days=400))
+    SyncRun.objects.update(state="done")
+    run = _run(source="tmdb")
+    assert (run.updated, run.new) == (1, 0)
+    assert title.seasons.get(number=2).episodes.count() == 4
+    assert Title.objects.count() == 1
