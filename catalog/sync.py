@@ -53,7 +53,7 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from catalog import covers, merge
-from catalog.clients import MOVIE, TV, Blocked, CatalogSource, GiveUp, RetryLater, TitleDetails, registry
+from catalog.clients import MOVIE, TV, Blocked, CatalogSource, RetryLater, TitleDetails, registry
 from catalog.models import ExternalId, SyncItem, SyncRun, Title
 from project import metrics, outside
 from project.outside import OutsideError, UnknownService
@@ -393,8 +393,12 @@ class _Runner:
         except Blocked:
             self._settle(item, outcome, state=SyncItem.State.PENDING, reason="")  # counts the requests made
             raise
-        except (GiveUp, RetryLater, outside.NotAllowed) as exc:
+        except OutsideError as exc:
             self._settle(item, outcome, state=SyncItem.State.FAILED, reason=str(exc))
+            return
+        except Exception as exc:  # a page the parser trips on: this title fails, the run goes on
+            logger.exception("catalog title unreadable", extra={"run_id": self.run_id, "source_id": item.source_id})
+            self._settle(item, outcome, state=SyncItem.State.FAILED, reason=f"unreadable: {type(exc).__name__}: {exc}")
             return
         self._enrich(outcome)
         self._cover(outcome)
@@ -435,6 +439,9 @@ class _Runner:
                                               source="tmdb"))
         except OutsideError as exc:
             outcome.notes.append(f"TMDB: {exc}")
+        except Exception as exc:
+            logger.exception("catalog TMDB enrichment failed", extra={"run_id": self.run_id, "imdb_id": first.imdb_id})
+            outcome.notes.append(f"TMDB: unreadable: {type(exc).__name__}: {exc}")
 
     def _cover(self, outcome: _Outcome) -> None:
         """The cover of the strongest source that has one, unless the stored one is it."""
@@ -453,7 +460,7 @@ class _Runner:
             outcome.cover = self._call("cover", lambda: covers.download_cover(
                 url=chosen.cover_url, source=chosen.source, source_id=chosen.source_id), source=chosen.source)
             outcome.cover_url, outcome.cover_source = chosen.cover_url, chosen.source
-        except OutsideError as exc:
+        except (OutsideError, OSError) as exc:  # OSError: MEDIA_ROOT not writable, the disk full
             outcome.notes.append(f"cover not stored: {exc}")
 
     def _settle(self, item: SyncItem, outcome: _Outcome, *, state: str | None = None, reason: str = "") -> None:

@@ -478,3 +478,23 @@ def test_a_tmdb_series_is_stored_with_its_seasons_and_episodes(with_tmdb, tmdb):
     assert (run.updated, run.new) == (1, 0)
     assert title.seasons.get(number=2).episodes.count() == 4
     assert Title.objects.count() == 1
+
+
+def test_a_page_the_parser_trips_on_fails_its_title_and_the_run_goes_on(sync_settings, douban, monkeypatch):
+    from catalog.clients import douban as douban_client
+
+    douban.add(full_subject(1, douban.url))
+    douban.add(full_subject(2, douban.url))
+    real = douban_client.parse_subject
+
+    def tripping(html, *, source_id, kind):
+        if source_id == "1000001":
+            raise ValueError("a field the parser did not expect")
+        return real(html, source_id=source_id, kind=kind)
+
+    monkeypatch.setattr(douban_client, "parse_subject", tripping)
+
+    run = _run()
+
+    assert (run.state, run.new, run.failed) == ("done", 1, 1)
+    assert "unreadable: ValueError: a field the parser did not expect" in run.errors[0]["reason"]
