@@ -115,12 +115,22 @@ def _segmenter():
     return segmenter
 
 
+@functools.lru_cache(maxsize=20_000)
+def _word(raw: str) -> str | None:
+    """A segment as the word it counts as, or None when it does not count (the same few
+    thousand segments come back all the time: each is judged once)."""
+    word = raw.strip().lower()
+    if (len(word) < 2 or len(word) > MAX_WORD_LENGTH or word in stopwords() or NUMBER_RE.fullmatch(word)
+            or not WORDLIKE_RE.search(word)):
+        return None
+    return word
+
+
 @functools.lru_cache(maxsize=5_000)  # live chat repeats itself: the same few hundred lines, over and over
 def tokens(text: str) -> tuple[str, ...]:
     """The distinct words of one chat message, in order of first appearance."""
     if not text:
         return ()
-    stop = stopwords()
     seen: dict[str, None] = {}
     for emoji in EMOJI_RE.findall(text):
         if len(emoji) <= MAX_WORD_LENGTH:
@@ -128,11 +138,9 @@ def tokens(text: str) -> tuple[str, ...]:
     rest = EMOJI_RE.sub(" ", text)
     if rest.strip():
         for raw in _segmenter().cut(rest):
-            word = raw.strip().lower()
-            if (len(word) < 2 or len(word) > MAX_WORD_LENGTH or word in stop or NUMBER_RE.fullmatch(word)
-                    or not WORDLIKE_RE.search(word)):
-                continue
-            seen.setdefault(word, None)
+            word = _word(raw)
+            if word is not None:
+                seen.setdefault(word, None)
     return tuple(seen)
 
 
