@@ -29,6 +29,28 @@ def platform_choices() -> list[tuple[str, str]]:
     return registry.choices()
 
 
+class RecordingState(models.TextChoices):
+    """A channel's recorder and a recording: idle -> checking -> recording <-> processing -> idle,
+    or error (with the reason in last_error / record_error, retried with backoff)."""
+
+    IDLE = "idle", "Idle"
+    CHECKING = "checking", "Checking"
+    RECORDING = "recording", "Recording"
+    PROCESSING = "processing", "Processing a segment"
+    ERROR = "error", "Error"
+
+
+class RecordContainer(models.TextChoices):
+    """flv / ts are the stream's bytes copied; mp4 is the flv remuxed (faststart) after each segment."""
+
+    FLV = "flv", "FLV (as streamed)"
+    TS = "ts", "MPEG-TS"
+    MP4 = "mp4", "MP4 (remuxed after each segment)"
+
+
+DEFAULT_FILENAME_TEMPLATE = "{channel}/{date:%Y-%m-%d_%H-%M-%S}_{title}"
+
+
 class LiveChannel(models.Model):
     class State(models.TextChoices):
         IDLE = "idle", "Idle"
@@ -69,6 +91,31 @@ class LiveChannel(models.Model):
 
     current_session = models.ForeignKey("LiveSession", on_delete=models.SET_NULL, null=True, blank=True,
                                         related_name="+")
+
+    # Recording (livefeed/recorder.py): settings the user sets, then the recorder's own state
+    # and lease, apart from the fetcher's (one recorder per channel across all workers).
+    record = models.BooleanField(default=False, help_text="Record the stream whenever the room is live.")
+    segment_s = models.PositiveIntegerField(default=3600, help_text="Close a segment after this many seconds.")
+    segment_mb = models.PositiveIntegerField(default=2048, help_text="... or after this many MB, whichever comes first.")
+    quality = models.CharField(max_length=30, blank=True, default="", help_text="The platform's quality name; empty = the best.")
+    container = models.CharField(max_length=4, choices=RecordContainer.choices, default=RecordContainer.FLV)
+    output_dir = models.CharField(max_length=500, blank=True, default="",
+                                  help_text="Folder for the files; empty = LIVEFEED_RECORDINGS_DIR.")
+    filename_template = models.CharField(max_length=300, default=DEFAULT_FILENAME_TEMPLATE,
+                                         help_text="Fields: {channel}, {title}, {date:%Y-%m-%d_%H-%M-%S}, {index}.")
+    postprocess = models.JSONField(default=list, blank=True,
+                                   help_text='Steps after each segment, in order: [{"step": "remux"}, '
+                                             '{"step": "move"|"copy", "to": dir}, {"step": "command", "run": [...]}, '
+                                             '{"step": "delete_original"}].')
+    record_state = models.CharField(max_length=20, choices=RecordingState.choices, default=RecordingState.IDLE)
+    record_state_changed_at = models.DateTimeField(null=True, blank=True)
+    record_error = models.CharField(max_length=500, blank=True, default="")
+    record_failures = models.PositiveIntegerField(default=0)
+    record_next_try_at = models.DateTimeField(null=True, blank=True, help_text="After an error: when to try again.")
+    record_lease_owner = models.CharField(max_length=200, blank=True, default="", help_text="The worker that records it.")
+    record_lease_token = models.CharField(max_length=32, blank=True, default="")
+    record_lease_expires_at = models.DateTimeField(null=True, blank=True)
+
     messages_total = models.PositiveBigIntegerField(default=0)
     malformed_total = models.PositiveBigIntegerField(default=0)
     malformed_by_kind = models.JSONField(default=dict, blank=True)
@@ -278,6 +325,79 @@ class LiveStateChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}: {self.from_state} → {self.to_state}"
+
+
+class Recording(models.Model):
+    """One recording of a channel's stream, usually one per session; its files are `Segment`s.
+    Totals are summed as segments close."""
+
+    channel = models.ForeignKey(LiveChannel, on_delete=models.CASCADE, related_name="recordings")
+    session = models.ForeignKey(LiveSession, on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="recordings")
+    state = models.CharField(max_length=20, choices=RecordingState.choices, default=RecordingState.CHECKING)
+    title = models.CharField(max_length=300, blank=True, default="", help_text="The room's title when it started.")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    duration_s = models.FloatField(default=0)
+    segments_total = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    stream_url = models.CharField(max_length=2000, blank=True, default="", help_text="The last pull URL used.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["channel", "-started_at"], name="recording_channel_start_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["channel"], condition=Q(ended_at__isnull=True),
+                                    name="recording_one_open_per_channel"),
+        ]
+
+    def __str__(self) -> str:
+        return f"recording of {self.channel} from {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class Segment(models.Model):
+    """One file of a recording. `started_at_ms` / `ended_at_ms` are wall-clock ms since the
+    epoch of the segment's first and last frame (measured when ffmpeg opened the segment,
+    corrected by the stream's own timestamps); `offset_s` is where it starts inside the
+    session, so a message at ts_ms is at (ts_ms - started_at_ms) / 1000 s in this file."""
+
+    class State(models.TextChoices):
+        RECORDING = "recording", "Recording"
+        PROCESSING = "processing", "Post-processing"
+        DONE = "done", "Done"
+        FAILED = "failed", "A step failed (the file is kept)"
+        DISCARDED = "discarded", "Discarded (too short)"
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="segments")
+    index = models.PositiveIntegerField()
+    file_path = models.CharField(max_length=1000, unique=True, help_text="The file now (after move/remux steps).")
+    original_path = models.CharField(max_length=1000, blank=True, default="", help_text="The file ffmpeg wrote.")
+    started_at_ms = models.BigIntegerField(null=True, blank=True)
+    ended_at_ms = models.BigIntegerField(null=True, blank=True)
+    offset_s = models.FloatField(default=0, help_text="Start inside the session (s).")
+    duration_s = models.FloatField(default=0)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    video_codec = models.CharField(max_length=30, blank=True, default="")
+    audio_codec = models.CharField(max_length=30, blank=True, default="")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    checksum = models.CharField(max_length=64, blank=True, default="", help_text="sha256 of the final file.")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.RECORDING)
+    error = models.CharField(max_length=500, blank=True, default="")
+    log_path = models.CharField(max_length=1000, blank=True, default="", help_text="ffmpeg's full log for it.")
+    steps = models.JSONField(default=list, blank=True,
+                             help_text="Each post-processing step: {step, ok, attempts, error, path, at}.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["recording_id", "index"]
+        constraints = [models.UniqueConstraint(fields=["recording", "index"], name="segment_recording_index_unique")]
+
+    def __str__(self) -> str:
+        return f"segment {self.index} of recording {self.recording_id}"
 
 
 # Message types whose rows carry a gift (counted in gift value).
