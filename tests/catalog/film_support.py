@@ -15,7 +15,7 @@ from tests.factories import TitleFactory, credit, episode
 def make_video(path: Path, seconds: float = 2, *, size: str = "160x90") -> Path:
     """A small real video (ffmpeg's test pattern, H.264 in MP4 so that chromium plays it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    codec = ["-c:v", "libvpx", "-b:v", "200k"] if path.suffix == ".webm" else [
+    codec = ["-c:v", "libvpx", "-b:v", "200k", "-deadline", "realtime", "-cpu-used", "8"] if path.suffix == ".webm" else [
         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
     subprocess.run(
         [settings.FFMPEG_BINARY, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",

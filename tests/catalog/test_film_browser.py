@@ -27,8 +27,9 @@ PHONE = {"width": 375, "height": 740}
 
 @pytest.fixture(scope="session")
 def webm(tmp_path_factory) -> Path:
-    """Four seconds of ffmpeg's test pattern as VP8 WebM (any chromium plays it)."""
-    return make_video(tmp_path_factory.mktemp("film-clips") / "clip.webm", 4, size="320x180")
+    """Twelve seconds of ffmpeg's test pattern as VP8 WebM (any chromium plays it): long enough
+    that the video is still playing when the test pauses it."""
+    return make_video(tmp_path_factory.mktemp("film-clips") / "clip.webm", 12, size="320x180")
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def film(db, webm, alice):
     hero.save()
     catalog["show"].cover = "covers/show.png"
     catalog["show"].save()
-    Video.objects.create(title=hero, file_path=str(webm), mime_type="video/webm", duration_s=4.0,
+    Video.objects.create(title=hero, file_path=str(webm), mime_type="video/webm", duration_s=12.0,
                          size_bytes=webm.stat().st_size)
     services.progress_save(user=alice, title=hero, position=1.5)
     return catalog
@@ -79,7 +80,7 @@ def test_the_title_page_plays_resumes_saves_and_shows_danmaku_live(server, page_
     watcher.locator(f'.film-grid a[href="{hero.get_absolute_url()}"]').first.click()
     expect(watcher).to_have_url(re.compile(rf"{hero.get_absolute_url()}$"))
     poster.goto(hero.get_absolute_url())
-    # Resumed where alice stopped (1.5 s of 4), not from the start.
+    # Resumed where alice stopped (1.5 s of 12), not from the start.
     poster.wait_for_function("() => document.querySelector('#film-player').dataset.state === 'ready'")
     assert poster.evaluate("document.querySelector('#fp-video').currentTime") == pytest.approx(1.5, abs=0.05)
     for page in (watcher, poster):
@@ -101,6 +102,15 @@ def test_the_title_page_plays_resumes_saves_and_shows_danmaku_live(server, page_
     assert seen_after_s < 1.0
     if os.environ.get("CHORUS_SCREENSHOTS"):
         watcher.locator("#film-player").screenshot(path=str(Path(os.environ["CHORUS_SCREENSHOTS"]) / "player.png"))
+
+    # With the overlay off, a new danmaku still lands in the list but is not drawn.
+    watcher.get_by_label("Danmaku", exact=True).uncheck()
+    poster.fill("#fp-text", "顶部见")
+    poster.locator(".fp-post select[name=mode]").select_option("top")
+    poster.get_by_role("button", name="Send").click()
+    expect(poster.locator(".fp-overlay .fp-dm.top", has_text="顶部见")).to_be_attached()
+    expect(watcher.locator(".fp-list li", has_text="顶部见")).to_be_visible(timeout=1000)
+    assert watcher.locator(".fp-overlay .fp-dm").count() == 0
 
     # Pausing saves where alice is (the PUT happens on pause, not only every 5 s).
     with poster.expect_request(lambda r: r.method == "PUT" and r.url.endswith(f"/titles/{hero.pk}/progress")):
