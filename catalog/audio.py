@@ -141,22 +141,43 @@ def _info_from_mutagen(path: Path, parsed, kind: tuple[str, str]) -> AudioInfo:
     )
 
 
-def _probe_with_ffprobe(path: Path) -> AudioInfo:
+class ProbeFailed(Exception):
+    """ffprobe could not read the file: `kind` is missing (no ffprobe), timeout or unreadable;
+    `detail` is ffprobe's last line without the path."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(detail or kind)
+        self.kind = kind
+        self.detail = detail
+
+
+def ffprobe_json(path: Path, *, streams: str) -> dict:
+    """ffprobe's format and streams (`streams`: "a:0", "v:0") of `path`, or ProbeFailed.
+    Shared by the music import and the film catalog's video import."""
     command = [
         settings.FFPROBE_BINARY, "-v", "error", "-print_format", "json",
-        "-show_format", "-show_streams", "-select_streams", "a:0", str(path),
+        "-show_format", "-show_streams", "-select_streams", streams, str(path),
     ]
     try:
         result = subprocess.run(command, capture_output=True, timeout=30, check=False)
     except FileNotFoundError:
-        raise NotAudio("could not read tags, and ffprobe is not installed") from None
+        raise ProbeFailed("missing") from None
     except subprocess.TimeoutExpired:
-        raise NotAudio("ffprobe took too long to read it") from None
+        raise ProbeFailed("timeout") from None
     if result.returncode != 0:
         message = result.stderr.decode(errors="replace").strip().splitlines()
         detail = message[-1].replace(str(path), "").strip(": ") if message else "unreadable"
-        raise NotAudio(f"not a playable audio file ({detail[:200]})")
-    data = json.loads(result.stdout or b"{}")
+        raise ProbeFailed("unreadable", detail[:200])
+    return json.loads(result.stdout or b"{}")
+
+
+def _probe_with_ffprobe(path: Path) -> AudioInfo:
+    try:
+        data = ffprobe_json(path, streams="a:0")
+    except ProbeFailed as exc:
+        reasons = {"missing": "could not read tags, and ffprobe is not installed",
+                   "timeout": "ffprobe took too long to read it"}
+        raise NotAudio(reasons.get(exc.kind) or f"not a playable audio file ({exc.detail})") from None
     streams = data.get("streams") or []
     fmt = data.get("format") or {}
     if not streams:

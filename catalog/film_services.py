@@ -9,19 +9,17 @@ its row is committed (project/realtime.broadcast_on_commit).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from catalog import audio
 from catalog import services as library_services
 from catalog.keys import search_key
 from catalog.models import Danmaku, Episode, Favorite, Season, Title, Video, WatchProgress
@@ -282,19 +280,12 @@ class ProbedVideo:
 
 
 def probe_video(path: Path) -> ProbedVideo:
-    """The length and picture size of a video (ffprobe, as the music import uses it)."""
-    command = [settings.FFPROBE_BINARY, "-v", "error", "-print_format", "json", "-show_format",
-               "-show_streams", "-select_streams", "v:0", str(path)]
+    """The length and picture size of a video (ffprobe, as the music import reads audio)."""
     try:
-        result = subprocess.run(command, capture_output=True, timeout=30, check=False)
-    except FileNotFoundError:
-        raise ValueError("ffprobe is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise ValueError("ffprobe took too long to read it") from None
-    if result.returncode != 0:
-        lines = result.stderr.decode(errors="replace").strip().splitlines()
-        raise ValueError(f"not a playable video ({(lines[-1].replace(str(path), '').strip(': ') if lines else 'unreadable')[:200]})")
-    data = json.loads(result.stdout or b"{}")
+        data = audio.ffprobe_json(path, streams="v:0")
+    except audio.ProbeFailed as exc:
+        reasons = {"missing": "ffprobe is not installed", "timeout": "ffprobe took too long to read it"}
+        raise ValueError(reasons.get(exc.kind) or f"not a playable video ({exc.detail})") from None
     streams = data.get("streams") or []
     if not streams:
         raise ValueError("no video stream in the file")
