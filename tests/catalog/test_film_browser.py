@@ -157,3 +157,16 @@ def test_the_catalog_pages_fit_a_phone_and_a_desktop(server, page_factory, film,
     broken = desktop.evaluate("() => [...document.images].filter(i => i.complete && !i.naturalWidth).map(i => i.src)")
     assert broken == []
     assert js_errors == []
+
+
+def test_the_empty_catalog_on_a_phone_offers_staff_sync_now(asgi_server, page_factory, staff, tmp_path, js_errors):
+    folder = Path(os.environ.get("CHORUS_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    phone = page_factory(base_url=asgi_server.url, viewport=PHONE, is_mobile=True, has_touch=True)
+    log_in(phone, username=staff.username)
+    phone.goto("/catalog/")
+    expect(phone.get_by_role("heading", name="The catalog is empty")).to_be_visible()
+    expect(phone.get_by_role("button", name="Sync now from Douban")).to_be_visible()
+    _fits(phone)
+    _shot(phone, "catalog-empty-staff-phone", folder)
+    assert js_errors == []
