@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import itertools
 import random
+import secrets
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -99,6 +100,8 @@ class SimRoom:
         self.sent_ids: list[int] | None = [] if record_ids else None
         self.streaks: list[Streak] = []
         self.sockets: set[Any] = set()
+        self.stream_sign = secrets.token_hex(8)  # in the pull URLs; changed by the `expire` command
+        self.stream_viewers: list[Any] = []  # every connection to the room's stream (stream.Viewer)
         self._users = [self._new_user(index) for index in range(400)]
         self._log_ids = itertools.count(self.rng.randint(10**17, 10**18))
         self._kinds = [kind for kind, _ in WEIGHTS]
@@ -114,13 +117,16 @@ class SimRoom:
         return {"live_id": self.live_id, "room_id": self.room_id, "live": self.live, "rate": self.rate,
                 "page": self.page, "stalled": self.stalled, "require_signature": self.require_signature,
                 "require_a_bogus": self.require_a_bogus,
-                "resend_count": self.resend_count, "sockets": len(self.sockets), "counters": asdict(self.counters)}
+                "resend_count": self.resend_count, "sockets": len(self.sockets), "counters": asdict(self.counters),
+                "stream_viewers": [viewer.as_json() for viewer in self.stream_viewers[-20:]]}
 
-    def enter_json(self, host: str) -> dict[str, Any]:
-        base = f"http://{host}/stream/{self.room_id}"
-        stream = {"flv_pull_url": {"FULL_HD1": f"{base}_or4.flv", "HD1": f"{base}_hd.flv", "SD1": f"{base}_ld.flv"},
-                  "hls_pull_url_map": {"FULL_HD1": f"{base}_or4.m3u8", "HD1": f"{base}_hd.m3u8"},
-                  "hls_pull_url": f"{base}_hd.m3u8"}
+    def enter_json(self, host: str, stream_host: str | None = None) -> dict[str, Any]:
+        base = f"http://{stream_host or host}/stream/{self.room_id}"
+        sign = f"?expire={int(time.time()) + 3600}&sign={self.stream_sign}"
+        stream = {"flv_pull_url": {"FULL_HD1": f"{base}_or4.flv{sign}", "HD1": f"{base}_hd.flv{sign}",
+                                   "SD1": f"{base}_ld.flv{sign}"},
+                  "hls_pull_url_map": {"FULL_HD1": f"{base}_or4.m3u8{sign}", "HD1": f"{base}_hd.m3u8{sign}"},
+                  "hls_pull_url": f"{base}_hd.m3u8{sign}"}
         room = {"id_str": self.room_id, "status": 2 if self.live else 4, "title": self.title,
                 "user_count_str": str(self.viewers), "room_view_stats": {"display_value": self.viewers},
                 "stream_url": stream if self.live else {},

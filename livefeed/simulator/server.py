@@ -8,6 +8,8 @@ answers plain HTTP requests from `process_request` and upgrades the rest).
   `room_status` 0 live / 2 ended, viewers, pull URLs).
 - `GET /webcast/im/push/v2/?room_id=...` (websocket) the push socket: gzip'd PushFrames of
   Responses that ask for acks, at the room's rate; it counts the acks and heartbeats it gets.
+- The room's stream (livefeed/simulator/stream.py): `GET /stream/<room_id>_<quality>.flv` on
+  the port `stream_port`, a real FLV made by ffmpeg in real time.
 - `GET /_sim/` every room's status; `GET /_sim/<live_id>` one room's status and counters;
   `POST /_sim/<live_id>/<command>` changes it (docs/protocol.md lists the commands).
 
@@ -35,13 +37,14 @@ from websockets.http11 import Request, Response
 
 from livefeed.proto import douyin_pb2 as pb
 from livefeed.simulator.room import MALFORMED_KINDS, SimRoom, live_id_for
+from livefeed.simulator.stream import StreamServer
 
 PUSH_PATH = "/webcast/im/push/v2/"
 ENTER_PATH = "/webcast/room/web/enter/"
 TICK_S = 0.05  # at most 20 frames a second per room; more messages per frame at higher rates
 VIEWERS_EVERY_S = 2.0  # a viewer count this often while the room sends anything, whatever the rate
 COMMANDS = ("drop", "resend", "malformed", "end", "start", "rate", "stall", "resume", "page", "signature", "a_bogus",
-            "send")
+            "send", "stream_drop", "stream_stall", "stream_resume", "expire")
 
 
 # The websockets library logs every HTTP request at INFO: the simulator's own log is warnings only.
@@ -57,7 +60,7 @@ class Simulator:
     """The local Douyin. `await start()` then use `root`, `webcast_url`; `await stop()`."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, rate: float = 20.0, seed: int | None = None,
-                 resend_count: int = 0, record_ids: bool = False):
+                 resend_count: int = 0, record_ids: bool = False, stream_port: int = 0, stream_shared: bool = False):
         self.host = host
         self.port = port
         self.rate = rate
@@ -69,6 +72,7 @@ class Simulator:
         self._producers: dict[str, asyncio.Task] = {}
         self._pending: dict[ServerConnection, dict[int, str]] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.streams = StreamServer(self, host=host, port=stream_port, shared=stream_shared)
 
     @property
     def root(self) -> str:
@@ -86,6 +90,7 @@ class Simulator:
                                    max_size=2**20, ping_interval=None, compression=None, close_timeout=1,
                                    logger=log)
         self.port = self._server.sockets[0].getsockname()[1]
+        await self.streams.start()
         return self
 
     async def stop(self) -> None:
@@ -95,6 +100,7 @@ class Simulator:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._producers.clear()
+        await self.streams.stop()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(TimeoutError):
@@ -178,7 +184,7 @@ class Simulator:
             return _with_type(connection.respond(HTTPStatus.OK, ""), b"", "application/json; charset=utf-8")
         if room.page == "missing":
             return _json(connection, {"status_code": 0, "data": {"data": [], "room_status": None}})
-        return _json(connection, room.enter_json(f"{self.host}:{self.port}"))
+        return _json(connection, room.enter_json(f"{self.host}:{self.port}", self.streams.netloc))
 
     async def _control(self, connection: ServerConnection, request: Request, path: str,
                        query: dict[str, str]) -> Response:
@@ -214,6 +220,16 @@ class Simulator:
             frame, log_id, ext = room.frame([room.end_message()])
             await self._broadcast(room, frame, log_id=log_id, ext=ext)
             asyncio.get_running_loop().call_later(0.5, self._close_all, room)
+            asyncio.get_running_loop().call_later(0.5, self.streams.cut, live_id)
+        elif name == "stream_drop":
+            self.streams.cut(live_id)
+        elif name == "stream_stall":
+            self.streams.pause(live_id, True)
+        elif name == "stream_resume":
+            self.streams.pause(live_id, False)
+        elif name == "expire":
+            room.stream_sign = secrets.token_hex(8)
+            self.streams.cut(live_id)
         elif name == "start":
             room.live = True
         elif name == "rate":

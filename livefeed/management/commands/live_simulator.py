@@ -21,11 +21,14 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=float, default=20.0, help="Messages a second per room (default 20).")
         parser.add_argument("--resend", type=int, default=20,
                             help="Recent messages re-sent to every reconnecting socket, as Douyin does (default 20).")
+        parser.add_argument("--stream-port", type=int, default=None,
+                            help="Port of the rooms' video streams (FLV made by ffmpeg; default: --port + 1).")
 
-    def handle(self, *args, host, port, rate, resend, **options):
+    def handle(self, *args, host, port, rate, resend, stream_port=None, **options):
         if rate < 0:
             raise CommandError("--rate must be at least 0")
-        simulator = Simulator(host=host, port=port, rate=rate, resend_count=max(resend, 0))
+        simulator = Simulator(host=host, port=port, rate=rate, resend_count=max(resend, 0),
+                              stream_port=port + 1 if stream_port is None else stream_port)
 
         async def run() -> None:
             try:
@@ -33,7 +36,8 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from None
             self.stdout.write(f"Douyin simulator on {simulator.root} ({rate:g} messages/s per room); "
-                              f"follow {simulator.root}/7001, control at {simulator.root}/_sim/7001")
+                              f"follow {simulator.root}/7001, control at {simulator.root}/_sim/7001; "
+                              f"streams on {simulator.streams.netloc}")
             try:
                 await asyncio.Future()
             finally:
