@@ -257,6 +257,17 @@ LIVEFEED_STATS_S = config.get_float("LIVEFEED_STATS_S", 5.0, minimum=0.1)  # liv
 # 1 / LIVEFEED_FLUSH_S transactions and live.messages frames a second per room.
 LIVEFEED_FLUSH_S = config.get_float("LIVEFEED_FLUSH_S", 0.25, minimum=0.01)
 
+# Live recording (livefeed/recorder.py; docs/operations.md "Live recording"). A channel's own
+# output folder, when set, is used instead of LIVEFEED_RECORDINGS_DIR.
+LIVEFEED_RECORDINGS_DIR = config.get_dir("LIVEFEED_RECORDINGS_DIR", BASE_DIR / "var" / "recordings")
+LIVEFEED_MIN_SEGMENT_S = config.get_float("LIVEFEED_MIN_SEGMENT_S", 10.0, minimum=0)  # shorter segments are discarded
+# A recording does not start, and one running stops cleanly, below this much free space.
+LIVEFEED_MIN_FREE_MB = config.get_int("LIVEFEED_MIN_FREE_MB", 2048, minimum=0)
+# A stream that sends nothing for this long is reconnected (ffmpeg's -rw_timeout).
+LIVEFEED_RECORD_STALL_S = config.get_float("LIVEFEED_RECORD_STALL_S", 10.0, minimum=0.5)
+# Each post-processing step is tried this many times (backoff between) before it counts as failed.
+LIVEFEED_POSTPROCESS_TRIES = config.get_int("LIVEFEED_POSTPROCESS_TRIES", 3, minimum=1)
+
 # Scrobbling (see docs/protocol.md). Last.fm needs an API account:
 # https://www.last.fm/api/account/create. Base URLs are settings so that tests (and
 # compatible services) can stand in.
