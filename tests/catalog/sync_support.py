@@ -89,7 +89,7 @@ def sync_settings_fixture(settings, douban, tmp_path):
     """The sync pointed at the fake Douban, with a short interval; TMDB not set up."""
     settings.CATALOG_DOUBAN_ROOT = douban.url
     settings.CATALOG_DOUBAN_MIN_INTERVAL_S = 0.01
-    settings.CATALOG_DOUBAN_RETRIES = 1
+    settings.CATALOG_DOUBAN_RETRIES = 0  # the sync's own retries only (CATALOG_SYNC_ITEM_RETRIES): no client backoff
     settings.CATALOG_DOUBAN_WAIT_MAX_S = 10
     settings.CATALOG_TMDB_API_KEY = ""
     settings.CATALOG_SYNC_RETRY_FIRST_S = 0.05

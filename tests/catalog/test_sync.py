@@ -154,7 +154,7 @@ def test_a_subject_that_keeps_failing_is_recorded_and_the_run_goes_on(sync_setti
     douban.add(full_subject(1, douban.url))
     douban.add(full_subject(2, douban.url))
     # The page of the first subject (after the two lists): every try answers 503.
-    douban.fail_next(6, status=503, after=2)
+    douban.fail_next(3, status=503, after=2)
 
     run = _run()
 
@@ -215,7 +215,7 @@ def test_a_list_that_is_not_json_fails_the_run_naming_it(sync_settings, douban):
 
 
 def test_a_second_run_within_8_hours_fetches_nothing_and_creates_no_rows(sync_settings, douban):
-    for number in range(1, 21):
+    for number in range(1, 11):
         douban.add(full_subject(number, douban.url))
     first = _run()
     rows = {model: model.objects.count() for model in (Title, Person, Genre, Country, Language, Credit, ExternalId)}
@@ -223,10 +223,10 @@ def test_a_second_run_within_8_hours_fetches_nothing_and_creates_no_rows(sync_se
 
     second = _run()
 
-    assert first.detail_requests == 20
+    assert first.detail_requests == 10
     assert second.detail_requests <= first.detail_requests * 0.1
     assert len(douban.subject_paths()) == pages_before  # not one subject page
-    assert (second.listed, second.skipped, second.new) == (20, 20, 0)
+    assert (second.listed, second.skipped, second.new) == (10, 10, 0)
     assert {model: model.objects.count() for model in rows} == rows
 
 
@@ -429,7 +429,7 @@ def test_requests_titles_and_run_durations_are_counted_in_the_metrics(sync_setti
 
     douban.add(full_subject(1, douban.url))
     douban.add(full_subject(2, douban.url))
-    douban.fail_next(6, status=503, after=2)  # the first page: every try fails
+    douban.fail_next(3, status=503, after=2)  # the first page: every try fails
     before = {
         "pages": sample("chorus_catalog_requests_total", source="douban", call="details", outcome="ok"),
         "retried": sample("chorus_catalog_requests_total", source="douban", call="details", outcome="retry_later"),

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.browser
 def test_the_run_page_follows_the_run_live(staff, page, js_errors, sync_settings, douban):
     for number in range(1, 6):
         douban.add(full_subject(number, douban.url))
-    douban.fail_next(6, status=503, after=2)  # the first title's page, every try: one failure
+    douban.fail_next(3, status=503, after=2)  # the first title's page, every try: one failure
     run, _ = sync.sync_start(source="douban", trigger="manual", enqueue=False)
     log_in(page, username=staff.username)
     page.goto(f"/catalog/sync/{run.pk}/")
