@@ -20,6 +20,7 @@ from project.accounts.ws import OriginCheck, TokenAuthMiddleware, auth_stack
 from project.flow import flow_control
 from project.routing import websocket_urlpatterns
 from project.wsclose import allow_rfc_close_codes
+from project.wsframes import direct_writes
 
 allow_rfc_close_codes()  # so that a message over 64 KiB really closes with 1009, not 1011
 
@@ -34,7 +35,8 @@ application = ProtocolTypeRouter(
         # Response bodies wait for slow clients instead of piling up in Daphne's memory.
         "http": flow_control(django_asgi_app),
         # Origin checked as AllowedHostsOriginValidator does; programs without an Origin
-        # header may connect with a bearer token only (their cookies are dropped).
-        "websocket": OriginCheck(auth_stack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
+        # header may connect with a bearer token only (their cookies are dropped). Under
+        # Daphne, fan-outs write one prepared frame to every socket (project/wsframes.py).
+        "websocket": direct_writes(OriginCheck(auth_stack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))))),
     }
 )

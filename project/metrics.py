@@ -17,6 +17,12 @@ stream_requests = Counter(
     ["mode"],  # file | range | transcode | not_modified | error
 )
 
+realtime_frames = Counter(
+    "chorus_realtime_frames",
+    "Frames fanned out to websockets by the realtime hub and the room clocks, by how they were written.",
+    ["path"],  # prepared: one frame built for every socket (project/wsframes.py) | own: through the socket's consumer
+)
+
 scrobbles_buffered = Counter(
     "chorus_scrobbles_buffered", "Plays put in the delivery buffer, by service.", ["service"]
 )

@@ -3,8 +3,9 @@ relays them to its own sockets.
 
 Fan-out is one Redis pub/sub message per event per server process (not one channel-layer
 message per socket): the process's `Hub` receives the frame, already serialised, and
-writes that same text to each local socket subscribed to the topic. Nothing in this path
-touches the database.
+writes that same text to each local socket subscribed to the topic; under Daphne the
+websocket frame itself is built once and its bytes handed to every socket that can take
+them directly (project/wsframes.py). Nothing in this path touches the database.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from django.db import transaction
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
+
+from project.metrics import realtime_frames
+from project.wsframes import Frame, Writer
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +93,27 @@ RESUBSCRIBE_FIRST_S = 0.05
 RESUBSCRIBE_MAX_S = 0.5
 
 
+_PREPARED, _OWN = realtime_frames.labels(path="prepared"), realtime_frames.labels(path="own")
+
+
+async def write_all(sinks: list[tuple[Sink, Writer | None]], frame: Frame) -> None:
+    """Write one frame to many sockets: the prepared bytes where the socket's writer takes
+    them (no await, no copy), its sink otherwise."""
+    prepared = 0
+    for index, (sink, write) in enumerate(sinks, start=1):
+        try:
+            if write is not None and write(frame):
+                prepared += 1
+            else:
+                await sink(frame.text)
+        except Exception:  # a socket that is closing must not stop the others
+            logger.debug("realtime sink failed", exc_info=True)
+        if index % 64 == 0:
+            await asyncio.sleep(0)  # let the server write what is queued: early sockets get it sooner
+    _PREPARED.inc(prepared)
+    _OWN.inc(len(sinks) - prepared)
+
+
 class Hub:
     """Per process (per event loop): one Redis subscription per topic with local sockets.
 
@@ -105,7 +130,7 @@ class Hub:
                                                socket_connect_timeout=2)
         self._prefix = channel_prefix()
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        self._sinks: dict[str, dict[int, Sink]] = {}
+        self._sinks: dict[str, dict[int, tuple[Sink, Writer | None]]] = {}
         self._listeners: dict[str, list[Callable[[str, str], None]]] = {}
         self._hooks: dict[str, list[ResubscribeHook]] = {}
         self._reader: asyncio.Task | None = None
@@ -115,11 +140,13 @@ class Hub:
         self.failed_resubscribes = 0  # attempts that found Redis still away (for tests and logs)
         self.resubscribes = 0  # times the hub subscribed again after losing Redis
 
-    async def subscribe(self, topic: str, key: int, sink: Sink) -> None:
+    async def subscribe(self, topic: str, key: int, sink: Sink, *, write: Writer | None = None) -> None:
+        """Frames of `topic` go to `await sink(text)`; with `write`, first to `write(frame)`,
+        which writes the prepared frame at once or declines (then the sink gets it)."""
         async with self._lock:
             sinks = self._sinks.setdefault(topic, {})
             first = not sinks
-            sinks[key] = sink
+            sinks[key] = (sink, write)
             if first and not self._broken:
                 try:
                     await self._pubsub.subscribe(self._prefix + topic)
@@ -174,13 +201,7 @@ class Hub:
                 listener(topic, frame)
             except Exception:
                 logger.exception("realtime listener failed", extra={"topic": topic})
-        for index, sink in enumerate(list(self._sinks.get(topic, {}).values()), start=1):
-            try:
-                await sink(frame)
-            except Exception:  # a socket that is closing must not stop the others
-                logger.debug("realtime sink failed", exc_info=True)
-            if index % 64 == 0:
-                await asyncio.sleep(0)  # let the server write what is queued: early sockets get it sooner
+        await write_all(list(self._sinks.get(topic, {}).values()), Frame(frame))
 
     async def _read(self) -> None:
         while True:

@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from project import inputs
+from project import inputs, wsframes
 from project.accounts.ws import RevocableConsumer
 from project.batching import Coalescer
 from project.realtime import encode
@@ -55,7 +55,8 @@ class RoomConsumer(RevocableConsumer, AsyncWebsocketConsumer):
         self.user = user
         self.control_times: deque[float] = deque()
         # Subscribed first, holding what it is sent until its join frames are out.
-        self.member = runtime.Member(user.pk, uuid.uuid4().hex, self._send_frame, joining=True)
+        self.member = runtime.Member(user.pk, uuid.uuid4().hex, self._send_frame,
+                                     write=self.scope.get(wsframes.WRITER), joining=True)
         room_runtime = await runtime.attach(self.room.pk, self.member)
         try:
             await room_runtime.join(self.member, self.room)

@@ -29,7 +29,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from project.batching import Coalescer
-from project.realtime import encode, get_hub
+from project.realtime import encode, get_hub, write_all
+from project.wsframes import Frame, Writer
 from rooms import events, presence, services
 from rooms.models import Room
 from scrobbling.services import heard_enough
@@ -48,13 +49,18 @@ class Member:
 
     A socket that is `joining` keeps the frames it is sent until `start` has sent its join
     frames: a member delta published while the join was being read must come after the
-    full list it builds on, not before it (the list would then undo it)."""
+    full list it builds on, not before it (the list would then undo it).
+
+    `write` (project/wsframes.py, under Daphne) writes a frame prepared once for all the
+    sockets straight to this one; frames it declines, and all of a socket without it, go
+    through `send`."""
 
     def __init__(self, user_id: int | None, conn_id: str, send: Callable[[str], Awaitable[None]], *,
-                 joining: bool = False):
+                 write: Writer | None = None, joining: bool = False):
         self.user_id = user_id
         self.conn_id = conn_id
         self._send = send
+        self._write = write
         self._held: list[str] | None = [] if joining else None
 
     async def send(self, frame: str) -> None:
@@ -63,10 +69,16 @@ class Member:
         else:
             await self._send(frame)
 
-    async def start(self, frames: list[str]) -> None:
+    def write(self, frame: Frame) -> bool:
+        """Write a prepared frame now; False if this socket holds its frames (joining) or
+        cannot take it that way: then `send` its text."""
+        return self._held is None and self._write is not None and self._write(frame)
+
+    async def start(self, frames: list[Frame]) -> None:
         """Send the join frames, then what was held meanwhile, in order."""
         for frame in frames:
-            await self._send(frame)
+            if self._write is None or not self._write(frame):
+                await self._send(frame.text)
         while self._held:
             await self._send(self._held.pop(0))
         self._held = None
@@ -140,9 +152,9 @@ class RoomRuntime:
             self.joined(first)
         for user_id in user_ids & self.member_list.keys():  # online now: their presence is written
             self.member_list[user_id] = events.with_online(self.member_list[user_id], True)
-        frames = [encode(dict(self.state, reason="join", server_ms=presence.now_ms())), encode(self.queue),
-                  encode(events.members_event(joins[0][1], events.sorted_members(self.member_list.values()))),
-                  encode(self.room_settings)]
+        frames = [Frame(encode(event)) for event in (
+            dict(self.state, reason="join", server_ms=presence.now_ms()), self.queue,
+            events.members_event(joins[0][1], events.sorted_members(self.member_list.values())), self.room_settings)]
         outcomes: list[Exception | None] = []
         for member in members:
             try:
@@ -241,12 +253,8 @@ class RoomRuntime:
         """Send every local socket a tick, then refresh presence and announce member changes
         (the tick first: it needs no Redis, so it goes out while Redis is away)."""
         if self.state is not None and self.members:
-            frame = encode(dict(self.state, reason="tick", server_ms=presence.now_ms()))
-            for member in [m for m in self.members.values() if m.user_id is not None]:
-                try:
-                    await member.send(frame)
-                except Exception:
-                    logger.debug("tick to a closing socket failed", exc_info=True)
+            frame = Frame(encode(dict(self.state, reason="tick", server_ms=presence.now_ms())))
+            await write_all([(m.send, m.write) for m in self.members.values() if m.user_id is not None], frame)
         await database_sync_to_async(self._refresh_members)(self._connections())
         self._redis_away = False  # presence was written: Redis answers
 
@@ -311,7 +319,7 @@ async def attach(room_id: int, member: Member) -> RoomRuntime:
         get_hub().add_listener(runtime.topic, runtime.on_frame)
         get_hub().add_resubscribe_hook(runtime.topic, runtime.resync)
     runtime.members[member.conn_id] = member
-    await get_hub().subscribe(runtime.topic, hash(member.conn_id), member.send)
+    await get_hub().subscribe(runtime.topic, hash(member.conn_id), member.send, write=member.write)
     runtime.start()
     return runtime
 
