@@ -181,7 +181,15 @@
   video.addEventListener("pause", () => { overlay.classList.add("paused"); root.dataset.state = "paused"; });
   video.addEventListener("seeking", clearOverlay);
   video.addEventListener("error", () => { root.dataset.state = "error"; setStatus("The video cannot be played (the file may be missing or in a format this browser cannot play)."); });
-  toggle.addEventListener("change", () => { overlay.hidden = !toggle.checked; if (!toggle.checked) clearOverlay(); });
+  // The viewer's choices (overlay on or off, density) are kept for the next title.
+  const saved = (() => { try { return JSON.parse(localStorage.getItem("chorus.danmaku") || "{}"); } catch (e) { return {}; } })();
+  if (typeof saved.on === "boolean") { toggle.checked = saved.on; overlay.hidden = !saved.on; }
+  if ([...density.options].some((o) => o.value === saved.density)) density.value = saved.density;
+  function remember() {
+    try { localStorage.setItem("chorus.danmaku", JSON.stringify({ on: toggle.checked, density: density.value })); } catch (e) { /* private mode */ }
+  }
+  toggle.addEventListener("change", () => { overlay.hidden = !toggle.checked; if (!toggle.checked) clearOverlay(); remember(); });
+  density.addEventListener("change", remember);
 
   // --- the side list follows the playhead --------------------------------------------------
   function renderList() {
