@@ -17,12 +17,12 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from catalog import film_selectors as selectors
 from catalog import film_services as services
-from catalog import streaming
+from catalog import streaming, sync
 from catalog.film_forms import TitleFilterForm
 from catalog.models import Danmaku, Title, Video
 from catalog.views import _error, _not_authenticated  # the same answers as the music streams
@@ -34,25 +34,11 @@ PAGE_SIZE = 24
 
 
 def _sync_buttons(user) -> list[dict]:
-    """For staff: one "Sync now" per enabled source. The sync views may not be there (yet)
-    on an installation: then there are no buttons, only the command in the empty state."""
+    """For staff: one "Sync now" per enabled source (TMDB only with its key)."""
     if not user.is_staff:
         return []
-    try:
-        from catalog.sync import enabled_sources
-    except ImportError:
-        from catalog.clients import registry
-
-        def enabled_sources():
-            return [source for source in registry if source.enabled()]
-    buttons = []
-    for source in enabled_sources():
-        try:
-            url = reverse("catalog:sync-start", args=[source.name])
-        except NoReverseMatch:
-            return []
-        buttons.append({"name": source.name, "label": source.label, "url": url})
-    return buttons
+    return [{"name": source.name, "label": source.label, "url": reverse("catalog:sync-start", args=[source.name])}
+            for source in sync.enabled_sources()]
 
 
 @login_required

@@ -9,7 +9,7 @@ import re
 
 import pytest
 from django.test import AsyncClient, Client
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from catalog import film_services as services
 from catalog.models import Favorite, Video
@@ -47,16 +47,17 @@ def test_an_empty_catalog_says_how_to_run_the_first_sync(alice_client):
     assert "Sync now" not in text  # not staff
 
 
-def test_staff_get_a_sync_now_button_per_enabled_source(staff_client):
-    try:
-        url = reverse("catalog:sync-start", args=["douban"])
-    except NoReverseMatch:
-        pytest.fail("catalog:sync-start is not routed: the catalog home cannot offer Sync now")
+def test_staff_get_a_sync_now_button_per_enabled_source(staff_client, settings):
+    settings.CATALOG_TMDB_API_KEY = ""
     html = staff_client.get("/catalog/").content.decode()
-    form = re.search(rf'<form method="post" action="{re.escape(url)}"[^>]*>(.*?)</form>', html, re.S)
+    form = re.search(r'<form method="post" action="{}"[^>]*>(.*?)</form>'.format(
+        re.escape(reverse("catalog:sync-start", args=["douban"]))), html, re.S)
     assert form, html
     assert "csrfmiddlewaretoken" in form.group(1)
     assert "Sync now from Douban" in form.group(1)
+    assert reverse("catalog:sync-start", args=["tmdb"]) not in html  # no key: TMDB does not run
+    settings.CATALOG_TMDB_API_KEY = "k" * 32
+    assert reverse("catalog:sync-start", args=["tmdb"]) in staff_client.get("/catalog/").content.decode()
 
 
 def test_the_grid_shows_every_title_with_its_cover_or_a_placeholder(alice_client, catalog):
