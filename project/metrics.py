@@ -42,6 +42,9 @@ live_messages = Counter(
 )  # received | stored | duplicate | malformed
 live_reconnects = Counter("chorus_live_reconnects", "Live-feed socket reconnects, by platform.", ["platform"])
 live_fetchers = Gauge("chorus_live_fetchers", "Live channels this process follows now.", multiprocess_mode="livesum")
+live_recorders = Gauge("chorus_live_recorders", "Live channels this process records now.", multiprocess_mode="livesum")
+live_record_bytes = Counter("chorus_live_record_bytes", "Bytes of live video recorded, by platform.", ["platform"])
+live_record_segments = Counter("chorus_live_record_segments", "Recorded segments closed, by platform.", ["platform"])
 live_lag_seconds = Histogram(
     "chorus_live_lag_seconds", "From the platform's time of a message to Chorus receiving it.", ["platform"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
