@@ -302,3 +302,20 @@ def test_a_trigger_sends_the_task_again_for_a_run_nobody_holds(sync_settings, mo
     with TestCase.captureOnCommitCallbacks(execute=True):
         run, started = sync.sync_start(source="douban", trigger="schedule")
     assert (run.pk, started, enqueued) == (held.pk, False, [held.pk])
+
+
+def test_a_source_that_blocked_us_is_409_until_its_retry_time(client, sync_settings, staff_token):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    blocked = SyncRun.objects.create(source="douban", state="blocked", error="Douban answered with its anti-bot page",
+                                     retry_at=timezone.now() + timedelta(minutes=30))
+    answer = _api(client, "post", "/douban", staff_token)
+    assert answer.status_code == 409
+    assert f"run {blocked.pk} continues after" in answer.json()["message"]
+    SyncRun.objects.filter(pk=blocked.pk).update(retry_at=timezone.now() - timedelta(seconds=1))
+    answer = _api(client, "post", "/douban", staff_token)
+    assert answer.status_code == 202
+    assert (answer.json()["id"], answer.json()["state"], answer.json()["already_running"]) == (blocked.pk, "queued",
+                                                                                              False)
