@@ -151,6 +151,9 @@ def test_the_catalog_pages_fit_a_phone_and_a_desktop(server, page_factory, film,
             page.wait_for_load_state("networkidle")
             if name in ("catalog", "title"):
                 expect(page.locator("img.poster").first).to_be_visible()
+                shapes = page.evaluate("() => [...document.querySelectorAll('.poster')].map(p => "
+                                       "p.getBoundingClientRect().height / p.getBoundingClientRect().width)")
+                assert all(1.45 < shape < 1.55 for shape in shapes), f"{url} ({device}): covers not 2:3: {shapes}"
             if device == "phone":
                 _fits(page)
             _shot(page, f"{name}-{device}", folder)
