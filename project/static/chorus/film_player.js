@@ -53,7 +53,9 @@
     const resume = state.item.positionS || 0;
     root.dataset.state = "loading";
     video.src = state.item.src;
+    const item = state.item;
     video.addEventListener("loadedmetadata", function seek() {
+      if (item !== state.item) return; // another item was chosen since: its own listener seeks
       if (resume > 0 && (!isFinite(video.duration) || resume < video.duration - 1)) video.currentTime = resume;
       state.lastMs = video.currentTime * 1000;
       fetchAround(state.lastMs);
