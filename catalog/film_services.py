@@ -22,7 +22,7 @@ from django.db import transaction
 from catalog import audio
 from catalog import services as library_services
 from catalog.keys import search_key
-from catalog.models import Danmaku, Episode, Favorite, Season, Title, Video, WatchProgress
+from catalog.models import Danmaku, Episode, ExternalId, Favorite, Season, Title, Video, WatchProgress
 from project import inputs, ratelimit, realtime
 
 logger = logging.getLogger(__name__)
@@ -353,3 +353,98 @@ def _video_import_file(path: Path, report: VideoImportReport) -> None:
                   "size_bytes": stat.st_size, "file_mtime_ns": stat.st_mtime_ns}
         video, created = Video.objects.update_or_create(file_path=str(path), defaults=values)
     (report.created if created else report.updated).append(video)
+
+
+# --- live recordings ------------------------------------------------------------------------
+
+RECORDING_SOURCE = "livefeed"
+
+
+@dataclass(frozen=True)
+class RecordingComment:
+    offset_ms: int  # from the part's start
+    text: str
+    color: str = "#ffffff"
+    mode: str = Danmaku.Mode.SCROLL
+
+
+@dataclass(frozen=True)
+class RecordingPart:
+    """One file of a recording, as the catalog shows it: an episode of the title's one season
+    (so the player lists the parts and goes on with the next one), with its comments."""
+
+    number: int  # 1, 2, ...: the part's place in the recording
+    name: str
+    file_path: str
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    size_bytes: int = 0
+    comments: tuple[RecordingComment, ...] = ()
+
+
+def _recording_danmaku(title: Title, episode: Episode, comments) -> list[Danmaku]:
+    rows = []
+    for comment in comments:
+        text = " ".join(str(comment.text).split())[: Danmaku.MAX_LENGTH]
+        if not text or comment.offset_ms < 0 or comment.mode not in Danmaku.Mode.values \
+                or not COLOR.fullmatch(comment.color):
+            continue
+        rows.append(Danmaku(title=title, episode=episode, offset_ms=min(int(comment.offset_ms), LONGEST_S * 1000),
+                            text=text, color=comment.color.lower(), mode=comment.mode))
+    return rows
+
+
+def recording_title_save(*, source_id: str, title: str, parts, original_title: str = "", synopsis: str = "",
+                         release_date=None) -> Title:
+    """Make (or bring up to date) the `recording` title of a live recording, named by the
+    recorder's id (`source_id`), with the given parts: each becomes an episode with its file
+    as the video (when a browser can play it: mp4/webm; an flv or ts part is listed without a
+    player) and its comments as the episode's danmaku. Parts not given are left as they are,
+    so a recording still going on adds its parts one by one (time-shift). Saving a part again
+    replaces its comments (those users posted while watching stay). Idempotent."""
+    with transaction.atomic():
+        external = ExternalId.objects.select_related("title").filter(
+            source=RECORDING_SOURCE, kind=Title.Kind.RECORDING, value=source_id).first()
+        if external is None:
+            row = Title.objects.create(kind=Title.Kind.RECORDING, title=title[:500], original_title=original_title[:500],
+                                       synopsis=synopsis, release_date=release_date,
+                                       year=release_date.year if release_date else None)
+            ExternalId.objects.create(title=row, source=RECORDING_SOURCE, kind=Title.Kind.RECORDING, value=source_id)
+        else:
+            row = external.title
+            row.title, row.original_title, row.synopsis = title[:500], original_title[:500], synopsis
+            row.save(update_fields=["title", "original_title", "synopsis", "updated_at"])
+        season, _ = Season.objects.get_or_create(title=row, number=1, defaults={"name": "Recording"})
+        for part in parts:
+            _recording_part_save(row, season, part)
+        row.episode_count = Episode.objects.filter(season=season).count()
+        row.save(update_fields=["episode_count", "updated_at"])
+    return row
+
+
+def _recording_part_save(title: Title, season: Season, part: RecordingPart) -> None:
+    episode, _ = Episode.objects.update_or_create(
+        season=season, number=part.number,
+        defaults={"name": part.name[:300], "runtime_min": math.ceil(part.duration_s / 60) if part.duration_s else None})
+    mime_type = VIDEO_SUFFIXES.get(Path(part.file_path).suffix.lower())
+    Video.objects.filter(episode=episode).exclude(file_path=part.file_path).delete()
+    if mime_type in ("video/mp4", "video/webm"):
+        Video.objects.update_or_create(file_path=part.file_path, defaults={
+            "title": title, "episode": episode, "mime_type": mime_type, "duration_s": part.duration_s,
+            "width": part.width, "height": part.height, "size_bytes": part.size_bytes})
+    Danmaku.objects.filter(title=title, episode=episode, user__isnull=True).delete()
+    Danmaku.objects.bulk_create(_recording_danmaku(title, episode, part.comments), batch_size=2000)
+
+
+def recording_titles(*, source_ids) -> dict[str, int]:
+    """{source_id: title id} of the recordings that are in the catalog."""
+    return dict(ExternalId.objects.filter(source=RECORDING_SOURCE, kind=Title.Kind.RECORDING,
+                                          value__in=[str(x) for x in source_ids]).values_list("value", "title_id"))
+
+
+def recording_title_remove(*, source_id: str) -> bool:
+    """Take a recording out of the catalog (its files stay where they are); True if it was in."""
+    deleted, _ = Title.objects.filter(external_ids__source=RECORDING_SOURCE, external_ids__kind=Title.Kind.RECORDING,
+                                      external_ids__value=source_id).delete()
+    return bool(deleted)
