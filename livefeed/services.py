@@ -256,33 +256,43 @@ def _expiry(ttl_s: float):
     return ExpressionWrapper(Now() + timedelta(seconds=ttl_s), output_field=DateTimeField())
 
 
-def lease_take(*, channel_id: int, owner: str, ttl_s: float) -> str | None:
+# A channel has two leases: the fetcher's (its messages) and the recorder's (its video,
+# livefeed/recorder.py), each on fields of its own, so the two may run in different workers.
+LEASE_FIELDS = {"fetch": "lease", "record": "record_lease"}
+
+
+def _lease_field(kind: str, name: str) -> str:
+    return f"{LEASE_FIELDS[kind]}_{name}"
+
+
+def lease_take(*, channel_id: int, owner: str, ttl_s: float, kind: str = "fetch") -> str | None:
     """Take the channel for `owner` for `ttl_s` seconds: the lease's token, or None while
     another holder's lease is live."""
     token = secrets.token_hex(16)
+    expires = _lease_field(kind, "expires_at")
     taken = LiveChannel.objects.filter(pk=channel_id).filter(
-        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=Now())).update(
-        lease_owner=owner[:200], lease_token=token, lease_expires_at=_expiry(ttl_s))
+        Q(**{f"{expires}__isnull": True}) | Q(**{f"{expires}__lte": Now()})).update(
+        **{_lease_field(kind, "owner"): owner[:200], _lease_field(kind, "token"): token, expires: _expiry(ttl_s)})
     if taken:
-        logger.info("live lease taken", extra={"channel_id": channel_id, "owner": owner})
+        logger.info("live lease taken", extra={"channel_id": channel_id, "owner": owner, "kind": kind})
         return token
     return None
 
 
-def lease_renew(*, channel_id: int, token: str, ttl_s: float) -> bool:
+def lease_renew(*, channel_id: int, token: str, ttl_s: float, kind: str = "fetch") -> bool:
     """Extend the lease; False when it is no longer this token's (taken over, or the channel
     removed): the holder must stop at once."""
     if not token:
         return False
-    return bool(LiveChannel.objects.filter(pk=channel_id, lease_token=token).update(
-        lease_expires_at=_expiry(ttl_s)))
+    return bool(LiveChannel.objects.filter(pk=channel_id, **{_lease_field(kind, "token"): token}).update(
+        **{_lease_field(kind, "expires_at"): _expiry(ttl_s)}))
 
 
-def lease_release(*, channel_id: int, token: str) -> bool:
+def lease_release(*, channel_id: int, token: str, kind: str = "fetch") -> bool:
     if not token:
         return False
-    released = LiveChannel.objects.filter(pk=channel_id, lease_token=token).update(
-        lease_owner="", lease_token="", lease_expires_at=None)
+    released = LiveChannel.objects.filter(pk=channel_id, **{_lease_field(kind, "token"): token}).update(
+        **{_lease_field(kind, "owner"): "", _lease_field(kind, "token"): "", _lease_field(kind, "expires_at"): None})
     return bool(released)
 
 

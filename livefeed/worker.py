@@ -3,7 +3,9 @@ queue (its own line in the Procfile and compose.yaml) also runs a fetcher Host o
 loop in a thread of its own, started and stopped with the worker (a Celery bootstep), so
 one worker process follows many rooms at once. A worker stopped normally flushes what it
 received and releases its leases (another worker takes over within a scan); one killed with
--9 loses its leases when they expire (LIVEFEED_LEASE_S)."""
+-9 loses its leases when they expire (LIVEFEED_LEASE_S). The same loop runs the recorder's
+host (livefeed/recorder.py), which records the channels with `record` on under leases of its
+own."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ QUEUE = "livefeed"
 
 
 class HostThread:
-    """A fetcher Host on its own event loop, in its own thread."""
+    """A fetcher Host and a RecorderHost on their own event loop, in their own thread."""
 
     def __init__(self, **host_options):
         self._options = host_options
@@ -34,19 +36,20 @@ class HostThread:
 
     def _run(self) -> None:
         from livefeed.fetcher import Host
+        from livefeed.recorder import RecorderHost
 
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
             self._ready.set()
-            await Host(**self._options).run(self._stop)
+            await asyncio.gather(Host(**self._options).run(self._stop), RecorderHost().run(self._stop))
 
         try:
             asyncio.run(main())
         except Exception:
             logger.exception("live fetcher host stopped on an error")
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def stop(self, timeout_s: float = 15.0) -> None:
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout_s)

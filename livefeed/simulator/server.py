@@ -60,7 +60,8 @@ class Simulator:
     """The local Douyin. `await start()` then use `root`, `webcast_url`; `await stop()`."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, rate: float = 20.0, seed: int | None = None,
-                 resend_count: int = 0, record_ids: bool = False, stream_port: int = 0, stream_shared: bool = False):
+                 resend_count: int = 0, record_ids: bool = False, stream_port: int = 0, stream_shared: bool = False,
+                 stream_kbps: int | None = None):
         self.host = host
         self.port = port
         self.rate = rate
@@ -72,7 +73,7 @@ class Simulator:
         self._producers: dict[str, asyncio.Task] = {}
         self._pending: dict[ServerConnection, dict[int, str]] = {}
         self._tasks: set[asyncio.Task] = set()
-        self.streams = StreamServer(self, host=host, port=stream_port, shared=stream_shared)
+        self.streams = StreamServer(self, host=host, port=stream_port, shared=stream_shared, kbps=stream_kbps)
 
     @property
     def root(self) -> str:

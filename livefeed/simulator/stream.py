@@ -39,8 +39,10 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def generator_args(*, width: int = 320, height: int = 180, fps: int = 15, video_kbps: int = 250) -> list[str]:
-    """ffmpeg making a live FLV on stdout in real time (-re), cheap to encode."""
+def generator_args(*, width: int = 320, height: int = 180, fps: int = 15, video_kbps: int = 250,
+                   cbr: bool = False) -> list[str]:
+    """ffmpeg making a live FLV on stdout in real time (-re), cheap to encode; with `cbr`, at
+    exactly `video_kbps` (padded), for streams of a known size a second."""
     video = f"testsrc2=size={width}x{height}:rate={fps}"
     if os.path.exists(FONT):
         video += (f",drawtext=fontfile={FONT}:fontsize={max(10, height // 8)}:fontcolor=white:box=1:boxcolor=black"
@@ -48,7 +50,9 @@ def generator_args(*, width: int = 320, height: int = 180, fps: int = 15, video_
     return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
             "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050",
             "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", str(fps),
-            "-b:v", f"{video_kbps}k", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "32k", "-ac", "1",
+            "-b:v", f"{video_kbps}k", *(["-minrate", f"{video_kbps}k", "-maxrate", f"{video_kbps}k", "-bufsize",
+                                        f"{video_kbps // 2}k", "-x264-params", "nal-hrd=cbr"] if cbr else []),
+            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "32k", "-ac", "1",
             "-f", "flv", "-flvflags", "no_duration_filesize", "-flush_packets", "1", "pipe:1"]
 
 
@@ -151,11 +155,12 @@ class Source:
 class StreamServer:
     """`GET /stream/<room_id>_<quality>.flv?expire=..&sign=..` on its own port."""
 
-    def __init__(self, simulator, *, host: str, port: int = 0, shared: bool = False):
+    def __init__(self, simulator, *, host: str, port: int = 0, shared: bool = False, kbps: int | None = None):
         self.simulator = simulator
         self.host = host
         self.port = port
         self.shared = shared
+        self.kbps = kbps  # None: a cheap stream of about 280 kbit/s; a number: constant, that many kbit/s
         self.sources: dict[str, Source] = {}
         self._server: asyncio.Server | None = None
 
@@ -181,7 +186,7 @@ class StreamServer:
     def source_for(self, live_id: str) -> Source:
         key = "shared" if self.shared else live_id
         if key not in self.sources:
-            self.sources[key] = Source(generator_args())
+            self.sources[key] = Source(generator_args(video_kbps=self.kbps, cbr=True) if self.kbps else generator_args())
         return self.sources[key]
 
     def viewers(self, live_id: str) -> list[Viewer]:

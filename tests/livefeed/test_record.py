@@ -1,0 +1,107 @@
+"""The recorder against the simulator's real live stream (ffmpeg, real time): segments by time
+and by size with under 2 s between them, wall-clock starts that match the stream's own
+timestamps, the end of the broadcast, a dropped stream reconnected, and the state and log
+pushed to the channel's watchers."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from livefeed.models import LiveChannel, Recording, Segment
+from livefeed.simulator.server import SimulatorThread
+from tests.livefeed.record_fixtures import (  # noqa: F401 - the fixtures
+    LIVE_ID,
+    ffprobe,
+    recorded_fixture,
+    recorders_fixture,
+    sim_fixture,
+)
+from tests.livefeed.test_fetcher import until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_redis")]
+
+
+def _segments(channel_id: int) -> list[Segment]:
+    return list(Segment.objects.filter(recording__channel_id=channel_id).order_by("recording_id", "index"))
+
+
+def _closed(channel_id: int) -> list[Segment]:
+    return [s for s in _segments(channel_id) if s.state in (Segment.State.DONE, Segment.State.FAILED)]
+
+
+def _gaps_ms(segments: list[Segment]) -> list[int]:
+    """Between consecutive segments: the next one's start minus the end of this one, its
+    start plus the duration ffprobe measures in the file."""
+    gaps = []
+    for before, after in itertools.pairwise(segments):
+        duration_ms = float(ffprobe(before.file_path)["format"]["duration"]) * 1000
+        gaps.append(round(after.started_at_ms - (before.started_at_ms + duration_ms)))
+    return gaps
+
+
+async def test_segments_split_by_time_with_no_gap_and_wall_clock_starts(sim, recorded, recorders, watch):
+    socket = await watch(recorded.pk)
+    host = recorders()
+    await until(lambda: len(_closed(recorded.pk)) >= 2, timeout_s=25, what="two segments closed")
+    sim.command(LIVE_ID, "end")
+    await until(lambda: Recording.objects.filter(channel_id=recorded.pk, ended_at__isnull=False).exists(),
+                timeout_s=20, what="the recording ended with the broadcast")
+    segments = await sync_to_async(_segments)(recorded.pk)
+    done = [s for s in segments if s.state == Segment.State.DONE]
+    assert len(done) >= 2
+    for segment in done[:-1]:  # cut at the first keyframe (one a second) at or after 3 s
+        assert 2.9 <= segment.duration_s <= 4.2, segment.duration_s
+        assert (segment.video_codec, segment.audio_codec) == ("h264", "aac")
+        assert (segment.width, segment.height) == (320, 180)
+        assert segment.size_bytes == os.path.getsize(segment.file_path)
+        assert len(segment.checksum) == 64
+        with open(segment.log_path) as log:
+            assert "Input #0" in log.read()
+    assert all(abs(gap) < 2000 for gap in await sync_to_async(_gaps_ms)(done)), await sync_to_async(_gaps_ms)(done)
+    # The first segment starts with the first tag the simulator sent this recorder, on its clock.
+    viewer = sim.room(LIVE_ID).stream_viewers[0]
+    assert abs(done[0].started_at_ms - viewer.first_wall_ms) < 500
+    recording = await sync_to_async(Recording.objects.get)(channel_id=recorded.pk)
+    assert recording.state == "idle"
+    assert recording.segments_total == len([s for s in segments if s.state != "discarded"])
+    channel = await sync_to_async(LiveChannel.objects.get)(pk=recorded.pk)
+    assert channel.record_state == "idle"
+    # Watchers saw the state machine and ffmpeg's progress.
+    await socket.expect("live.recording", timeout=5, state="idle")
+    frames = socket.backlog
+    states = [frame["state"] for frame in frames if frame["type"] == "live.recording"]
+    assert states[0] == "checking", states
+    assert {"recording", "processing"} <= set(states), states
+    logs = [frame for frame in frames if frame["type"] == "live.record_log"]
+    assert any((frame["progress"].get("size_bytes") or 0) > 0 for frame in logs), logs[:3]
+    assert any("Input #0" in line["text"] for frame in logs for line in frame["lines"])
+    await host.close()
+
+
+@pytest.fixture
+def fast_sim(settings, tmp_path):
+    """A simulator whose stream is a constant 4 Mbit/s (500 KB a second)."""
+    with SimulatorThread(rate=5, stream_kbps=4000) as simulator:
+        settings.LIVEFEED_SIMULATOR_ROOT = simulator.root
+        settings.LIVEFEED_RECORDINGS_DIR = tmp_path / "recordings"
+        settings.LIVEFEED_MIN_SEGMENT_S = 0.5
+        settings.LIVEFEED_MIN_FREE_MB = 0
+        yield simulator
+
+
+async def test_segments_split_by_size_at_a_keyframe(fast_sim, alice, recorders):
+    channel = await sync_to_async(LiveChannel.objects.create)(platform="simulator", ref=LIVE_ID, added_by=alice,
+                                                              record=True, segment_s=3600, segment_mb=1)
+    host = recorders()
+    await until(lambda: len(_closed(channel.pk)) >= 2, timeout_s=25, what="two segments cut by size")
+    await host.close()
+    segments = await sync_to_async(_closed)(channel.pk)
+    for segment in segments[:2]:
+        # cut at the first keyframe after 1 MB: one more second (500 KB) at most
+        assert 1024 * 1024 <= segment.size_bytes <= 1024 * 1024 + 600 * 1024, segment.size_bytes
+        assert segment.duration_s < 4
+    assert all(abs(gap) < 2000 for gap in await sync_to_async(_gaps_ms)(segments))
