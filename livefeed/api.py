@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 
-from ninja import Query, Router, Schema, Status
+from django.urls import reverse
+from ninja import Field, Query, Router, Schema, Status
 
 from livefeed import messages as kinds
-from livefeed import selectors, services, stats
+from livefeed import record_settings, recordings, selectors, services, stats
 from livefeed.clients import registry
-from livefeed.models import LiveChannel, LiveSession
+from livefeed.models import LiveChannel, LiveSession, Recording, Segment
 from livefeed.services import LiveError
 from project.outside import OutsideError
 
@@ -27,6 +28,19 @@ class ErrorOut(Schema):
 class ChannelIn(Schema):
     url: str
     auto_follow: bool = False
+
+
+class RecordSettingsIn(Schema):
+    """Only the fields sent change."""
+
+    record: bool | None = Field(None, strict=True, description="Record whenever the room is live.")
+    segment_s: int | None = Field(None, strict=True, description="Close a segment after this many seconds.")
+    segment_mb: int | None = Field(None, strict=True, description="... or this many MB, whichever comes first.")
+    quality: str | None = Field(None, description="The platform's quality name; empty: the best.")
+    container: str | None = Field(None, description="flv or ts (the stream's bytes), or mp4 (remuxed after each segment).")
+    output_dir: str | None = Field(None, description="Absolute folder; empty: LIVEFEED_RECORDINGS_DIR. Outside it: staff.")
+    filename_template: str | None = Field(None, description="Relative; fields {channel}, {title}, {date:%Y-%m-%d}, {index}.")
+    postprocess: list | None = Field(None, description='Staff: [{"step": "remux"}, {"step": "move", "to": dir}, ...].')
 
 
 class MessagesQuery(Schema):
@@ -80,6 +94,42 @@ def _channel_out(channel: LiveChannel) -> dict:
         "avatar_url": channel.avatar_url, "auto_follow": channel.auto_follow,
         "check_interval_s": channel.check_interval_s, "added_by": channel.added_by.get_username() if channel.added_by else None,
         "websocket": f"/ws/live/{channel.pk}/", "status": services.status_event(channel),
+        "recording": _record_settings_out(channel),
+    }
+
+
+def _record_settings_out(channel: LiveChannel) -> dict:
+    return {
+        "record": channel.record, "segment_s": channel.segment_s, "segment_mb": channel.segment_mb,
+        "quality": channel.quality, "container": channel.container, "output_dir": channel.output_dir,
+        "filename_template": channel.filename_template, "postprocess": channel.postprocess,
+        "state": channel.record_state, "error": channel.record_error or None,
+    }
+
+
+def segment_out(segment: Segment) -> dict:
+    """A segment with the URLs of its file and its comments (ASS, XML)."""
+    return {
+        "id": segment.pk, "index": segment.index, "state": segment.state, "start_ms": segment.started_at_ms,
+        "end_ms": segment.ended_at_ms, "offset_s": segment.offset_s, "duration_s": segment.duration_s,
+        "size_bytes": segment.size_bytes, "video_codec": segment.video_codec or None,
+        "audio_codec": segment.audio_codec or None, "width": segment.width, "height": segment.height,
+        "error": segment.error or None, "file_name": segment.file_path.rsplit("/", 1)[-1],
+        "video_url": reverse("livefeed:segment-video", args=[segment.pk]),
+        "ass_url": reverse("livefeed:segment-comments", args=[segment.pk, "ass"]),
+        "xml_url": reverse("livefeed:segment-comments", args=[segment.pk, "xml"]),
+    }
+
+
+def recording_out(recording: Recording, *, watch_title_id: int | None) -> dict:
+    return {
+        "id": recording.pk, "channel_id": recording.channel_id, "session_id": recording.session_id,
+        "state": recording.state, "title": recording.title, "started_at": recording.started_at.isoformat(),
+        "ended_at": recording.ended_at.isoformat() if recording.ended_at else None,
+        "size_bytes": recording.size_bytes, "duration_s": recording.duration_s,
+        "segments_total": recording.segments_total, "last_error": recording.last_error or None,
+        "watch_url": reverse("catalog:title", args=[watch_title_id]) if watch_title_id else None,
+        "segments": [segment_out(segment) for segment in recording.segments.all()],
     }
 
 
@@ -201,3 +251,47 @@ def session_messages(request, session_id: int, filters: Query[MessagesQuery]):
 def session_stats(request, session_id: int):
     session = _session(session_id)
     return stats.session_stats(session_id=session.pk)
+
+
+# --- recording ------------------------------------------------------------------------------
+
+
+@router.patch("/channels/{channel_id}", response={200: dict, **ERRORS},
+              summary="Change the recording settings (only the fields sent; who added the channel, or staff)")
+@_refusals_answered
+def update_channel(request, channel_id: int, payload: RecordSettingsIn):
+    record_settings.channel_record_settings(channel_id=channel_id, actor=request.user,
+                                            changes=payload.dict(exclude_unset=True))
+    return _channel_out(_channel(channel_id))
+
+
+@router.get("/channels/{channel_id}/recordings", response={200: list[dict], **ERRORS},
+            summary="The channel's recordings, newest first, with their segments and download URLs")
+@_refusals_answered
+def channel_recordings(request, channel_id: int):
+    rows = selectors.channel_recordings(channel=_channel(channel_id))
+    titles = recordings.watch_titles([row.pk for row in rows])
+    return [recording_out(row, watch_title_id=titles.get(row.pk)) for row in rows]
+
+
+def _recording(recording_id: int) -> Recording:
+    recording = selectors.recording_detail(recording_id=recording_id)
+    if recording is None:
+        raise LiveError("not_found", f"No recording {recording_id}.")
+    return recording
+
+
+@router.get("/recordings/{recording_id}", response={200: dict, **ERRORS},
+            summary="A recording: state, totals, segments (start_ms, end_ms, offset_s, ..., video_url, ass_url, xml_url)")
+@_refusals_answered
+def get_recording(request, recording_id: int):
+    recording = _recording(recording_id)
+    return recording_out(recording, watch_title_id=recordings.watch_titles([recording.pk]).get(recording.pk))
+
+
+@router.delete("/recordings/{recording_id}", response={204: None, **ERRORS},
+               summary="Delete an ended recording with its files and its catalog title (who added the channel, or staff)")
+@_refusals_answered
+def delete_recording(request, recording_id: int):
+    record_settings.recording_delete(recording_id=recording_id, actor=request.user)
+    return Status(204, None)

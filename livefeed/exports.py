@@ -322,7 +322,7 @@ def session_comments(session) -> Iterator[Comment]:
 def segment_file(*, segment, fmt: str) -> Iterator[str]:
     """The segment's ASS or XML file (fmt "ass" / "xml"), chunk by chunk."""
     title = segment.recording.title or str(segment.recording.channel)
-    return FORMATS[fmt](segment_comments(segment), title=f"{title} · part {segment.index + 1}")
+    return FORMATS[fmt](segment_comments(segment), title=f"{title} · part {segment.index}")
 
 
 def session_file(*, session, fmt: str) -> Iterator[str]:

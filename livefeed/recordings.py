@@ -1,15 +1,95 @@
 """What a recording means outside the recorder: the hooks the recorder (livefeed/recorder.py)
-calls, after commit, when a segment is ready and when a recording ends. The catalog side
-(a recording as a watchable title with its comments) is done from here, through the catalog's
-public functions, so the recorder knows nothing of the catalog."""
+calls after commit when a segment is ready and when a recording ends, and what they do.
+
+Watching back is the catalog's: a recording becomes a `recording` title (one per recording,
+known by its id) whose parts are its segments and whose danmaku are its chat, gifts and super
+chats, through catalog.film_services' public functions; the recorder knows nothing of the
+catalog and livefeed writes none of its tables. A segment joins the title as soon as it is
+ready (time-shift: a broadcast still being recorded can be watched from its start); when the
+recording ends every part is brought up to date once more. A hook never raises into the
+recorder: a catalog failure is logged and the next hook (or `recording_watch_sync`) repairs it.
+"""
 
 from __future__ import annotations
 
+import logging
+
+from livefeed import exports
+from livefeed.models import Recording, Segment
+
+logger = logging.getLogger(__name__)
+
+# A segment in these states has its file (post-processed or not) and can be watched.
+WATCHABLE = (Segment.State.DONE, Segment.State.FAILED)
+COMMENT_STYLE = {exports.STYLE_CHAT: ("#ffffff", "scroll"), exports.STYLE_GIFT: ("#ffd700", "bottom"),
+                 exports.STYLE_SUPER_CHAT: ("#ff6f61", "top")}
+
+
+# --- watching back ------------------------------------------------------------------------------
+
+
+def _part(segment: Segment):
+    from catalog import film_services
+
+    comments = tuple(
+        film_services.RecordingComment(offset_ms=c.offset_ms, text=c.text, color=COMMENT_STYLE[c.style][0],
+                                       mode=COMMENT_STYLE[c.style][1])
+        for c in exports.segment_comments(segment))
+    return film_services.RecordingPart(
+        number=segment.index, name=f"Part {segment.index} · from {segment.offset_s / 60:.0f} min",
+        file_path=segment.file_path, duration_s=segment.duration_s or None, width=segment.width,
+        height=segment.height, size_bytes=segment.size_bytes, comments=comments)
+
+
+def recording_watch_sync(*, recording_id: int, segment_ids: list[int] | None = None) -> int | None:
+    """Bring the recording's catalog title up to date with its watchable segments (all, or
+    those in `segment_ids`); the title's id, or None when nothing is watchable yet."""
+    from catalog import film_services
+
+    recording = Recording.objects.select_related("channel").filter(pk=recording_id).first()
+    if recording is None:
+        return None
+    segments = recording.segments.filter(state__in=WATCHABLE).select_related("recording").order_by("index")
+    if segment_ids is not None:
+        segments = segments.filter(pk__in=segment_ids)
+    parts = [_part(segment) for segment in segments]
+    if not parts and segment_ids is None and not recording.segments.filter(state__in=WATCHABLE).exists():
+        return None
+    channel = recording.channel
+    who = channel.streamer_name or channel.title or channel.ref
+    started = recording.started_at
+    synopsis = (f"Recorded live from {channel.get_platform_display()} room {channel.ref}"
+                f"{f' ({channel.title})' if channel.title else ''} on {started:%Y-%m-%d %H:%M} UTC; "
+                "the comments are the room's chat, gifts and super chats at the moment they were sent.")
+    title = film_services.recording_title_save(
+        source_id=str(recording.pk), title=f"{who} · {started:%Y-%m-%d %H:%M}", original_title=recording.title,
+        synopsis=synopsis, release_date=started.date(), parts=parts)
+    return title.pk
+
 
 def recording_segment_ready(*, segment_id: int) -> None:
-    """A segment was closed and post-processed (state done or failed, its file kept): a
-    recording in progress can be watched so far (time-shift)."""
+    """A segment was closed and post-processed (state done or failed, its file kept): the
+    recording so far can be watched (time-shift)."""
+    recording_id = Segment.objects.filter(pk=segment_id).values_list("recording_id", flat=True).first()
+    if recording_id is None:
+        return
+    try:
+        recording_watch_sync(recording_id=recording_id, segment_ids=[segment_id])
+    except Exception:
+        logger.exception("recording not added to the catalog", extra={"segment_id": segment_id})
 
 
 def recording_finish(*, recording_id: int) -> None:
-    """The recording ended (ended_at set, every segment closed)."""
+    """The recording ended (ended_at set, every segment closed): its title gets every part."""
+    try:
+        recording_watch_sync(recording_id=recording_id)
+    except Exception:
+        logger.exception("recording not added to the catalog", extra={"recording_id": recording_id})
+
+
+def watch_titles(recording_ids) -> dict[int, int]:
+    """{recording id: catalog title id} of those that can be watched."""
+    from catalog import film_services
+
+    found = film_services.recording_titles(source_ids=[str(pk) for pk in recording_ids])
+    return {int(key): value for key, value in found.items()}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, IntegerField, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from livefeed import services
-from livefeed.models import LiveChannel, LiveMessage, LiveSession
+from livefeed.models import LiveChannel, LiveMessage, LiveSession, Recording, Segment
 
 ACTIVE_STATES = (LiveChannel.State.RUNNING, LiveChannel.State.RECONNECTING, LiveChannel.State.STARTING)
 MESSAGES_LIMIT_MAX = 1000
@@ -86,3 +86,21 @@ def session_search(*, session: LiveSession, type: str | None = None, user: str |
     if query:
         rows = rows.filter(Q(content__icontains=query) | Q(user_name__icontains=query))
     return list(rows.order_by("-id")[:limit])
+
+
+def _with_segments(recordings: QuerySet[Recording]) -> QuerySet[Recording]:
+    return recordings.select_related("channel").prefetch_related(
+        Prefetch("segments", queryset=Segment.objects.order_by("index")))
+
+
+def channel_recordings(*, channel: LiveChannel, limit: int = 200) -> list[Recording]:
+    """The channel's recordings, newest first, each with its segments (two queries)."""
+    return list(_with_segments(Recording.objects.filter(channel=channel).order_by("-started_at", "-id"))[:limit])
+
+
+def recording_detail(*, recording_id: int) -> Recording | None:
+    return _with_segments(Recording.objects.filter(pk=recording_id)).first()
+
+
+def segment_detail(*, segment_id: int) -> Segment | None:
+    return Segment.objects.select_related("recording__channel").filter(pk=segment_id).first()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from livefeed import views
+from livefeed import record_views, views
 
 app_name = "livefeed"
 
@@ -12,4 +12,9 @@ urlpatterns = [
     path("<int:channel_id>/remove", views.remove, name="remove"),
     path("sessions/<int:session_id>/", views.session, name="session"),
     path("sessions/<int:session_id>/export.<str:fmt>", views.session_export, name="session-export"),
+    path("sessions/<int:session_id>/comments.<str:fmt>", record_views.session_comments, name="session-comments"),
+    path("<int:channel_id>/recording", views.record_settings, name="record-settings"),
+    path("recordings/<int:recording_id>/delete", views.recording_delete, name="recording-delete"),
+    path("segments/<int:segment_id>/video", record_views.segment_video, name="segment-video"),
+    path("segments/<int:segment_id>/comments.<str:fmt>", record_views.segment_comments, name="segment-comments"),
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Iterator
 
+import redis
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -15,10 +17,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from livefeed import messages as kinds
-from livefeed import selectors, services, stats
-from livefeed.forms import ChannelAddForm
-from livefeed.models import LiveChannel, LiveSession
+from livefeed import record_settings as record_settings_service
+from livefeed import recordings, selectors, services, stats
+from livefeed.forms import ChannelAddForm, RecordSettingsForm
+from livefeed.models import LiveChannel, LiveSession, Recording, RecordingState
 from livefeed.services import LiveError
+
+logger = logging.getLogger(__name__)
 
 EXPORT_CHUNK = 2000
 
@@ -48,6 +53,10 @@ def index(request):
 @require_safe
 def channel(request, channel_id: int):
     live_channel = get_object_or_404(LiveChannel.objects.select_related("current_session", "added_by"), pk=channel_id)
+    return render(request, "livefeed/channel.html", _channel_context(request, live_channel))
+
+
+def _channel_context(request, live_channel: LiveChannel, *, record_form: RecordSettingsForm | None = None) -> dict:
     session = live_channel.current_session
     config = {
         "websocket": f"/ws/live/{live_channel.pk}/",
@@ -57,7 +66,13 @@ def channel(request, channel_id: int):
         "initialStats": stats.session_stats(session_id=session.pk) if session else None,
         "sessionTotal": session.messages_total if session else 0,
     }
-    context = {
+    recordings_list = selectors.channel_recordings(channel=live_channel, limit=20)
+    titles = recordings.watch_titles([row.pk for row in recordings_list])
+    for row in recordings_list:
+        row.watch_title_id = titles.get(row.pk)
+    current = next((row for row in recordings_list if row.ended_at is None), None)
+    current_segments = list(current.segments.all()) if current else []
+    return {
         "channel": live_channel,
         "status": services.status_event(live_channel),
         "manageable": services.can_manage(live_channel, request.user),
@@ -67,8 +82,59 @@ def channel(request, channel_id: int):
         "types": kinds.TYPES,
         "hidden_by_default": {kinds.LIKE, kinds.MEMBER, kinds.VIEWERS, kinds.ROOM_STATS, kinds.RANK},
         "recent_limit": settings.LIVEFEED_RECENT,
+        "recordings": recordings_list,
+        "current_recording": current,
+        "current_segment": current_segments[-1] if current_segments else None,
+        "record_form": record_form or RecordSettingsForm.for_channel(live_channel),
+        "record_config": {"stateNames": dict(RecordingState.choices), "recentLog": _recent_log(live_channel.pk)},
     }
-    return render(request, "livefeed/channel.html", context)
+
+
+def _recent_log(channel_id: int) -> list[dict]:
+    """The last lines ffmpeg logged for the channel (kept in Redis by the recorder)."""
+    from livefeed.recorder import record_log_recent
+
+    try:
+        return record_log_recent(channel_id=channel_id)
+    except (redis.RedisError, ValueError):
+        logger.warning("recording log unavailable", extra={"channel_id": channel_id})
+        return []
+
+
+@login_required
+@require_POST
+def record_settings(request, channel_id: int):
+    """The recording settings form; on a refusal the page comes back with what was typed and
+    the reason on its field (400)."""
+    live_channel = get_object_or_404(LiveChannel.objects.select_related("current_session", "added_by"), pk=channel_id)
+    form = RecordSettingsForm.for_channel(live_channel, data=request.POST)
+    if form.is_valid():
+        try:
+            record_settings_service.channel_record_settings(channel_id=channel_id, actor=request.user,
+                                                            changes=form.cleaned_data)
+        except LiveError as exc:
+            field = exc.field if exc.field in form.fields else None
+            form.add_error(field, exc.message.removeprefix(f"{exc.field}: ") if field else exc.message)
+        else:
+            messages.success(request, "Recording settings saved.")
+            return redirect("livefeed:channel", channel_id=channel_id)
+    context = _channel_context(request, live_channel, record_form=form)
+    return render(request, "livefeed/channel.html", context, status=403 if not context["manageable"] else 400)
+
+
+@login_required
+@require_POST
+def recording_delete(request, recording_id: int):
+    channel_id = Recording.objects.filter(pk=recording_id).values_list("channel_id", flat=True).first()
+    if channel_id is None:
+        raise Http404(f"No recording {recording_id}.")
+    try:
+        record_settings_service.recording_delete(recording_id=recording_id, actor=request.user)
+    except LiveError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Recording deleted with its files.")
+    return redirect("livefeed:channel", channel_id=channel_id)
 
 
 def _channel_action(request, channel_id: int, act, done: str):

@@ -216,8 +216,8 @@ def test_a_segment_file_holds_its_own_messages_timed_from_its_real_start(db, ses
     from livefeed.storage import messages_store
 
     # The second segment started 60.4 s into the broadcast (a reconnect took 0.4 s).
-    first = _segment(recording, 0, BASE_MS, BASE_MS + 60_000)
-    second = _segment(recording, 1, BASE_MS + 60_400, BASE_MS + 120_000)
+    first = _segment(recording, 1, BASE_MS, BASE_MS + 60_000)
+    second = _segment(recording, 2, BASE_MS + 60_400, BASE_MS + 120_000)
     said = [chat("opening", at_ms=BASE_MS + 5_000), chat("late in one", at_ms=BASE_MS + 59_999),
             chat("in the gap", at_ms=BASE_MS + 60_200), chat("early in two", at_ms=BASE_MS + 61_000),
             gift(combo="c1", count=3, at_ms=BASE_MS + 90_000, end=True),

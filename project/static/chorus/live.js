@@ -196,6 +196,10 @@
       if (frame.type === "live.messages") accept(frame.messages || [], frame.history === true);
       else if (frame.type === "live.status") showStatus(frame);
       else if (frame.type === "live.stats") showStats(frame);
+      // The recording part of the page (live_record.js) reads its own frames.
+      else if (frame.type === "live.recording" || frame.type === "live.record_log") {
+        document.dispatchEvent(new CustomEvent("chorus:live-recording", { detail: frame }));
+      }
     });
     socket.addEventListener("close", (event) => {
       if (event.code === 4401 || event.code === 4403 || event.code === 4404) {
