@@ -1,0 +1,79 @@
+"""Watching a live recording back in a real browser: from the channel page's recordings list
+to the catalog's player, the recorded segment plays and the room's comments fly over the
+picture at the moment they were said (and the side list follows), gifts in their own style."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.sync_api import expect
+
+from livefeed import recordings, storage
+from livefeed.models import LiveChannel, LiveSession, Recording, Segment
+from tests.live import log_in
+from tests.livefeed.conftest import BASE_MS, chat, gift
+from tests.livefeed.test_recording_api import make_clip
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def recorded(alice, tmp_path):
+    """A broadcast recorded into one 12 s mp4 segment that began 0.4 s after the session,
+    with chat at 1.5 s and 3 s into the file and a gift at 2.5 s."""
+    start = datetime.fromtimestamp(BASE_MS / 1000, UTC)
+    channel = LiveChannel.objects.create(platform="douyin", ref="123456789", added_by=alice, title="晚间唱歌",
+                                         streamer_name="小红", record=True)
+    session = LiveSession.objects.create(channel=channel, started_at=start, ended_at=start + timedelta(seconds=20),
+                                         end_reason="ended", title_at_start="晚间唱歌")
+    recording = Recording.objects.create(channel=channel, session=session, title="晚间唱歌", started_at=start,
+                                         ended_at=start + timedelta(seconds=20), state="idle", segments_total=1,
+                                         duration_s=12.0)
+    clip = make_clip(tmp_path / "recordings" / "xiaohong_001.mp4", seconds=12)
+    segment_start = BASE_MS + 400
+    Segment.objects.create(recording=recording, index=1, file_path=str(clip), started_at_ms=segment_start,
+                           ended_at_ms=segment_start + 12_000, offset_s=0.4, duration_s=12.0,
+                           size_bytes=clip.stat().st_size, state="done", video_codec="h264", audio_codec="aac",
+                           width=160, height=90)
+    storage.messages_store(channel_id=channel.pk, session_id=session.pk, messages=[
+        chat("开场就来了", at_ms=segment_start + 1_500), gift(combo="g1", count=3, at_ms=segment_start + 2_500, end=True),
+        chat("second comment", at_ms=segment_start + 3_000), chat("before the file began", at_ms=BASE_MS + 100)])
+    recordings.recording_finish(recording_id=recording.pk)
+    return channel, recording
+
+
+def test_a_recording_plays_with_its_comments_over_the_picture(asgi_server, page_factory, alice, recorded, js_errors):
+    channel, recording = recorded
+    page = page_factory(base_url=asgi_server.url)
+    log_in(page, username=alice.username)
+    page.goto(f"/live/{channel.pk}/")
+    card = page.locator(f'[data-recording="{recording.pk}"]')
+    expect(card.get_by_role("link", name="video")).to_be_visible()
+    card.get_by_role("link", name="▶ Watch with comments").click()
+    expect(page.locator("#film-player")).to_have_attribute("data-state", "ready")
+    expect(page.locator(".kicker")).to_contain_text("Live recording")
+
+    # The side list has the recorded comments at their times in the file; the one said before
+    # the file began is not in it.
+    items = page.locator(".fp-list li[data-offset]")
+    expect(items).to_have_count(3)
+    assert [int(x) for x in items.evaluate_all("els => els.map(el => el.dataset.offset)")] == [1500, 2500, 3000]
+    expect(page.locator(".fp-list")).not_to_contain_text("before the file began")
+
+    page.evaluate("document.querySelector('#fp-video').play()")
+    first = page.locator(".fp-overlay .fp-dm.scroll", has_text="开场就来了")
+    expect(first).to_be_visible(timeout=5000)
+    shown_at = page.evaluate("document.querySelector('#fp-video').currentTime")
+    assert 1.5 <= shown_at < 2.5, f"drawn at {shown_at:.2f} s of the video, said at 1.5 s"
+    gift_line = page.locator(".fp-overlay .fp-dm.bottom", has_text="Rose ×3")
+    expect(gift_line).to_be_visible(timeout=3000)
+    assert gift_line.evaluate("el => getComputedStyle(el).color") == "rgb(255, 215, 0)"
+    expect(page.locator(".fp-overlay .fp-dm", has_text="second comment")).to_be_visible(timeout=3000)
+    # The side list follows the playhead.
+    expect(page.locator(".fp-list li.current")).to_contain_text("second comment", timeout=3000)
+    state = page.evaluate("(() => { const v = document.querySelector('#fp-video');"
+                          " return {paused: v.paused, error: v.error && v.error.code, t: v.currentTime}; })()")
+    assert state["error"] is None
+    assert state["t"] > 3.0
+    assert js_errors == []
