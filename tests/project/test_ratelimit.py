@@ -109,3 +109,32 @@ def test_a_redis_restart_does_not_deadlock_it(tmp_path, settings):
         _assert_spaced(times, 4)
     finally:
         server.stop()
+
+
+# --- take_slot: at most N actions in any window ----------------------------------------------
+
+
+def _slots(key: str, count: int, results: list) -> None:
+    for _ in range(count):
+        try:
+            ratelimit.take_slot(key, limit=5, window_s=2)
+            results.append("ok")
+        except ratelimit.TooMany as exc:
+            results.append(exc.retry_after_s)
+
+
+def test_take_slot_counts_across_threads_and_frees_a_slot_when_the_oldest_leaves_the_window():
+    key = _key()
+    results: list = []
+    threads = [threading.Thread(target=_slots, args=(key, 3, results)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count("ok") == 5  # 12 tries from 4 threads, 5 allowed
+    waits = [r for r in results if r != "ok"]
+    assert len(waits) == 7
+    assert all(0 < wait <= 2 for wait in waits)
+    ratelimit.take_slot(f"{key}-other", limit=5, window_s=2)  # another key has its own budget
+    time.sleep(max(waits) + 0.05)
+    ratelimit.take_slot(key, limit=5, window_s=2)  # the window slid: allowed again
