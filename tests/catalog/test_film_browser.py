@@ -16,7 +16,7 @@ from django.conf import settings
 from playwright.sync_api import expect
 
 from catalog import film_services as services
-from catalog.models import Video, WatchProgress
+from catalog.models import Danmaku, Video, WatchProgress
 from tests.catalog.film_support import make_video, small_catalog
 from tests.live import log_in
 
@@ -60,7 +60,18 @@ def film(db, webm, alice):
     Video.objects.create(title=hero, file_path=str(webm), mime_type="video/webm", duration_s=12.0,
                          size_bytes=webm.stat().st_size)
     services.progress_save(user=alice, title=hero, position=1.5)
+    Danmaku.objects.bulk_create(Danmaku(title=hero, offset_ms=300 * n, text=f"弹幕{n}") for n in range(40))
     return catalog
+
+
+FOLLOWS_JS = """() => {
+  const list = document.querySelector('.fp-list'), now = document.querySelector('#fp-video').currentTime * 1000;
+  const rows = [...list.querySelectorAll('li[data-offset]')], current = list.querySelector('li.current');
+  if (rows.length < 42 || !current) return false;
+  const next = rows[rows.indexOf(current) + 1];
+  return +current.dataset.offset <= now && (!next || +next.dataset.offset > now) && list.scrollTop > 0
+    && current.offsetTop >= list.scrollTop && current.offsetTop + current.offsetHeight <= list.scrollTop + list.clientHeight + 1;
+}"""
 
 
 def playing_past(page, seconds: float, timeout_ms: int = 6000) -> None:
@@ -116,6 +127,9 @@ def test_the_title_page_plays_resumes_saves_and_shows_danmaku_live(server, page_
     with poster.expect_request(lambda r: r.method == "PUT" and r.url.endswith(f"/titles/{hero.pk}/progress")):
         poster.evaluate("document.querySelector('#fp-video').pause()")
     position = poster.evaluate("document.querySelector('#fp-video').currentTime")
+    # The list holds what the API gave for this minute and follows the playhead: the row of the
+    # last danmaku before it is marked and scrolled into the list's view.
+    poster.wait_for_function(FOLLOWS_JS, timeout=2000)
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         saved = WatchProgress.objects.get(user=alice, title=hero, episode=None).position_s

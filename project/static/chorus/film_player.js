@@ -230,7 +230,7 @@
     state.current = current;
     if (current) {
       current.classList.add("current");
-      const top = current.offsetTop - list.offsetTop - list.clientHeight / 2;
+      const top = current.offsetTop - list.clientHeight / 2; // the list is the rows' offsetParent
       list.scrollTop = Math.max(0, top); // scroll the list only, never the page
     }
   }
