@@ -86,7 +86,8 @@ def _channel_context(request, live_channel: LiveChannel, *, record_form: RecordS
         "current_recording": current,
         "current_segment": current_segments[-1] if current_segments else None,
         "record_form": record_form or RecordSettingsForm.for_channel(live_channel),
-        "record_config": {"stateNames": dict(RecordingState.choices), "recentLog": _recent_log(live_channel.pk)},
+        "record_config": {"stateNames": dict(RecordingState.choices), "recentLog": _recent_log(live_channel.pk),
+                          "segmentIndex": current_segments[-1].index if current_segments else None},
     }
 
 

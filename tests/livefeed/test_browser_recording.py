@@ -77,3 +77,44 @@ def test_a_recording_plays_with_its_comments_over_the_picture(asgi_server, page_
     assert state["error"] is None
     assert state["t"] > 3.0
     assert js_errors == []
+
+
+@pytest.mark.usefixtures("clean_redis")
+def test_the_channel_page_shows_the_recorder_state_and_ffmpeg_log_live(asgi_server, page_factory, alice, js_errors):
+    import json
+
+    from livefeed import services
+    from livefeed.recorder import log_key
+    from project import realtime
+
+    channel = LiveChannel.objects.create(platform="douyin", ref="123456789", added_by=alice, title="晚间唱歌",
+                                         record=True, record_state="checking")
+    realtime.sync_redis().rpush(log_key(channel.pk), json.dumps(
+        {"at": "12:00:01", "level": "info", "text": "Input #0, flv, from 'http://…'"}))
+    page = page_factory(base_url=asgi_server.url)
+    log_in(page, username=alice.username)
+    page.goto(f"/live/{channel.pk}/")
+    expect(page.locator("#record-log")).to_contain_text("Input #0, flv")  # the lines before the page opened
+    expect(page.locator("#record-state")).to_have_text("Checking")
+    page.wait_for_function("() => window.chorusLive && window.chorusLive.state.socket"
+                           " && window.chorusLive.state.socket.readyState === 1")
+
+    group = services.live_group(channel.pk)
+    realtime.publish(group, {"type": "live.recording", "channel_id": channel.pk, "record": True, "state": "recording",
+                             "error": None, "segment": {"id": 1, "index": 3, "state": "recording",
+                                                        "size_bytes": 5 * 1024 * 1024, "duration_s": 61}})
+    expect(page.locator("#record-state")).to_have_text("Recording")
+    expect(page.locator("#record-segment")).to_have_text("#3 · 5.0 MB · 1:01")
+    realtime.publish(group, {"type": "live.record_log", "channel_id": channel.pk, "recording_id": 1, "segment_id": 1,
+                             "progress": {"time_s": 62.5, "size_bytes": 5_300_000, "bitrate_kbps": 680.2, "speed": 1.0,
+                                          "segment_size_bytes": 5_300_000, "segment_duration_s": 62.5},
+                             "lines": [{"at": "12:01:03", "level": "warning", "text": "Non-monotonic DTS <b>x</b>"}]})
+    warning = page.locator("#record-log li.log-warning")
+    expect(warning).to_contain_text("Non-monotonic DTS <b>x</b>")  # shown as text
+    expect(page.locator("#record-progress")).to_contain_text("680.2 kbit/s")
+    expect(page.locator("#record-segment")).to_have_text("#3 · 5.1 MB · 1:03")
+    realtime.publish(group, {"type": "live.recording", "channel_id": channel.pk, "record": True, "state": "error",
+                             "error": "The stream URL answered 404", "segment": None})
+    expect(page.locator("#record-error")).to_have_text("The stream URL answered 404")
+    expect(page.locator("#record-error")).to_be_visible()
+    assert js_errors == []

@@ -12,7 +12,7 @@
   const cfg = JSON.parse(configNode.textContent);
   const log = document.getElementById("record-log");
   const MAX_LINES = cfg.maxLines || 200;
-  const state = { lines: 0, last: null };
+  const state = { lines: 0, last: null, segmentIndex: cfg.segmentIndex || null };
 
   function text(el, value) { if (el) el.textContent = value == null ? "" : String(value); }
   function size(bytes) {
@@ -56,6 +56,7 @@
     text(error, frame.error || "");
     error.hidden = !frame.error;
     const segment = frame.segment;
+    state.segmentIndex = segment && segment.state === "recording" ? segment.index : null;
     if (segment && segment.state === "recording") {
       text(document.getElementById("record-segment"),
            `#${segment.index} · ${size(segment.size_bytes)} · ${clock(segment.duration_s)}`);
@@ -69,7 +70,7 @@
     const parts = [];
     if (p.segment_size_bytes != null || p.segment_duration_s != null) {
       text(document.getElementById("record-segment"),
-           `${size(p.segment_size_bytes)} · ${clock(p.segment_duration_s)}`);
+           `${state.segmentIndex ? `#${state.segmentIndex} · ` : ""}${size(p.segment_size_bytes)} · ${clock(p.segment_duration_s)}`);
     }
     if (p.time_s != null) parts.push(`time ${clock(p.time_s)}`);
     if (p.size_bytes) parts.push(size(p.size_bytes));
