@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from livefeed import record_services
+from livefeed import postprocess, record_services
 from livefeed.models import LiveChannel, RecordContainer, Recording
 from livefeed.services import LiveError, can_manage
 from project import inputs
@@ -20,8 +20,6 @@ logger = logging.getLogger(__name__)
 
 MAX_SEGMENT_S = 24 * 3600
 MAX_SEGMENT_MB = 1024 * 1024
-POSTPROCESS_STEPS = ("remux", "move", "copy", "command", "delete_original")
-MAX_POSTPROCESS_STEPS = 10
 SETTINGS = ("record", "segment_s", "segment_mb", "quality", "container", "output_dir", "filename_template",
             "postprocess")
 
@@ -55,38 +53,22 @@ def _inside_recordings_dir(path: str) -> bool:
 
 
 def _postprocess(steps, *, actor) -> list[dict]:
-    """The post-processing list, checked. Steps run commands and write files where the server
-    can: only staff set them."""
+    """The post-processing list, checked (postprocess.steps_check, and each move/copy folder
+    writable). Steps run commands and write files where the server can: only staff set them."""
     if not actor.is_staff:
         raise LiveError("forbidden", "postprocess: only staff can set post-processing steps (they run on the server).",
                         field="postprocess")
-    if not isinstance(steps, list) or len(steps) > MAX_POSTPROCESS_STEPS:
-        raise LiveError("invalid", f"postprocess: a list of at most {MAX_POSTPROCESS_STEPS} steps.", field="postprocess")
-    checked = []
-    for n, step in enumerate(steps):
-        where = f"postprocess[{n}]"
-        if not isinstance(step, dict) or step.get("step") not in POSTPROCESS_STEPS:
-            raise LiveError("invalid", f"{where}: {{\"step\": one of {', '.join(POSTPROCESS_STEPS)}}}.", field=where)
-        kind = step["step"]
-        if kind in ("move", "copy"):
-            to = step.get("to")
-            if not isinstance(to, str) or not to:
-                raise LiveError("invalid", f"{where}.to: the folder to {kind} to.", field=f"{where}.to")
+    steps = postprocess.steps_check(steps)
+    for number, step in enumerate(steps, 1):
+        if step["step"] in ("move", "copy"):
             try:
-                record_services.output_dir_check(to)
+                record_services.output_dir_check(step["to"])
             except LiveError as exc:
-                raise LiveError("invalid", exc.message.replace("output_dir", f"{where}.to", 1),
-                                field=f"{where}.to") from None
-            checked.append({"step": kind, "to": to})
-        elif kind == "command":
-            run = step.get("run")
-            if not isinstance(run, list) or not run or not all(isinstance(a, str) and a and "\x00" not in a for a in run):
-                raise LiveError("invalid", f"{where}.run: the command as a list of strings ({{path}} is the file).",
-                                field=f"{where}.run")
-            checked.append({"step": kind, "run": run})
-        else:
-            checked.append({"step": kind})
-    return checked
+                raise LiveError("invalid", f"postprocess: step {number}: {exc.message.removeprefix('output_dir: ')}",
+                                field="postprocess") from None
+        if step["step"] == "command" and any("\x00" in arg for arg in step["run"]):
+            raise LiveError("invalid", f"postprocess: step {number}: no NUL in the command.", field="postprocess")
+    return steps
 
 
 def channel_record_settings(*, channel_id: int, actor, changes: dict) -> LiveChannel:

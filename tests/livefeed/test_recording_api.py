@@ -139,13 +139,20 @@ def test_only_the_owner_or_staff_change_settings_and_only_staff_go_outside_the_f
     refused = client.patch(f"/api/live/channels/{channel.pk}", {"output_dir": str(outside)},
                            content_type="application/json", **api)
     assert (refused.status_code, refused.json()["field"]) == (403, "output_dir")
-    steps = [{"step": "remux"}, {"step": "command", "run": ["echo", "{path}"]}]
+    steps = [{"step": "remux", "format": "mp4"}, {"step": "command", "run": ["echo", "{path}"], "timeout_s": 60}]
     refused = client.patch(f"/api/live/channels/{channel.pk}", {"postprocess": steps},
                            content_type="application/json", **api)
     assert (refused.status_code, refused.json()["field"]) == (403, "postprocess")
     bad = client.patch(f"/api/live/channels/{channel.pk}", {"postprocess": [{"step": "format_disk"}]},
                        content_type="application/json", **staff_api)
-    assert (bad.status_code, bad.json()["field"]) == (400, "postprocess[0]")
+    assert (bad.status_code, bad.json()["field"]) == (400, "postprocess")
+    assert "step 1" in bad.json()["message"]
+    (recordings_dir / "f").write_text("a file, not a folder")
+    unwritable = client.patch(f"/api/live/channels/{channel.pk}",
+                              {"postprocess": [{"step": "move", "to": str(recordings_dir / "f" / "x")}]},
+                              content_type="application/json", **staff_api)
+    assert (unwritable.status_code, unwritable.json()["field"]) == (400, "postprocess")
+    assert "cannot write" in unwritable.json()["message"]
     ok = client.patch(f"/api/live/channels/{channel.pk}", {"output_dir": str(outside), "postprocess": steps},
                       content_type="application/json", **staff_api)
     assert ok.status_code == 200, ok.content
