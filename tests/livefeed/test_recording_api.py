@@ -313,3 +313,15 @@ def test_a_recording_in_progress_can_be_watched_as_its_segments_are_ready(record
     Segment.objects.filter(recording=recording, index=2).update(state="done")
     recordings.recording_segment_ready(segment_id=recording.segments.get(index=2).pk)
     assert list(title.seasons.get().episodes.order_by("number").values_list("number", flat=True)) == [1, 2]
+
+
+def test_the_recording_calls_are_in_the_openapi_docs(client):
+    schema = client.get("/api/openapi.json").json()
+    paths = schema["paths"]
+    assert "patch" in paths["/api/live/channels/{channel_id}"]
+    assert "get" in paths["/api/live/channels/{channel_id}/recordings"]
+    assert {"get", "delete"} <= set(paths["/api/live/recordings/{recording_id}"])
+    body = paths["/api/live/channels/{channel_id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"]
+    settings_schema = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]
+    assert {"record", "segment_s", "segment_mb", "quality", "container", "output_dir", "filename_template",
+            "postprocess"} == set(settings_schema["properties"])
