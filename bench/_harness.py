@@ -350,6 +350,9 @@ if os.environ.get("BENCH_RADIO_COALESCE"):  # an experiment: the radio fans out 
 if os.environ.get("BENCH_NO_PREPARED"):  # an experiment: every frame through its consumer's send (the way before project/wsframes.py)
     import project.wsframes
     project.wsframes.daphne_writer = lambda send: None
+if os.environ.get("BENCH_NO_SEND_NOW"):  # an experiment: prepared frames always through Twisted's buffer
+    import project.wsframes
+    project.wsframes._send_now = lambda transport, wire: False
 if os.environ.get("BENCH_SAMPLE"):  # a sampling profiler: every thread's stack every 5 ms
     import collections, threading, traceback
     counts = collections.Counter()

@@ -10,7 +10,10 @@ a 50 KB member list a reconnect storm copied it a thousand times.
 A server's text frame (not masked, not compressed, not fragmented) is the same bytes for
 every socket: `Frame.wire` builds them once, and the writer of a socket hands them to its
 Twisted transport, the call Autobahn's `sendData` ends with (so frames sent either way go out
-in the order they were sent). Whenever that would not be the same as Autobahn's own frame
+in the order they were sent). When that transport is plain TCP with nothing waiting in its
+buffer, the writer tries the socket's `send` at once, as asyncio's own transports do, and
+buffers only what the kernel did not take: otherwise Twisted registers every socket with the
+event loop's selector and writes it on the next turn, which costs more than the frame. Whenever that would not be the same as Autobahn's own frame
 (the socket is not open or is closing, per-message compression was negotiated, Autobahn is
 in the middle of a fragmented message or has frames queued, frames over Daphne's size limit),
 or under another ASGI server (tests' communicators), the writer declines and the caller
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+
+from twisted.internet import tcp
 
 WRITER = "chorus.frame_writer"  # scope key: the socket's Writer, only under Daphne
 
@@ -92,7 +97,27 @@ def daphne_writer(send) -> Writer | None:
         connection = server.connections.get(protocol)
         if connection is None or connection.get("disconnected"):
             return False  # Daphne's own send drops it silently; so will the usual path
-        protocol.transport.write(wire)
+        transport = protocol.transport
+        if not _send_now(transport, wire):
+            transport.write(wire)
         return True
 
     return write
+
+
+def _send_now(transport, wire: bytes) -> bool:
+    """Hand `wire` to the kernel now if nothing is queued before it; what the kernel does
+    not take goes to the transport's buffer. False: not done (the caller writes it)."""
+    if (type(transport) is not tcp.Server or transport.TLS or not transport.connected or transport.disconnecting
+            or transport._writeDisconnected or transport._tempDataBuffer
+            or len(transport.dataBuffer) > transport.offset):
+        return False
+    try:
+        sent = transport.socket.send(wire)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        return False  # the connection broke: Twisted's own write finds out and closes it
+    if sent < len(wire):
+        transport.write(wire[sent:])
+    return True

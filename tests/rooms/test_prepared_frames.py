@@ -1,24 +1,34 @@
 """Under Daphne a room's frames are built once and the same bytes written to every socket
 (project/wsframes.py). Real clients on real websockets must get them intact, with each of
 the three lengths a frame header can carry, in order with the frames a socket is sent the
-usual way; /metrics says the fan-out took the prepared path."""
+usual way, also when the socket cannot take a whole frame at once (the rest is queued and
+what follows waits behind it); /metrics says the fan-out took the prepared path."""
 
 import asyncio
 import json
 import re
+import socket
 import urllib.request
 
 import pytest
 import websockets
+from asgiref.sync import sync_to_async
 
+from rooms import services
 from rooms.models import Membership
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def _open(server, slug: str, token: str):
-    return await websockets.connect(f"{server.ws_url}/ws/rooms/{slug}/",
+async def _open(server, slug: str, token: str, *, receive_buffer: int | None = None):
+    sock = None
+    if receive_buffer is not None:  # a fixed, small receive window (no autotuning)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.connect(("127.0.0.1", server.port))
+        sock.setblocking(False)
+    return await websockets.connect(f"{server.ws_url}/ws/rooms/{slug}/", sock=sock,
                                     additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10)
 
 
@@ -40,10 +50,17 @@ def _prepared_frames(server) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_one_prepared_frame_reaches_every_socket_intact(asgi_server_factory, room, tokens):
-    # Enough members with long names that the list needs a 64-bit length (over 64 KiB).
+@pytest.fixture
+def big_room(room):
+    """The room with enough members with long names that its list needs a 64-bit length
+    (over 64 KiB)."""
     extra = [UserFactory(username=f"member-{index:03d}-" + "x" * 100) for index in range(600)]
     Membership.objects.bulk_create([Membership(room=room, user=user) for user in extra])
+    return room
+
+
+def test_one_prepared_frame_reaches_every_socket_intact(asgi_server_factory, big_room, tokens):
+    room = big_room
     (server,) = asgi_server_factory(1, env={"ROOMS_TICK_S": "0.5"})
 
     async def scenario():
@@ -82,3 +99,39 @@ def test_one_prepared_frame_reaches_every_socket_intact(asgi_server_factory, roo
     asyncio.run(scenario())
     # The change to both sockets, ticks, and member deltas went the prepared way.
     assert _prepared_frames(server) >= 3
+
+
+def test_a_socket_that_reads_slowly_gets_every_frame_whole_and_in_order(asgi_server_factory, big_room, tokens,
+                                                                       people):
+    """Each role change sends the whole list (80 KB here) to everyone: a hundred of them to a
+    socket with a small receive window that reads nothing meanwhile are more than the kernel
+    takes (about 4 MB on loopback), so a send stops part-way and the rest, and every frame
+    after it, wait in Twisted's buffer. The client must still get them whole, in order."""
+    room = big_room
+    (server,) = asgi_server_factory(1, env={"ROOMS_TICK_S": "60"})
+    roles = ["listener" if index % 2 else "dj" for index in range(100)]
+
+    async def scenario():
+        listener = await _open(server, room.slug, tokens["lis"], receive_buffer=8192)
+        try:
+            await _until(listener, lambda e: e["type"] == "room.settings")  # joined
+            # and the room's first announcement (a whole list): from now on only the role
+            # changes send whole lists
+            await _until(listener, lambda e: e["type"] == "room.members")
+            listener.transport.pause_reading()  # read nothing while the lists pile up
+            for role in roles:
+                await sync_to_async(services.member_set_role)(room=room, actor=people["hana"],
+                                                              user_id=people["dj"].pk, role=role)
+            await asyncio.sleep(1)
+            listener.transport.resume_reading()
+            seen = []
+            while len(seen) < len(roles):
+                raw, _ = await _until(listener, lambda e: e["type"] == "room.members", timeout=20)
+                dj = next(m for m in json.loads(raw)["members"] if m["user"] == "dj")
+                seen.append(dj.get("role", "listener"))
+            return seen
+        finally:
+            await listener.close()
+
+    assert asyncio.run(scenario()) == roles
+    assert _prepared_frames(server) >= len(roles)
