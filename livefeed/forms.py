@@ -22,14 +22,26 @@ class RecordSettingsForm(forms.Form):
     filename_template = forms.CharField(max_length=300, label="File name template",
                                         help_text="{channel}, {title}, {date:%Y-%m-%d_%H-%M-%S}, {index}")
 
-    def __init__(self, *args, container_choices=(), **kwargs):
+    postprocess = forms.JSONField(required=False, label="Post-processing steps (JSON)",
+                                  widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+                                  help_text='Staff only. [{"step": "remux", "format": "mp4"}, {"step": "move", '
+                                            '"to": "/folder"}, {"step": "command", "run": ["upload", "{path}"]}, '
+                                            '{"step": "delete_original"}]')
+
+    def __init__(self, *args, container_choices=(), staff=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["container"].choices = container_choices
+        if not staff:
+            del self.fields["postprocess"]  # only staff set steps (they run on the server)
+
+    def clean_postprocess(self):
+        return self.cleaned_data["postprocess"] or []
 
     @classmethod
-    def for_channel(cls, channel, data=None):
+    def for_channel(cls, channel, *, user, data=None):
         from livefeed.models import RecordContainer
 
-        initial = {name: getattr(channel, name) for name in
-                   ("record", "segment_s", "segment_mb", "quality", "container", "output_dir", "filename_template")}
-        return cls(data, initial=initial, container_choices=RecordContainer.choices)
+        initial = {name: getattr(channel, name) for name in ("record", "segment_s", "segment_mb", "quality",
+                                                             "container", "output_dir", "filename_template",
+                                                             "postprocess")}
+        return cls(data, initial=initial, container_choices=RecordContainer.choices, staff=user.is_staff)

@@ -85,7 +85,7 @@ def _channel_context(request, live_channel: LiveChannel, *, record_form: RecordS
         "recordings": recordings_list,
         "current_recording": current,
         "current_segment": current_segments[-1] if current_segments else None,
-        "record_form": record_form or RecordSettingsForm.for_channel(live_channel),
+        "record_form": record_form or RecordSettingsForm.for_channel(live_channel, user=request.user),
         "record_config": {"stateNames": dict(RecordingState.choices), "recentLog": _recent_log(live_channel.pk),
                           "segmentIndex": current_segments[-1].index if current_segments else None},
     }
@@ -108,7 +108,7 @@ def record_settings(request, channel_id: int):
     """The recording settings form; on a refusal the page comes back with what was typed and
     the reason on its field (400)."""
     live_channel = get_object_or_404(LiveChannel.objects.select_related("current_session", "added_by"), pk=channel_id)
-    form = RecordSettingsForm.for_channel(live_channel, data=request.POST)
+    form = RecordSettingsForm.for_channel(live_channel, user=request.user, data=request.POST)
     if form.is_valid():
         try:
             record_settings_service.channel_record_settings(channel_id=channel_id, actor=request.user,

@@ -262,6 +262,23 @@ def test_the_settings_form_keeps_what_was_typed_on_a_refusal(alice_client, chann
         True, 900, "ts", "{channel}/{title}")
 
 
+def test_staff_set_post_processing_steps_in_the_form_and_others_do_not_see_it(alice, staff, channel, recordings_dir):
+    alice_client, staff_client = Client(), Client()
+    alice_client.force_login(alice)
+    staff_client.force_login(staff)
+    assert "Post-processing steps" not in alice_client.get(f"/live/{channel.pk}/").content.decode()
+    assert "Post-processing steps" in staff_client.get(f"/live/{channel.pk}/").content.decode()
+    form = {"segment_s": "3600", "segment_mb": "2048", "container": "flv", "filename_template": "{title}",
+            "postprocess": '[{"step": "shred"}]'}
+    refused = staff_client.post(f"/live/{channel.pk}/recording", form)
+    assert refused.status_code == 400
+    assert "step 1 must be one of" in refused.content.decode()
+    assert "shred" in refused.content.decode()  # what was typed is still there
+    form["postprocess"] = '[{"step": "command", "run": ["true", "{path}"]}]'
+    assert staff_client.post(f"/live/{channel.pk}/recording", form).status_code == 302
+    assert LiveChannel.objects.get(pk=channel.pk).postprocess == [{"step": "command", "run": ["true", "{path}"]}]
+
+
 def test_the_settings_form_needs_the_csrf_token_and_the_owner(alice, bob, channel):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(alice)
