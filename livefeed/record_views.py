@@ -7,10 +7,13 @@ request), and only regular files."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import stat as stat_module
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from asgiref.sync import sync_to_async
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_safe
@@ -66,8 +69,22 @@ async def segment_video(request, segment_id: int):
     return response
 
 
+BATCH_CHUNKS = 2000
+
+
+async def _sent_as_read(chunks: Iterator[str]) -> AsyncIterator[str]:
+    """The file a batch of lines at a time, each batch read from the database in the request's
+    thread: under ASGI a sync iterator would be read whole into memory before the first byte
+    (Django lists it), and a session can hold millions of messages."""
+    def take() -> str:
+        return "".join(itertools.islice(chunks, BATCH_CHUNKS))
+
+    while batch := await sync_to_async(take, thread_sensitive=True)():
+        yield batch
+
+
 def _comments_response(chunks, *, fmt: str, name: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(chunks, content_type=exports.MIME_TYPES[fmt])
+    response = StreamingHttpResponse(_sent_as_read(chunks), content_type=exports.MIME_TYPES[fmt])
     response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=f"{name}.{fmt}")
     return response
 

@@ -4,6 +4,7 @@ picture at the moment they were said (and the side list follows), gifts in their
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,6 +51,13 @@ def test_a_recording_plays_with_its_comments_over_the_picture(asgi_server, page_
     page.goto(f"/live/{channel.pk}/")
     card = page.locator(f'[data-recording="{recording.pk}"]')
     expect(card.get_by_role("link", name="video")).to_be_visible()
+    # The comment files come from the server as players fetch them.
+    segment = recording.segments.get()
+    xml = page.request.get(f"/live/segments/{segment.pk}/comments.xml")
+    assert xml.status == 200, xml.text()
+    root = ET.fromstring(xml.body())  # noqa: S314 - the server's own file
+    assert [(d.get("p").split(",")[0], d.text) for d in root.findall("d")] == [
+        ("1.500", "开场就来了"), ("2.500", "viewer 2 ▸ Rose ×3"), ("3.000", "second comment")]
     card.get_by_role("link", name="▶ Watch with comments").click()
     expect(page.locator("#film-player")).to_have_attribute("data-state", "ready")
     expect(page.locator(".kicker")).to_contain_text("Live recording")

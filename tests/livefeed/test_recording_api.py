@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.test import AsyncClient, Client
 
@@ -21,6 +22,15 @@ from tests.catalog.test_stream import fetch
 from tests.livefeed.conftest import BASE_MS, chat, gift
 
 START = datetime.fromtimestamp(BASE_MS / 1000, UTC)
+
+
+def body_of(response) -> bytes:
+    """A streamed response's body (the comment files stream asynchronously)."""
+    async def read() -> bytes:
+        return b"".join([chunk.encode() if isinstance(chunk, str) else chunk
+                         async for chunk in response.streaming_content])
+
+    return async_to_sync(read)()
 
 
 def make_clip(path: Path, seconds: float = 2) -> Path:
@@ -201,10 +211,10 @@ def test_the_comment_files_of_a_segment_are_timed_from_its_start(alice_client, c
     xml = alice_client.get(f"/live/segments/{second.pk}/comments.xml")
     assert xml.status_code == 200
     assert xml["Content-Type"].startswith("application/xml")
-    root = ET.fromstring(b"".join(xml.streaming_content))  # noqa: S314 - our own file
+    root = ET.fromstring(body_of(xml))  # noqa: S314 - our own file
     assert [(d.get("p").split(",")[0], d.text) for d in root.findall("d")] == [
         ("1.200", "second part at 1.2"), ("1.500", "viewer 2 ▸ Rose ×2")]
-    ass = b"".join(alice_client.get(f"/live/segments/{first.pk}/comments.ass").streaming_content).decode()
+    ass = body_of(alice_client.get(f"/live/segments/{first.pk}/comments.ass")).decode()
     assert "Dialogue: 0,0:00:00.80,0:00:08.80,Chat,viewer 1,0,0,0,,{\\move(" in ass
     assert "between segments" not in ass
     session_ass = alice_client.get(f"/live/sessions/{recording.session_id}/comments.ass")
