@@ -12,8 +12,8 @@ finishes it, and records on in a new segment of the same recording: within a lea
 
 A channel's recorder, each state stored and pushed (record_services.recorder_transition):
     checking   free space (LIVEFEED_MIN_FREE_MB), the room (live? its pull URLs)
-    recording  one ffmpeg copies the codecs of the FLV pull URL to its stdout (-c copy -f flv,
-               reconnecting by itself on network errors, -rw_timeout LIVEFEED_RECORD_STALL_S)
+    recording  one ffmpeg copies the codecs of the FLV pull URL to its stdout (-c copy -f flv;
+               a drop or a stall of LIVEFEED_RECORD_STALL_S (-rw_timeout) ends it)
     processing a segment closes: it is cut at the next keyframe once it is `segment_s` long or
                `segment_mb` big, whichever first, the next begins with that very keyframe (no
                gap, no overlap); then back to recording while the closed one is post-processed
@@ -104,10 +104,16 @@ def pick_stream_url(stream_urls: dict[str, str], quality: str = "") -> tuple[str
 
 def ffmpeg_args(url: str, *, stall_s: float) -> list[str]:
     """One ffmpeg: the pull URL in, its codecs copied out to stdout as FLV, a tag at a time,
-    progress and log lines on stderr."""
-    input_options: dict[str, Any] = {"rw_timeout": int(stall_s * 1_000_000), "fflags": "+discardcorrupt"}
+    progress and log lines on stderr. ffmpeg reconnects while it opens the URL (`reconnect`),
+    not in the middle of the stream: a live FLV cannot be resumed at a byte offset (the CDN
+    answers a new FLV with a header of its own, which ffmpeg's demuxer does not get past), so a
+    stream that drops or stalls (-rw_timeout) ends this ffmpeg and the recorder starts the
+    next one on a fresh pull URL at once. `analyzeduration` 1 s: it starts writing within
+    a second instead of probing 5 s."""
+    input_options: dict[str, Any] = {"rw_timeout": int(stall_s * 1_000_000), "fflags": "+discardcorrupt",
+                                     "analyzeduration": 1_000_000}
     if url.startswith(("http://", "https://")):
-        input_options.update(reconnect=1, reconnect_streamed=1, reconnect_on_network_error=1, reconnect_delay_max=2,
+        input_options.update(reconnect=1, reconnect_streamed=0, reconnect_on_network_error=0, reconnect_delay_max=2,
                              user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0 Safari/537.36")
     stream = ffmpeg.input(url, **input_options)
     out = stream.output("pipe:1", c="copy", f="flv", flush_packets=1, flvflags="no_duration_filesize")

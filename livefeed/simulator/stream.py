@@ -4,9 +4,9 @@ second), served at the pull URLs the room's enter API lists (`stream_url.flv_pul
 a port of its own as Douyin's CDN is a host of its own.
 
 One ffmpeg per room (or one for every room with `shared=True`, for benchmarks of many
-streams) starts with the room's first viewer. A viewer joins at the next keyframe: it gets
-the FLV header, the metadata and codec headers, then every tag from that keyframe on, with
-the generator's own timestamps (ms since the generator started), as a CDN sends them.
+streams) starts with the room's first viewer. A viewer joining gets at once the FLV header,
+the metadata and codec headers and the tags since the last keyframe (a CDN's GOP cache), then
+every tag as it comes, with the generator's own timestamps (ms since the generator started).
 
 Timestamps a test can check: `epoch_ms` is the wall-clock time of timestamp 0, measured at
 the source (the smallest arrival time minus timestamp of any tag ffmpeg wrote), so a tag with
@@ -98,12 +98,15 @@ class Source:
         self.viewers: set[Viewer] = set()
         self.epoch_ms: int | None = None
         self.paused: set[str] = set()  # live ids whose viewers get nothing for now (a stalled CDN)
+        self.gop: list[flv.Tag] = []  # since the last keyframe, for viewers joining
+        self.waiting: set[Viewer] = set()  # joined before the first keyframe
         self._process: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task | None = None
 
     def ensure_started(self) -> None:
         if self._task is None or self._task.done():
             self.headers = flv.Headers()
+            self.gop = []
             self._task = asyncio.create_task(self._run(), name="sim-stream")
 
     async def _run(self) -> None:
@@ -129,20 +132,35 @@ class Source:
         if tag.type != flv.SCRIPT:
             estimate = arrived_ms - tag.ts_ms
             self.epoch_ms = estimate if self.epoch_ms is None else min(self.epoch_ms, estimate)
+        if tag.keyframe:
+            self.gop = []
+            for viewer in list(self.waiting):
+                self.waiting.discard(viewer)
+                if not viewer.closed.is_set() and self.headers.ready:
+                    viewer.started = True
+                    viewer.send(self.headers.prologue(tag.ts_ms))
+                    viewer.first_wall_ms = (self.epoch_ms or arrived_ms) + tag.ts_ms
+        if self.gop or tag.keyframe:
+            self.gop.append(tag)
         for viewer in list(self.viewers):
             if viewer.closed.is_set():
                 self.viewers.discard(viewer)
                 continue
-            if viewer.live_id in self.paused:
+            if not viewer.started or viewer.live_id in self.paused:
                 continue
-            if not viewer.started:
-                if not (tag.keyframe and self.headers.ready):
-                    continue
-                viewer.started = True
-                viewer.send(self.headers.prologue(tag.ts_ms))
-                viewer.first_wall_ms = (self.epoch_ms or arrived_ms) + tag.ts_ms
             viewer.send(tag.encode())
             viewer.last_wall_ms = (self.epoch_ms or arrived_ms) + tag.ts_ms
+
+    def join(self, viewer: Viewer) -> None:
+        """A new viewer: the headers and the GOP so far now, the rest as it comes."""
+        self.viewers.add(viewer)
+        if self.headers.ready and self.gop and self.epoch_ms is not None:
+            viewer.started = True
+            viewer.send(self.headers.prologue(self.gop[0].ts_ms) + b"".join(tag.encode() for tag in self.gop))
+            viewer.first_wall_ms = self.epoch_ms + self.gop[0].ts_ms
+            viewer.last_wall_ms = self.epoch_ms + self.gop[-1].ts_ms
+        else:
+            self.waiting.add(viewer)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -225,8 +243,8 @@ class StreamServer:
         viewer = Viewer(writer=writer, live_id=room.live_id)
         room.stream_viewers.append(viewer)
         source = self.source_for(room.live_id)
-        source.viewers.add(viewer)
         source.ensure_started()
+        source.join(viewer)
         reading = asyncio.ensure_future(reader.read())  # the client closing its side ends the viewer too
         closed = asyncio.ensure_future(viewer.closed.wait())
         try:

@@ -5,6 +5,7 @@ pushed to the channel's watchers."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 
@@ -105,3 +106,31 @@ async def test_segments_split_by_size_at_a_keyframe(fast_sim, alice, recorders):
         assert 1024 * 1024 <= segment.size_bytes <= 1024 * 1024 + 600 * 1024, segment.size_bytes
         assert segment.duration_s < 4
     assert all(abs(gap) < 2000 for gap in await sync_to_async(_gaps_ms)(segments))
+
+
+async def test_a_dropped_stream_is_reconnected_and_recorded_on_with_a_gap_under_2_s(sim, recorded, recorders):
+    host = recorders()
+    await until(lambda: len(_segments(recorded.pk)) >= 1 and sim.room(LIVE_ID).stream_viewers
+                and sim.room(LIVE_ID).stream_viewers[0].last_wall_ms, timeout_s=15, what="recording")
+    await asyncio.sleep(2)
+    sim.command(LIVE_ID, "stream_drop")
+    await until(lambda: len(sim.room(LIVE_ID).stream_viewers) >= 2, timeout_s=10, what="a new connection")
+    await asyncio.sleep(4)
+    sim.command(LIVE_ID, "expire")  # the URL no longer works: a new one is fetched from the room
+    await until(lambda: len(sim.room(LIVE_ID).stream_viewers) >= 3, timeout_s=15, what="a connection on a new URL")
+    await asyncio.sleep(4)
+    sim.command(LIVE_ID, "end")
+    await until(lambda: Recording.objects.filter(channel_id=recorded.pk, ended_at__isnull=False).exists(),
+                timeout_s=20, what="the recording ended")
+    await host.close()
+    viewers = sim.room(LIVE_ID).stream_viewers
+    for before, after in itertools.pairwise(viewers):  # what the platform sent: under 2 s missing
+        assert after.first_wall_ms - before.last_wall_ms < 2000
+    segments = [s for s in await sync_to_async(_segments)(recorded.pk) if s.state == Segment.State.DONE]
+    recording = await sync_to_async(Recording.objects.get)(channel_id=recorded.pk)
+    assert recording.segments_total == len(segments)
+    gaps = await sync_to_async(_gaps_ms)(segments)
+    assert all(abs(gap) < 2000 for gap in gaps), gaps
+    covered_s = sum(s.duration_s for s in segments)
+    sent_s = sum(v.last_wall_ms - v.first_wall_ms for v in viewers) / 1000
+    assert covered_s >= sent_s - 2 * len(viewers), (covered_s, sent_s)
