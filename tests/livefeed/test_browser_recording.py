@@ -4,8 +4,10 @@ picture at the moment they were said (and the side list follows), gifts in their
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -125,4 +127,21 @@ def test_the_channel_page_shows_the_recorder_state_and_ffmpeg_log_live(asgi_serv
                              "error": "The stream URL answered 404", "segment": None})
     expect(page.locator("#record-error")).to_have_text("The stream URL answered 404")
     expect(page.locator("#record-error")).to_be_visible()
+    assert js_errors == []
+
+
+def test_the_recordings_part_of_the_channel_page_fits_a_phone(asgi_server, page_factory, alice, recorded, js_errors):
+    channel, recording = recorded
+    page = page_factory(base_url=asgi_server.url, viewport={"width": 375, "height": 740})
+    log_in(page, username=alice.username)
+    page.goto(f"/live/{channel.pk}/")
+    expect(page.locator(f'[data-recording="{recording.pk}"]')).to_be_visible()
+    page.locator("#record-settings summary").click()
+    expect(page.get_by_label("File name template")).to_be_visible()
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    wide = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(el => el.getBoundingClientRect().right > 376)
+        .slice(0, 8).map(el => el.tagName + '.' + el.className + ' ' + Math.round(el.getBoundingClientRect().right))""")
+    assert overflow <= 0, f"the channel page scrolls sideways by {overflow} px at 375 px: {wide}"
+    if os.environ.get("SCREENSHOT_DIR"):
+        page.screenshot(path=str(Path(os.environ["SCREENSHOT_DIR"]) / "channel-recordings-phone.png"), full_page=True)
     assert js_errors == []
