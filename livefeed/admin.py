@@ -10,6 +10,8 @@ from livefeed.models import (
     LiveStateChange,
     LiveUserStat,
     LiveWordMinute,
+    Recording,
+    Segment,
 )
 
 
@@ -26,8 +28,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(LiveChannel)
 class LiveChannelAdmin(admin.ModelAdmin):
     list_display = ("__str__", "platform", "ref", "streamer_name", "desired", "state", "reconnects", "messages_total",
-                    "malformed_total", "auto_follow", "lease_owner", "lease_expires_at", "added_by")
-    list_filter = ("platform", "state", "desired", "auto_follow")
+                    "malformed_total", "auto_follow", "lease_owner", "lease_expires_at", "record", "record_state",
+                    "added_by")
+    list_filter = ("platform", "state", "desired", "auto_follow", "record", "record_state")
     search_fields = ("ref", "title", "streamer_name", "streamer_id", "added_by__username")
     list_select_related = ("added_by",)
     raw_id_fields = ("added_by",)
@@ -35,7 +38,10 @@ class LiveChannelAdmin(admin.ModelAdmin):
     readonly_fields = ("platform", "ref", "state", "state_changed_at", "desired", "last_error", "reconnects",
                        "consecutive_failures", "next_check_at", "lease_owner", "lease_token", "lease_expires_at",
                        "current_session", "messages_total", "malformed_total", "malformed_by_kind", "last_message_at",
-                       "created_at", "updated_at")
+                       "created_at", "updated_at",
+                       # the recorder's (livefeed/recorder.py)
+                       "record_state", "record_state_changed_at", "record_error", "record_failures",
+                       "record_next_try_at", "record_lease_owner", "record_lease_token", "record_lease_expires_at")
     actions = ["follow", "unfollow"]
 
     @admin.action(description="Follow (start)")
@@ -127,3 +133,37 @@ class LiveStateChangeAdmin(ReadOnlyAdmin):
     search_fields = ("reason", "channel__ref")
     list_select_related = ("channel",)
     date_hierarchy = "at"
+
+
+class SegmentInline(admin.TabularInline):
+    model = Segment
+    fields = ("index", "state", "file_path", "started_at_ms", "offset_s", "duration_s", "size_bytes", "video_codec",
+              "width", "height", "error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Recording)
+class RecordingAdmin(ReadOnlyAdmin):
+    """Recordings and their state machine, written by the recorder only."""
+
+    list_display = ("__str__", "channel", "state", "started_at", "ended_at", "segments_total", "size_bytes",
+                    "duration_s", "last_error")
+    list_filter = ("state",)
+    search_fields = ("channel__ref", "channel__title", "title")
+    list_select_related = ("channel",)
+    raw_id_fields = ("channel", "session")
+    inlines = [SegmentInline]
+
+
+@admin.register(Segment)
+class SegmentAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "state", "file_path", "duration_s", "size_bytes", "video_codec", "created_at")
+    list_filter = ("state",)
+    search_fields = ("file_path",)
+    raw_id_fields = ("recording",)

@@ -221,3 +221,12 @@ async def test_the_recorder_stops_cleanly_when_the_disk_fills(sim, recorded, rec
     assert os.path.getsize(segment.file_path) == segment.size_bytes > 0
     assert "free" in (await sync_to_async(LiveChannel.objects.get)(pk=recorded.pk)).record_error
     assert not sim.room(LIVE_ID).stream_viewers[-1].as_json()["open"]
+
+
+def test_the_admin_shows_a_recording_with_its_segments_and_state(stream_file, segment_of, admin_client):
+    segment = _finish(segment_of(stream_file))
+    page = admin_client.get(f"/admin/livefeed/recording/{segment.recording_id}/change/")
+    assert page.status_code == 200
+    assert segment.file_path in page.content.decode()
+    listing = admin_client.get("/admin/livefeed/livechannel/?record_state__exact=idle")
+    assert listing.status_code == 200
