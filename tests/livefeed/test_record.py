@@ -13,6 +13,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from livefeed.models import LiveChannel, Recording, Segment
+from livefeed.record_services import file_size
 from livefeed.simulator.server import SimulatorThread
 from tests.livefeed.record_fixtures import (  # noqa: F401 - the fixtures
     LIVE_ID,
@@ -134,3 +135,23 @@ async def test_a_dropped_stream_is_reconnected_and_recorded_on_with_a_gap_under_
     covered_s = sum(s.duration_s for s in segments)
     sent_s = sum(v.last_wall_ms - v.first_wall_ms for v in viewers) / 1000
     assert covered_s >= sent_s - 2 * len(viewers), (covered_s, sent_s)
+
+
+async def test_a_stalled_stream_ends_its_segment_and_recording_goes_on_when_it_resumes(sim, recorded, recorders):
+    await sync_to_async(LiveChannel.objects.filter(pk=recorded.pk).update)(segment_s=600)
+    host = recorders()
+    await until(lambda: _segments(recorded.pk) and sim.room(LIVE_ID).stream_viewers, timeout_s=15, what="recording")
+    await asyncio.sleep(2)
+    sim.command(LIVE_ID, "stream_stall")
+    # -rw_timeout (LIVEFEED_RECORD_STALL_S, 3 s here) ends ffmpeg: the segment is closed and kept
+    await until(lambda: _segments(recorded.pk)[0].state == Segment.State.DONE, timeout_s=15,
+                what="the stalled segment closed")
+    sim.command(LIVE_ID, "stream_resume")
+    await until(lambda: any(s.index > 1 and s.state == Segment.State.RECORDING for s in _segments(recorded.pk))
+                and file_size(next(s for s in _segments(recorded.pk) if s.state == "recording").file_path)
+                > 20_000, timeout_s=20, what="recording on after the stall")
+    await host.close()
+    first = (await sync_to_async(_segments)(recorded.pk))[0]
+    assert first.duration_s >= 1.5
+    with open(first.log_path) as log:
+        assert "Connection timed out" in log.read()  # ffmpeg's -rw_timeout, in the segment's own log
