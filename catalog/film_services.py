@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from catalog import audio
 from catalog import services as library_services
@@ -402,7 +402,16 @@ def recording_title_save(*, source_id: str, title: str, parts, original_title: s
     as the video (when a browser can play it: mp4/webm; an flv or ts part is listed without a
     player) and its comments as the episode's danmaku. Parts not given are left as they are,
     so a recording still going on adds its parts one by one (time-shift). Saving a part again
-    replaces its comments (those users posted while watching stay). Idempotent."""
+    replaces its comments (those users posted while watching stay). Idempotent; two saves of
+    one recording at once (a segment's hook and the end's) make one title: the loser of the
+    race on the external id saves again into the winner's."""
+    try:
+        return _recording_title_save(source_id, title, parts, original_title, synopsis, release_date)
+    except IntegrityError:
+        return _recording_title_save(source_id, title, parts, original_title, synopsis, release_date)
+
+
+def _recording_title_save(source_id, title, parts, original_title, synopsis, release_date) -> Title:
     with transaction.atomic():
         external = ExternalId.objects.select_related("title").filter(
             source=RECORDING_SOURCE, kind=Title.Kind.RECORDING, value=source_id).first()

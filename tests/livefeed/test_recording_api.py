@@ -352,3 +352,34 @@ def test_the_recording_calls_are_in_the_openapi_docs(client):
     settings_schema = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]
     assert {"record", "segment_s", "segment_mb", "quality", "container", "output_dir", "filename_template",
             "postprocess"} == set(settings_schema["properties"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_hooks_at_once_make_one_title(recording):
+    import threading
+
+    from django.db import connection
+
+    from livefeed import recordings
+
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def hook():
+        try:
+            barrier.wait()
+            recordings.recording_watch_sync(recording_id=recording.pk)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=hook) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    title = Title.objects.get(kind="recording")
+    assert title.seasons.get().episodes.count() == 2
+    assert title.danmaku.count() == 3
