@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from project import config
 from project.config import BASE_DIR, ConfigError
@@ -93,6 +94,14 @@ TRANSCODE_IDLE_S = config.get_float("TRANSCODE_IDLE_S", 60.0, minimum=1)
 # The room radio sends a newly connected player this many seconds of audio at once.
 RADIO_BURST_S = config.get_float("RADIO_BURST_S", 3.0, minimum=0)
 
+# A Celery process (a worker or beat) serves no page, so it leaves out what only the web
+# process uses and whose imports would cost every worker memory it never uses: Daphne's app
+# (it only makes `runserver` serve with Daphne, and installs Twisted's reactor on import,
+# about 17 MB), ninja's (pydantic: its app only holds the API docs' templates) and the admin's
+# discovery of every app's admin module. docs/benchmarks.md ("worker RSS").
+CELERY_PROCESS = os.path.basename(sys.argv[0]) == "celery"
+WEB_ONLY_APPS = {"daphne", "ninja"}
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -114,6 +123,9 @@ INSTALLED_APPS = [
     "livefeed",
     "project.demo",
 ]
+if CELERY_PROCESS:
+    INSTALLED_APPS = ["django.contrib.admin.apps.SimpleAdminConfig" if app == "django.contrib.admin" else app
+                      for app in INSTALLED_APPS if app not in WEB_ONLY_APPS]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
