@@ -11,12 +11,17 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import models
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
+# cryptography is imported where a secret is encrypted or decrypted, not with this module:
+# every process loads it (the models use EncryptedTextField), and most never need it (about
+# 9 MB of a live-feed worker, docs/benchmarks.md "worker RSS").
 
 PREFIX = "fernet:"
 logger = logging.getLogger(__name__)
@@ -28,6 +33,10 @@ class SecretUnreadable(Exception):
 
 @functools.cache
 def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
+    from cryptography.fernet import Fernet, MultiFernet
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     if keys:
         return MultiFernet([Fernet(key.encode()) for key in keys])
     derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"chorus-secrets", info=b"fernet").derive(
@@ -45,6 +54,8 @@ def encrypt(value: str) -> str:
 
 
 def decrypt(value: str) -> str:
+    from cryptography.fernet import InvalidToken
+
     if not value.startswith(PREFIX):
         raise SecretUnreadable("The stored value is not encrypted.")
     try:
