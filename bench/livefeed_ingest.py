@@ -40,8 +40,10 @@ one core.
     .venv/bin/python bench/livefeed_ingest.py                     # about 20 minutes
     .venv/bin/python bench/livefeed_ingest.py --rates 1000 --runs 1 --window-s 10 --soak-s 30 --rooms 10   # smoke
 
-Scratch state: PostgreSQL database chorus_bench_ingest (created and dropped), Redis db 11
-(--redis-db; flushed before and after), logs and JSON in /tmp/chorus-bench.
+Scratch state: PostgreSQL database chorus_bench_ingest (--db-name; created and dropped),
+Redis db 11 (--redis-db; flushed before and after), logs and JSON in /tmp/chorus-bench.
+Each run also reports the worker's CPU per message processed (worker cores / processed per
+second) and its ratio to the decode floor's CPU per message.
 """
 
 from __future__ import annotations
@@ -536,6 +538,14 @@ async def one_run(args, env: h.BenchEnv, sim: Sim, daphne: h.Server, user, token
         await asyncio.sleep(2)
         result = await measure(rate, args, sim, worker, daphne, watchers, session_id, [], label, ref=ref)
         result["others_before"] = quiet
+        # The worker's CPU per message processed, and how many times the decode floor's (the
+        # same run, the same kind of frames) that is: less sensitive to a loaded machine than rates.
+        processed = result["processed_per_s"]
+        result["worker_cpu_us_per_message"] = result["worker_cores"] / processed * 1e6 if processed else float("nan")
+        floor_us = 1e6 / args.floors[str(rate)]["messages_per_s"]
+        result["floor_ratio"] = result["worker_cpu_us_per_message"] / floor_us
+        print(f"  {label}: worker {result['worker_cpu_us_per_message']:.1f} µs of CPU a message, "
+              f"{result['floor_ratio']:.1f} x the decode floor ({floor_us:.1f} µs)", flush=True)
         if not worker.alive():
             raise RuntimeError(f"the worker died; see {worker.log}")
         result.update({
@@ -578,6 +588,8 @@ async def soak_phase(args, env, sim, daphne, user, tokens, channel_id) -> dict:
         stop.set()
         await sampler
         result.pop("samples")
+        processed = result["processed_per_s"]
+        result["worker_cpu_us_per_message"] = result["worker_cores"] / processed * 1e6 if processed else float("nan")
         values = [v for _, v in rss]
         tenth = max(1, len(values) // 10)
         result["rss_series"] = rss
@@ -599,8 +611,9 @@ def med(runs: list[dict], key: str) -> float:
 
 def table(results: dict) -> str:
     lines = ["| rate sent/s | processed/s | stored rows/s | backlog end (msgs) | lag end s | p50 ms | p99 ms | "
-             "worker cores | worker RSS MB | Daphne cores | machine cores | decode floor msg/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "worker cores | worker CPU µs/msg | x floor | worker RSS MB | Daphne cores | machine cores | "
+             "decode floor msg/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rate, runs in results.get("by_rate", {}).items():
         floor = results["floor"][rate]["messages_per_s"]
         lines.append(
@@ -608,6 +621,7 @@ def table(results: dict) -> str:
             f"{med(runs, 'stored_rows_per_s'):,.0f} | {med(runs, 'backlog_end'):,.0f} | {med(runs, 'lag_s_end'):.2f} | "
             f"{statistics.median(r['latency_ms']['p50'] for r in runs):.0f} | "
             f"{statistics.median(r['latency_ms']['p99'] for r in runs):.0f} | {med(runs, 'worker_cores'):.3f} | "
+            f"{med(runs, 'worker_cpu_us_per_message'):.0f} | {med(runs, 'floor_ratio'):.1f} | "
             f"{med(runs, 'rss_mb_end'):.1f} | {med(runs, 'daphne_cores'):.2f} | {med(runs, 'machine_cores'):.2f} | "
             f"{floor:,.0f} |")
     quiet = results.get("quiet")
@@ -630,7 +644,8 @@ def table(results: dict) -> str:
                      f"{soak['processed_per_s']:,.0f}/s, backlog {soak['backlog_start']:,.0f} -> "
                      f"{soak['backlog_end']:,.0f}, p50 {soak['latency_ms']['p50']} p99 {soak['latency_ms']['p99']} ms, "
                      f"RSS {soak['rss_first_tenth_mb']:.1f} -> {soak['rss_last_tenth_mb']:.1f} MB "
-                     f"(max {soak['rss_max_mb']:.1f}), worker {soak['worker_cores']:.2f} cores")
+                     f"(max {soak['rss_max_mb']:.1f}), worker {soak['worker_cores']:.3f} cores "
+                     f"({soak['worker_cpu_us_per_message']:.0f} µs a message)")
     return "\n".join(lines)
 
 
@@ -675,18 +690,19 @@ def main() -> None:
     parser.add_argument("--profile", metavar="PY_SPY",
                         help="path of py-spy: record the worker during each window (raw stacks in /tmp/chorus-bench)")
     parser.add_argument("--redis-db", type=int, default=11)
+    parser.add_argument("--db-name", default="ingest", help="scratch database chorus_bench_<this> (created and dropped)")
     parser.add_argument("--json", default=str(h.SCRATCH / "livefeed_ingest.json"))
     args = parser.parse_args()
     started = time.monotonic()
     h.raise_open_files()
     sim_port = h.free_port()
-    env = h.BenchEnv("ingest", redis_db=args.redis_db, extra={
+    env = h.BenchEnv(args.db_name, redis_db=args.redis_db, extra={
         "LIVEFEED_SIMULATOR_ROOT": f"http://127.0.0.1:{sim_port}", "LIVEFEED_SCAN_S": "0.5", "LIVEFEED_LEASE_S": "15",
         "LIVEFEED_RECONNECT_MAX_S": "2", "LOG_LEVEL": "WARNING"})
-    results: dict = {"args": {k: v for k, v in vars(args).items()}, "load_before": h.loadavg()}
+    results: dict = {"args": dict(vars(args)), "load_before": h.loadavg()}
     with env.created():
         h.django_setup()
-        results["floor"] = {str(rate): decode_floor(rate) for rate in args.rates}
+        results["floor"] = args.floors = {str(rate): decode_floor(rate) for rate in args.rates}
         for rate, floor in results["floor"].items():
             print(f"decode floor at {float(rate):g}/s ({floor['messages_per_frame']} a frame): "
                   f"{floor['messages_per_s']:,.0f} messages/s", flush=True)
