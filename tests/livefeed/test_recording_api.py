@@ -383,3 +383,19 @@ def test_two_hooks_at_once_make_one_title(recording):
     title = Title.objects.get(kind="recording")
     assert title.seasons.get().episodes.count() == 2
     assert title.danmaku.count() == 3
+
+
+def test_the_page_deletes_an_ended_recording_for_its_owner_only(alice, bob, recording):
+    files = [Path(s.file_path) for s in recording.segments.all()]
+    other = Client()
+    other.force_login(bob)
+    refused = other.post(f"/live/recordings/{recording.pk}/delete", follow=True)
+    assert "Only the user who added this channel" in refused.content.decode()
+    assert Recording.objects.filter(pk=recording.pk).exists()
+    owner = Client()
+    owner.force_login(alice)
+    done = owner.post(f"/live/recordings/{recording.pk}/delete")
+    assert (done.status_code, done["Location"]) == (302, f"/live/{recording.channel_id}/")
+    assert not Recording.objects.filter(pk=recording.pk).exists()
+    assert not any(path.exists() for path in files)
+    assert owner.post(f"/live/recordings/{recording.pk}/delete").status_code == 404
