@@ -17,8 +17,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from livefeed import messages as kinds
+from livefeed import record_services, recordings, selectors, services, stats
 from livefeed import record_settings as record_settings_service
-from livefeed import recordings, selectors, services, stats
 from livefeed.forms import ChannelAddForm, RecordSettingsForm
 from livefeed.models import LiveChannel, LiveSession, Recording, RecordingState
 from livefeed.services import LiveError
@@ -84,11 +84,21 @@ def _channel_context(request, live_channel: LiveChannel, *, record_form: RecordS
         "recent_limit": settings.LIVEFEED_RECENT,
         "recordings": recordings_list,
         "current_recording": current,
-        "current_segment": current_segments[-1] if current_segments else None,
+        "current_segment": _writing(current_segments[-1]) if current_segments else None,
         "record_form": record_form or RecordSettingsForm.for_channel(live_channel, user=request.user),
         "record_config": {"stateNames": dict(RecordingState.choices), "recentLog": _recent_log(live_channel.pk),
                           "segmentIndex": current_segments[-1].index if current_segments else None},
     }
+
+
+def _writing(segment):
+    """The segment with its size and length so far while ffmpeg writes it (the row has them
+    only once it closes)."""
+    if segment.state == segment.State.RECORDING:
+        segment.size_bytes = record_services.file_size(segment.file_path)
+        if segment.started_at_ms:
+            segment.duration_s = max(0.0, (kinds.now_ms() - segment.started_at_ms) / 1000)
+    return segment
 
 
 def _recent_log(channel_id: int) -> list[dict]:

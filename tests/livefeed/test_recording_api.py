@@ -4,6 +4,7 @@ their URLs (video with byte ranges, ASS, XML), deleting one, and the settings fo
 
 from __future__ import annotations
 
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
@@ -252,6 +253,18 @@ def test_the_channel_page_shows_recordings_with_their_files(alice_client, channe
         assert f"/live/segments/{segment.pk}/comments.xml" in html
     assert 'id="record-log"' in html
     assert "Save recording settings" in html
+
+
+def test_the_channel_page_shows_the_segment_being_written_so_far(alice_client, channel, recording, recordings_dir):
+    from livefeed.messages import now_ms
+
+    Recording.objects.filter(pk=recording.pk).update(ended_at=None, state="recording")
+    writing = recordings_dir / "show_003.flv"
+    writing.write_bytes(b"F" * 3 * 1024 * 1024)
+    Segment.objects.create(recording=recording, index=3, file_path=str(writing), started_at_ms=now_ms() - 125_000,
+                           state="recording")
+    html = alice_client.get(f"/live/{channel.pk}/").content.decode()
+    assert re.search(r'id="record-segment">#3 · 3\.0\xa0MB · 2:0[56]<', html), re.search(r'id="record-segment">[^<]*', html)
 
 
 def test_the_settings_form_keeps_what_was_typed_on_a_refusal(alice_client, channel, recordings_dir):
