@@ -28,8 +28,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from twisted.internet import tcp
-
 WRITER = "chorus.frame_writer"  # scope key: the socket's Writer, only under Daphne
 
 
@@ -82,6 +80,10 @@ def daphne_writer(send) -> Writer | None:
     if (getattr(handle_reply, "__name__", "") != "handle_reply" or not hasattr(server, "connections")
             or not hasattr(protocol, "sendMessage") or not hasattr(protocol, "send_queue")):
         return None
+    # Imported here, in Daphne's process (which has it loaded), not with the module: the
+    # workers import project.realtime too, and Twisted would cost each about 17 MB.
+    from twisted.internet.tcp import Server as TcpServer
+
     plain: list[bool] = []  # decided once the socket is open: its options are settled then
 
     def write(frame: Frame) -> bool:
@@ -98,17 +100,18 @@ def daphne_writer(send) -> Writer | None:
         if connection is None or connection.get("disconnected"):
             return False  # Daphne's own send drops it silently; so will the usual path
         transport = protocol.transport
-        if not _send_now(transport, wire):
+        if not _send_now(transport, wire, TcpServer):
             transport.write(wire)
         return True
 
     return write
 
 
-def _send_now(transport, wire: bytes) -> bool:
+def _send_now(transport, wire: bytes, tcp_server: type) -> bool:
     """Hand `wire` to the kernel now if nothing is queued before it; what the kernel does
-    not take goes to the transport's buffer. False: not done (the caller writes it)."""
-    if (type(transport) is not tcp.Server or transport.TLS or not transport.connected or transport.disconnecting
+    not take goes to the transport's buffer. False: not done (the caller writes it).
+    `tcp_server`: Twisted's plain TCP transport class."""
+    if (type(transport) is not tcp_server or transport.TLS or not transport.connected or transport.disconnecting
             or transport._writeDisconnected or transport._tempDataBuffer
             or len(transport.dataBuffer) > transport.offset):
         return False
