@@ -53,8 +53,8 @@ def recording_watch_sync(*, recording_id: int, segment_ids: list[int] | None = N
     if segment_ids is not None:
         segments = segments.filter(pk__in=segment_ids)
     parts = [_part(segment) for segment in segments]
-    if not parts and segment_ids is None and not recording.segments.filter(state__in=WATCHABLE).exists():
-        return None
+    if not parts:  # nothing (new) to watch: no title made for it
+        return watch_titles([recording_id]).get(recording_id)
     channel = recording.channel
     who = channel.streamer_name or channel.title or channel.ref
     started = recording.started_at
@@ -80,7 +80,9 @@ def recording_segment_ready(*, segment_id: int) -> None:
 
 
 def recording_finish(*, recording_id: int) -> None:
-    """The recording ended (ended_at set, every segment closed): its title gets every part."""
+    """The recording ended (ended_at set, every segment closed): its title gets every part,
+    each saved again with its comments (a message stored after its segment's hook ran, from a
+    fetcher's late flush, is in it now)."""
     try:
         recording_watch_sync(recording_id=recording_id)
     except Exception:

@@ -346,6 +346,10 @@ def test_a_recording_in_progress_can_be_watched_as_its_segments_are_ready(record
     Recording.objects.filter(pk=recording.pk).update(ended_at=None, state="recording")
     Segment.objects.filter(recording=recording, index=2).update(state="recording")
     first = recording.segments.get(index=1)
+    Segment.objects.filter(pk=first.pk).update(state="processing")
+    recordings.recording_segment_ready(segment_id=first.pk)  # not ready after all: no title for nothing
+    assert not Title.objects.exists()
+    Segment.objects.filter(pk=first.pk).update(state="done")
     recordings.recording_segment_ready(segment_id=first.pk)
     title = Title.objects.get(kind="recording")
     assert list(title.seasons.get().episodes.values_list("number", flat=True)) == [1]
@@ -412,3 +416,16 @@ def test_the_page_deletes_an_ended_recording_for_its_owner_only(alice, bob, reco
     assert not Recording.objects.filter(pk=recording.pk).exists()
     assert not any(path.exists() for path in files)
     assert owner.post(f"/live/recordings/{recording.pk}/delete").status_code == 404
+
+
+def test_the_end_of_a_recording_adds_messages_stored_after_their_segment_was_ready(recording, session):
+    from livefeed import recordings
+
+    first = recording.segments.get(index=1)
+    recordings.recording_segment_ready(segment_id=first.pk)
+    episode = Title.objects.get(kind="recording").seasons.get().episodes.get(number=1)
+    assert list(episode.danmaku.values_list("text", flat=True)) == ["hello at 0.8"]
+    messages_store(channel_id=session.channel_id, session_id=session.pk,
+                   messages=[chat("flushed late", at_ms=BASE_MS + 1_900)])
+    recordings.recording_finish(recording_id=recording.pk)
+    assert list(episode.danmaku.values_list("offset_ms", "text")) == [(800, "hello at 0.8"), (1_900, "flushed late")]
