@@ -123,6 +123,11 @@ def test_the_channel_page_shows_the_recorder_state_and_ffmpeg_log_live(asgi_serv
     expect(warning).to_contain_text("Non-monotonic DTS <b>x</b>")  # shown as text
     expect(page.locator("#record-progress")).to_contain_text("680.2 kbit/s")
     expect(page.locator("#record-segment")).to_have_text("#3 · 5.1 MB · 1:03")
+    # A state frame for the same segment (its row still has no size): the progress stays shown.
+    realtime.publish(group, {"type": "live.recording", "channel_id": channel.pk, "record": True, "state": "recording",
+                             "error": None, "segment": {"id": 1, "index": 3, "state": "recording", "size_bytes": 0,
+                                                        "duration_s": 0}})
+    expect(page.locator("#record-segment")).to_have_text("#3 · 5.1 MB · 1:03")
     realtime.publish(group, {"type": "live.recording", "channel_id": channel.pk, "record": True, "state": "error",
                              "error": "The stream URL answered 404", "segment": None})
     expect(page.locator("#record-error")).to_have_text("The stream URL answered 404")

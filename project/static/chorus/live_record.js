@@ -12,7 +12,7 @@
   const cfg = JSON.parse(configNode.textContent);
   const log = document.getElementById("record-log");
   const MAX_LINES = cfg.maxLines || 200;
-  const state = { lines: 0, last: null, segmentIndex: cfg.segmentIndex || null };
+  const state = { lines: 0, last: null, segmentIndex: cfg.segmentIndex || null, progress: {}, progressSegment: null };
 
   function text(el, value) { if (el) el.textContent = value == null ? "" : String(value); }
   function size(bytes) {
@@ -27,6 +27,10 @@
     const s = Math.max(0, Math.round(seconds));
     const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = String(s % 60).padStart(2, "0");
     return h ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
+  }
+
+  function segmentText(index, sizeBytes, durationS) {
+    return `${index ? `#${index} · ` : ""}${size(sizeBytes)} · ${clock(durationS)}`;
   }
 
   function addLines(lines) {
@@ -58,8 +62,11 @@
     const segment = frame.segment;
     state.segmentIndex = segment && segment.state === "recording" ? segment.index : null;
     if (segment && segment.state === "recording") {
+      // The row has its size and length only once it closes: until then, ffmpeg's progress says.
+      const p = state.progressSegment === segment.id ? state.progress : {};
       text(document.getElementById("record-segment"),
-           `#${segment.index} · ${size(segment.size_bytes)} · ${clock(segment.duration_s)}`);
+           segmentText(segment.index, segment.size_bytes || p.segment_size_bytes || 0,
+                       segment.duration_s || p.segment_duration_s || 0));
     } else {
       text(document.getElementById("record-segment"), "—");
     }
@@ -68,9 +75,11 @@
   function showLog(frame) {
     const p = frame.progress || {};
     const parts = [];
+    state.progress = p;
+    state.progressSegment = frame.segment_id;
     if (p.segment_size_bytes != null || p.segment_duration_s != null) {
       text(document.getElementById("record-segment"),
-           `${state.segmentIndex ? `#${state.segmentIndex} · ` : ""}${size(p.segment_size_bytes)} · ${clock(p.segment_duration_s)}`);
+           segmentText(state.segmentIndex, p.segment_size_bytes, p.segment_duration_s));
     }
     if (p.time_s != null) parts.push(`time ${clock(p.time_s)}`);
     if (p.size_bytes) parts.push(size(p.size_bytes));
