@@ -31,8 +31,8 @@ def sim_fixture(settings, tmp_path):
 
 @pytest.fixture(name="recorded")
 def recorded_fixture(alice, sim):
-    """A simulator channel with record on, 3 s segments."""
-    return LiveChannel.objects.create(platform="simulator", ref=LIVE_ID, added_by=alice, record=True, segment_s=3,
+    """A simulator channel with record on, 2 s segments."""
+    return LiveChannel.objects.create(platform="simulator", ref=LIVE_ID, added_by=alice, record=True, segment_s=2,
                                       check_interval_s=1)
 
 

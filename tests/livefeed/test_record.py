@@ -55,8 +55,8 @@ async def test_segments_split_by_time_with_no_gap_and_wall_clock_starts(sim, rec
     segments = await sync_to_async(_segments)(recorded.pk)
     done = [s for s in segments if s.state == Segment.State.DONE]
     assert len(done) >= 2
-    for segment in done[:-1]:  # cut at the first keyframe (one a second) at or after 3 s
-        assert 2.9 <= segment.duration_s <= 4.2, segment.duration_s
+    for segment in done[:-1]:  # cut at the first keyframe (one a second) at or after 2 s
+        assert 1.9 <= segment.duration_s <= 3.2, segment.duration_s
         assert (segment.video_codec, segment.audio_codec) == ("h264", "aac")
         assert (segment.width, segment.height) == (320, 180)
         assert segment.size_bytes == os.path.getsize(segment.file_path)
@@ -113,13 +113,13 @@ async def test_a_dropped_stream_is_reconnected_and_recorded_on_with_a_gap_under_
     host = recorders()
     await until(lambda: len(_segments(recorded.pk)) >= 1 and sim.room(LIVE_ID).stream_viewers
                 and sim.room(LIVE_ID).stream_viewers[0].last_wall_ms, timeout_s=15, what="recording")
-    await asyncio.sleep(2)
+    await asyncio.sleep(1.5)
     sim.command(LIVE_ID, "stream_drop")
     await until(lambda: len(sim.room(LIVE_ID).stream_viewers) >= 2, timeout_s=10, what="a new connection")
-    await asyncio.sleep(4)
+    await asyncio.sleep(2.5)
     sim.command(LIVE_ID, "expire")  # the URL no longer works: a new one is fetched from the room
     await until(lambda: len(sim.room(LIVE_ID).stream_viewers) >= 3, timeout_s=15, what="a connection on a new URL")
-    await asyncio.sleep(4)
+    await asyncio.sleep(2.5)
     sim.command(LIVE_ID, "end")
     await until(lambda: Recording.objects.filter(channel_id=recorded.pk, ended_at__isnull=False).exists(),
                 timeout_s=20, what="the recording ended")
@@ -137,13 +137,15 @@ async def test_a_dropped_stream_is_reconnected_and_recorded_on_with_a_gap_under_
     assert covered_s >= sent_s - 2 * len(viewers), (covered_s, sent_s)
 
 
-async def test_a_stalled_stream_ends_its_segment_and_recording_goes_on_when_it_resumes(sim, recorded, recorders):
+async def test_a_stalled_stream_ends_its_segment_and_recording_goes_on_when_it_resumes(sim, recorded, recorders,
+                                                                                        settings):
+    settings.LIVEFEED_RECORD_STALL_S = 1.5
     await sync_to_async(LiveChannel.objects.filter(pk=recorded.pk).update)(segment_s=600)
     host = recorders()
     await until(lambda: _segments(recorded.pk) and sim.room(LIVE_ID).stream_viewers, timeout_s=15, what="recording")
-    await asyncio.sleep(2)
+    await asyncio.sleep(1.5)
     sim.command(LIVE_ID, "stream_stall")
-    # -rw_timeout (LIVEFEED_RECORD_STALL_S, 3 s here) ends ffmpeg: the segment is closed and kept
+    # -rw_timeout (LIVEFEED_RECORD_STALL_S, 1.5 s here) ends ffmpeg: the segment is closed and kept
     await until(lambda: _segments(recorded.pk)[0].state == Segment.State.DONE, timeout_s=15,
                 what="the stalled segment closed")
     sim.command(LIVE_ID, "stream_resume")

@@ -1,7 +1,7 @@
 """After a segment closes: its post-processing steps on a real recorded file (a few seconds of
 the simulator's stream copied by ffmpeg), each result recorded, a failed step never losing the
-file; too short segments discarded; the file name template and output folder checks; and the
-recorder refusing to start, or stopping cleanly, when the disk is low."""
+file; too short segments discarded; the admin pages; and the
+recorder refusing to start, or stopping cleanly, when the disk is low, or with no ffmpeg."""
 
 from __future__ import annotations
 
@@ -10,16 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from livefeed import postprocess, record_services
+from livefeed import postprocess
 from livefeed.models import LiveChannel, Recording, Segment
-from livefeed.recorder import pick_stream_url
-from livefeed.services import LiveError
 from livefeed.simulator.server import SimulatorThread
 from tests.livefeed.record_fixtures import (  # noqa: F401 - the fixtures
     LIVE_ID,
@@ -149,45 +146,6 @@ def test_a_segment_shorter_than_the_minimum_is_discarded(stream_file, segment_of
     assert Recording.objects.get(pk=segment.recording_id).segments_total == 0
 
 
-@pytest.mark.parametrize(("template", "fault"), [
-    ("../{title}", "'..'"), ("/etc/{title}", "absolute"), ("C:{title}", "absolute"), ("{channel}/{nope}", "{nope}"),
-    ("{date:%Y", "filename_template"), ("", "give"),
-])
-def test_unsafe_templates_are_refused_naming_the_field(template, fault):
-    with pytest.raises(LiveError) as error:
-        record_services.template_check(template)
-    assert error.value.field == "filename_template"
-    assert fault in error.value.message
-
-
-def test_names_are_made_safe_for_any_file_system():
-    name = record_services.render_name("{channel}/{date:%Y-%m-%d}_{title}", channel="a/b\\c", title='..:*?"<>|con',
-                                       platform="simulator", ref="1", index=1,
-                                       at=datetime(2026, 12, 1, tzinfo=UTC))
-    folder, file = name.split("/")
-    assert folder == "a_b_c"
-    assert file.startswith("2026-12-01_")
-    assert not set(file) & set('\\:*?"<>|')
-
-
-def test_an_output_folder_that_cannot_be_written_is_refused(tmp_path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("x")
-    with pytest.raises(LiveError) as error:
-        record_services.output_dir_check(str(blocker / "recordings"))
-    assert error.value.field == "output_dir"
-    with pytest.raises(LiveError):
-        record_services.output_dir_check("relative/folder")
-    assert record_services.output_dir_check(str(tmp_path / "new")) == str(tmp_path / "new")
-
-
-def test_the_best_flv_is_picked_unless_a_quality_is_asked():
-    urls = {"flv:SD1": "http://s/sd.flv", "flv:FULL_HD1": "http://s/or4.flv", "hls:FULL_HD1": "http://s/or4.m3u8"}
-    assert pick_stream_url(urls) == ("flv:FULL_HD1", "http://s/or4.flv")
-    assert pick_stream_url(urls, "SD1") == ("flv:SD1", "http://s/sd.flv")
-    assert pick_stream_url({"hls:HD1": "http://s/x.m3u8"}) is None
-
-
 async def test_the_recorder_refuses_to_start_on_a_full_disk_with_the_reason(sim, recorded, recorders, settings,
                                                                               watch):
     settings.LIVEFEED_MIN_FREE_MB = 10**9
@@ -230,3 +188,18 @@ def test_the_admin_shows_a_recording_with_its_segments_and_state(stream_file, se
     assert segment.file_path in page.content.decode()
     listing = admin_client.get("/admin/livefeed/livechannel/?record_state__exact=idle")
     assert listing.status_code == 200
+
+
+async def test_a_missing_ffmpeg_is_an_error_with_the_reason_and_is_tried_again(sim, recorded, recorders, settings):
+    settings.FFMPEG_BINARY = "/nonexistent/ffmpeg"
+    recorders()
+    await until(lambda: LiveChannel.objects.get(pk=recorded.pk).record_state == "error", timeout_s=15,
+                what="an error")
+    channel = await sync_to_async(LiveChannel.objects.get)(pk=recorded.pk)
+    assert "ffmpeg could not start (/nonexistent/ffmpeg)" in channel.record_error
+    assert channel.record_next_try_at is not None
+    recording = await sync_to_async(Recording.objects.get)(channel=recorded)
+    assert recording.state == "error"
+    assert not await sync_to_async(Segment.objects.filter(recording=recording).exists)()
+    await until(lambda: LiveChannel.objects.get(pk=recorded.pk).record_failures >= 2, timeout_s=10,
+                what="tried again with backoff")
