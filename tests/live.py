@@ -132,6 +132,18 @@ def stop_process_group(process: subprocess.Popen, *, timeout_s: float = 20) -> N
         process.wait()
 
 
+def start_livefeed_worker(name: str, *, env: dict[str, str], log_dir: Path) -> subprocess.Popen:
+    """A livefeed Celery worker as the Procfile starts it (its fetcher and recorder hosts), in
+    a process group of its own so that a test can kill it and its ffmpegs with -9; its output
+    in log_dir/<name>.log. `env`: from _server_env."""
+    log = (log_dir / f"{name}.log").open("wb")
+    return subprocess.Popen(
+        [str(DAPHNE.with_name("celery")), "-A", "project", "worker", "-Q", "livefeed", "--pool=solo", "--loglevel=INFO",
+         "--without-gossip", "--without-mingle", "-n", f"{name}-{os.getpid()}@%h"],
+        cwd=settings.BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+
+
 def _database_url() -> str:
     """DATABASE_URL of the test database pytest-django created (its NAME is set by now)."""
     db = settings.DATABASES["default"]

@@ -3,7 +3,6 @@ a channel on it with `record` on, running RecorderHosts, and ffprobe of what was
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 
@@ -12,6 +11,7 @@ import pytest
 from livefeed.models import LiveChannel
 from livefeed.recorder import RecorderHost
 from livefeed.simulator.server import SimulatorThread
+from tests.livefeed.test_fetcher import Running
 
 LIVE_ID = "7301"
 
@@ -34,17 +34,6 @@ def recorded_fixture(alice, sim):
     """A simulator channel with record on, 2 s segments."""
     return LiveChannel.objects.create(platform="simulator", ref=LIVE_ID, added_by=alice, record=True, segment_s=2,
                                       check_interval_s=1)
-
-
-class Running:
-    def __init__(self, host: RecorderHost):
-        self.host = host
-        self.stop = asyncio.Event()
-        self.task = asyncio.ensure_future(host.run(self.stop))
-
-    async def close(self) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, 30)
 
 
 @pytest.fixture(name="recorders")

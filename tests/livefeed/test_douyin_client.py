@@ -9,7 +9,7 @@ import asyncio
 import hashlib
 import json
 import sys
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 
@@ -63,8 +63,10 @@ async def test_room_info_of_a_live_room(simulator, sim_client):
     assert info.viewers == room.viewers
     assert info.internal["room_id"] == room.room_id
     assert info.internal["ttwid"]
-    assert any(key.startswith("flv:") and url.endswith(".flv") for key, url in info.stream_urls.items())
-    assert any(key.startswith("hls:") and url.endswith(".m3u8") for key, url in info.stream_urls.items())
+    # Signed CDN URLs, as Douyin's: the file name, then ?expire=..&sign=..
+    assert any(key.startswith("flv:") and urlsplit(url).path.endswith(".flv") and "sign=" in url
+               for key, url in info.stream_urls.items())
+    assert any(key.startswith("hls:") and urlsplit(url).path.endswith(".m3u8") for key, url in info.stream_urls.items())
 
 
 async def test_an_ended_broadcast_is_not_live(simulator, sim_client):

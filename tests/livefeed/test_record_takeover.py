@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from livefeed.models import LiveChannel, Recording, Segment
-from tests.live import DAPHNE, _server_env, stop_process_group
+from tests.live import _server_env, start_livefeed_worker, stop_process_group
 from tests.livefeed.record_fixtures import (  # noqa: F401 - the fixtures
     LIVE_ID,
     ffprobe,
@@ -24,7 +24,6 @@ from tests.livefeed.record_fixtures import (  # noqa: F401 - the fixtures
 from tests.livefeed.test_fetcher import until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_redis")]
-CELERY = DAPHNE.with_name("celery")
 
 
 @pytest.fixture
@@ -36,12 +35,7 @@ def start_worker(sim, redis_client, tmp_path):
     })
 
     def start(name: str) -> subprocess.Popen:
-        log = (tmp_path / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            [str(CELERY), "-A", "project", "worker", "-Q", "livefeed", "--pool=solo", "--loglevel=INFO",
-             "--without-gossip", "--without-mingle", "-n", f"{name}-{os.getpid()}@%h"],
-            cwd=settings.BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        process = start_livefeed_worker(name, env=env, log_dir=tmp_path)
         started.append(process)
         return process
 

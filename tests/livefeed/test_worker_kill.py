@@ -11,17 +11,15 @@ import subprocess
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.conf import settings
 
 from livefeed import services
 from livefeed.models import LiveChannel, LiveMessage, LiveSession
-from tests.live import DAPHNE, _server_env, stop_process_group
+from tests.live import _server_env, start_livefeed_worker, stop_process_group
 from tests.livefeed.bilibili_fake import danmu
 from tests.livefeed.bilibili_fixtures import bilibili_fixture  # noqa: F401 - the fixture
 from tests.livefeed.test_fetcher import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-CELERY = DAPHNE.with_name("celery")
 LEASE_S = 3
 
 
@@ -36,12 +34,7 @@ def start_worker(bilibili, redis_client, tmp_path):
     })
 
     def start(name: str) -> subprocess.Popen:
-        log = (tmp_path / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            [str(CELERY), "-A", "project", "worker", "-Q", "livefeed", "--pool=solo", "--loglevel=INFO",
-             "--without-gossip", "--without-mingle", "-n", f"{name}-{os.getpid()}@%h"],
-            cwd=settings.BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        process = start_livefeed_worker(name, env=env, log_dir=tmp_path)
         started.append(process)
         return process
 
