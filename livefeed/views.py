@@ -70,6 +70,9 @@ def _channel_context(request, live_channel: LiveChannel, *, record_form: RecordS
     titles = recordings.watch_titles([row.pk for row in recordings_list])
     for row in recordings_list:
         row.watch_title_id = titles.get(row.pk)
+        # Browsers play mp4 (the container setting, or a remux step), not flv or ts.
+        row.playable = any(segment.file_path.lower().endswith((".mp4", ".webm")) for segment in row.segments.all()
+                           if segment.state in recordings.WATCHABLE)
     current = next((row for row in recordings_list if row.ended_at is None), None)
     current_segments = list(current.segments.all()) if current else []
     return {

@@ -253,6 +253,15 @@ def test_the_channel_page_shows_recordings_with_their_files(alice_client, channe
         assert f"/live/segments/{segment.pk}/comments.xml" in html
     assert 'id="record-log"' in html
     assert "Save recording settings" in html
+    assert "Watch with comments" not in html  # not in the catalog yet
+    from livefeed import recordings
+
+    recordings.recording_finish(recording_id=recording.pk)
+    assert "▶ Watch with comments" in alice_client.get(f"/live/{channel.pk}/").content.decode()  # part 1 is mp4
+    Segment.objects.filter(recording=recording, index=1).update(file_path="/nowhere/show_001.flv")
+    html = alice_client.get(f"/live/{channel.pk}/").content.decode()
+    assert "▶ Watch with comments" not in html
+    assert "not playable in a browser" in html
 
 
 def test_the_channel_page_shows_the_segment_being_written_so_far(alice_client, channel, recording, recordings_dir):
