@@ -221,7 +221,8 @@ def finish_segment(*, segment_id: int, ended_at_ms: int | None, started_at_ms: i
         segment = Segment.objects.get(pk=segment_id)
         path = segment.file_path
         if started_at_ms is not None and started_at_ms != segment.started_at_ms:
-            Segment.objects.filter(pk=segment_id).update(started_at_ms=started_at_ms)
+            record_services.segment_retime(segment_id=segment_id, started_at_ms=started_at_ms)
+            segment.started_at_ms = started_at_ms
         error = ""
         if repair and os.path.exists(path) and os.path.getsize(path):
             fixed = f"{path}.fixed{Path(path).suffix}"

@@ -258,18 +258,31 @@ def segment_path(*, channel: LiveChannel, recording: Recording, index: int, at: 
     return path
 
 
+def _offset_s(recording: Recording, started_at_ms: int) -> float:
+    """Where a segment starting at started_at_ms is in the broadcast: from the live session's
+    start when the fetcher follows the room, else from the recording's."""
+    origin = recording.session.started_at if recording.session else recording.started_at
+    return max(0.0, (started_at_ms - origin.timestamp() * 1000) / 1000)
+
+
 def segment_open(*, recording_id: int, path: str, started_at_ms: int, log_path: str = "") -> Segment:
     """The recording's next segment, being written at `path`."""
     with transaction.atomic():
         recording = Recording.objects.select_for_update(of=("self",)).select_related("session").get(pk=recording_id)
         index = (recording.segments.order_by("-index").values_list("index", flat=True).first() or 0) + 1
-        origin_ms = int((recording.session.started_at if recording.session else recording.started_at).timestamp()
-                        * 1000)
         segment = Segment.objects.create(recording=recording, index=index, file_path=path, original_path=path,
                                          started_at_ms=started_at_ms, log_path=log_path,
-                                         offset_s=max(0.0, (started_at_ms - origin_ms) / 1000))
+                                         offset_s=_offset_s(recording, started_at_ms))
         _broadcast(recording.channel_id, reason=f"segment {index} started")
     return segment
+
+
+def segment_retime(*, segment_id: int, started_at_ms: int) -> None:
+    """The segment's start as measured once it closed (the estimate only gets better as tags
+    come: a CDN's first burst is older than it looks), and so its offset."""
+    segment = Segment.objects.select_related("recording__session").get(pk=segment_id)
+    Segment.objects.filter(pk=segment_id).update(started_at_ms=started_at_ms,
+                                                 offset_s=_offset_s(segment.recording, started_at_ms))
 
 
 def next_segment_index(*, recording_id: int) -> int:

@@ -556,6 +556,16 @@ def _progress(block: dict[str, str]) -> dict:
             "dropped_frames": int(number(block.get("drop_frames")) or 0)}
 
 
+def _channels_turned_off(*, held: list[int]) -> list[int]:
+    """Of the channels this host records, those whose record was turned off (or that are gone)."""
+    from livefeed.models import LiveChannel
+
+    if not held:
+        return []
+    still = set(LiveChannel.objects.filter(pk__in=held, record=True).values_list("pk", flat=True))
+    return [channel_id for channel_id in held if channel_id not in still]
+
+
 def _channels_to_record(*, held: list[int]) -> list[int]:
     from django.db.models import Q
     from django.db.models.functions import Now
@@ -597,6 +607,8 @@ class RecorderHost:
         for channel_id, recorder in list(self.recorders.items()):
             if recorder.task is not None and recorder.task.done():
                 self.recorders.pop(channel_id, None)
+        for channel_id in await self.db(_channels_turned_off)(held=list(self.recorders)):
+            self.recorders[channel_id].request_stop()  # it closes its segment and recording, then goes idle
         for channel_id in await self.db(_channels_to_record)(held=list(self.recorders)):
             token = await self.db(services.lease_take)(channel_id=channel_id, owner=self.owner, ttl_s=self.lease_s,
                                                        kind="record")

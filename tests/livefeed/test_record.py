@@ -64,6 +64,10 @@ async def test_segments_split_by_time_with_no_gap_and_wall_clock_starts(sim, rec
         with open(segment.log_path) as log:
             assert "Input #0" in log.read()
     assert all(abs(gap) < 2000 for gap in await sync_to_async(_gaps_ms)(done)), await sync_to_async(_gaps_ms)(done)
+    # offset_s: where each starts in the broadcast (here the recording: no fetcher follows the room)
+    assert done[0].offset_s < 5
+    for before, after in itertools.pairwise(done):
+        assert abs(after.offset_s - (before.offset_s + before.duration_s)) < 0.5
     # The first segment starts with the first tag the simulator sent this recorder, on its clock.
     viewer = sim.room(LIVE_ID).stream_viewers[0]
     assert abs(done[0].started_at_ms - viewer.first_wall_ms) < 500
@@ -157,3 +161,22 @@ async def test_a_stalled_stream_ends_its_segment_and_recording_goes_on_when_it_r
     assert first.duration_s >= 1.5
     with open(first.log_path) as log:
         assert "Connection timed out" in log.read()  # ffmpeg's -rw_timeout, in the segment's own log
+
+
+async def test_turning_record_off_stops_within_seconds_keeping_what_was_recorded(sim, recorded, recorders):
+    await sync_to_async(LiveChannel.objects.filter(pk=recorded.pk).update)(segment_s=600)
+    recorders()
+    await until(lambda: (s := _segments(recorded.pk)) and file_size(s[0].file_path) > 40_000, timeout_s=15,
+                what="recording")
+    await sync_to_async(LiveChannel.objects.filter(pk=recorded.pk).update)(record=False)
+    turned_off = asyncio.get_running_loop().time()
+    await until(lambda: Recording.objects.filter(channel_id=recorded.pk, ended_at__isnull=False).exists(),
+                timeout_s=10, what="the recording ended")
+    assert asyncio.get_running_loop().time() - turned_off < 5
+    await until(lambda: LiveChannel.objects.get(pk=recorded.pk).record_lease_owner == "", timeout_s=5,
+                what="the lease released")
+    assert (await sync_to_async(LiveChannel.objects.get)(pk=recorded.pk)).record_state == "idle"
+    (segment,) = await sync_to_async(_segments)(recorded.pk)
+    assert segment.state == Segment.State.DONE
+    assert segment.size_bytes == os.path.getsize(segment.file_path)
+    assert not sim.room(LIVE_ID).stream_viewers[-1].as_json()["open"]
