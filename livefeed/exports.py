@@ -77,6 +77,7 @@ class Comment:
     user_id: str = ""
     ts_ms: int = 0
     id: int = 0
+    color: int | None = None  # RGB the sender chose (Bilibili chat); None: the style's
 
 
 def clean_text(text: str, *, limit: int = MAX_TEXT) -> str:
@@ -84,6 +85,14 @@ def clean_text(text: str, *, limit: int = MAX_TEXT) -> str:
     what XML 1.0 forbids), whitespace folded, at most `limit` characters (… when cut)."""
     text = _SPACES.sub(" ", _CONTROL.sub(" ", str(text or ""))).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _chat_color(extra: dict) -> int | None:
+    """The colour a Bilibili viewer gave the chat line (extra.color, decimal RGB), if not white."""
+    color = extra.get("color")
+    if isinstance(color, int) and not isinstance(color, bool) and 0 <= color < COLOR_CHAT:
+        return color
+    return None
 
 
 def _line(row) -> tuple[str, str] | None:
@@ -116,8 +125,10 @@ def comments(rows: Iterable, *, start_ms: int, end_ms: int | None = None) -> Ite
         style, text = line
         text = clean_text(text)
         if text:
+            color = _chat_color(row.extra or {}) if style == STYLE_CHAT else None
             yield Comment(offset_ms=row.ts_ms - start_ms, style=style, text=text, user=clean_text(row.user_name, limit=40),
-                          user_id=str(getattr(row, "user_id", "") or ""), ts_ms=row.ts_ms, id=getattr(row, "pk", 0) or 0)
+                          user_id=str(getattr(row, "user_id", "") or ""), ts_ms=row.ts_ms, id=getattr(row, "pk", 0) or 0,
+                          color=color)
 
 
 # --- ASS ----------------------------------------------------------------------------------------
@@ -148,6 +159,11 @@ def ass_escape(text: str) -> str:
 def _ass_colour(rgb: int, alpha: int = 0) -> str:
     red, green, blue = (rgb >> 16) & 0xFF, (rgb >> 8) & 0xFF, rgb & 0xFF
     return f"&H{alpha:02X}{blue:02X}{green:02X}{red:02X}"
+
+
+def _ass_tag_colour(rgb: int) -> str:
+    """A colour as an override tag takes it: &HBBGGRR&."""
+    return f"&H{rgb & 0xFF:02X}{(rgb >> 8) & 0xFF:02X}{(rgb >> 16) & 0xFF:02X}&"
 
 
 def ass_header(*, title: str = "") -> str:
@@ -228,7 +244,8 @@ def ass_event(comment: Comment, lanes: _Lanes) -> str:
     if comment.style == STYLE_CHAT:
         width = text_width_px(comment.text)
         y = lanes.scroll_lane(at_s, width) * LINE_H
-        tags = f"{{\\move({PLAY_W},{y},{-width},{y})}}"
+        colour = f"\\c{_ass_tag_colour(comment.color)}" if comment.color is not None else ""
+        tags = f"{{\\move({PLAY_W},{y},{-width},{y}){colour}}}"
         end_ms = comment.offset_ms + round(SCROLL_S * 1000)
     else:
         lane = lanes.fixed_lane(comment.style, at_s)
@@ -270,6 +287,7 @@ def xml_chunks(items: Iterable[Comment], *, title: str = "") -> Iterator[str]:
         yield f"<title>{escape(clean_text(title))}</title>\n"
     for comment in items:
         mode, colour = _xml_colour_mode(comment.style)
+        colour = comment.color if comment.color is not None else colour
         user_hash = f"{zlib.crc32(comment.user_id.encode()):08x}" if comment.user_id else "0"
         p = f"{comment.offset_ms / 1000:.3f},{mode},{XML_FONT_SIZE},{colour},{comment.ts_ms // 1000},0,{user_hash},{comment.id}"
         user = f" user={quoteattr(comment.user)}" if comment.user else ""

@@ -32,8 +32,8 @@ def _part(segment: Segment):
     from catalog import film_services
 
     comments = tuple(
-        film_services.RecordingComment(offset_ms=c.offset_ms, text=c.text, color=COMMENT_STYLE[c.style][0],
-                                       mode=COMMENT_STYLE[c.style][1])
+        film_services.RecordingComment(offset_ms=c.offset_ms, text=c.text, mode=COMMENT_STYLE[c.style][1],
+                                       color=f"#{c.color:06x}" if c.color is not None else COMMENT_STYLE[c.style][0])
         for c in exports.segment_comments(segment))
     return film_services.RecordingPart(
         number=segment.index, name=f"Part {segment.index} · from {segment.offset_s / 60:.0f} min",

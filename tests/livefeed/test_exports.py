@@ -244,3 +244,26 @@ def test_a_whole_session_is_timed_from_the_session_start(db, channel):
     text = "".join(exports.session_file(session=session, fmt="ass"))
     assert "Dialogue: 0,0:00:01.50,0:00:09.50,Chat," in text
     assert "Dialogue: 0,1:00:00.25,1:00:08.25,Chat," in text
+
+
+def test_a_colour_the_viewer_chose_is_kept(tmp_path):
+    rows = [Row(kinds.CHAT, BASE_MS + 1_000, "orange words", extra={"color": 0xFF8800}),
+            Row(kinds.CHAT, BASE_MS + 2_000, "white words", extra={"color": 0xFFFFFF}),
+            Row(kinds.CHAT, BASE_MS + 3_000, "bad colour", extra={"color": "red"})]
+    items = list(exports.comments(rows, start_ms=BASE_MS))
+    assert [c.color for c in items] == [0xFF8800, None, None]
+    ass = "".join(exports.ass_chunks(items))
+    assert "\\c&H0088FF&}orange words" in ass
+    assert "\\c&" not in ass.split("orange words")[1]
+    root = parse_xml("".join(exports.xml_chunks(items)).encode())
+    assert [d.get("p").split(",")[3] for d in root.findall("d")] == [str(0xFF8800), str(0xFFFFFF), str(0xFFFFFF)]
+    # libass draws it orange: red high, blue low, where the line is.
+    path = write(tmp_path / "colour.ass", exports.ass_chunks(items[:1]))
+    out = ffmpeg("-f", "lavfi", "-i", "color=black:size=480x270:duration=2:rate=10", "-vf", f"subtitles={path}",
+                 "-ss", "1.6", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-")
+    assert out.returncode == 0, out.stderr.decode()
+    pixels = [tuple(out.stdout[i:i + 3]) for i in range(0, len(out.stdout), 3)]
+    lit = [p for p in pixels if p[0] > 200]
+    assert lit, "nothing drawn"
+    assert max(p[2] for p in lit) < 80  # no white (or blue) in it: the orange text, its dark outline
+

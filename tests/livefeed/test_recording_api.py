@@ -438,3 +438,15 @@ def test_the_end_of_a_recording_adds_messages_stored_after_their_segment_was_rea
                    messages=[chat("flushed late", at_ms=BASE_MS + 1_900)])
     recordings.recording_finish(recording_id=recording.pk)
     assert list(episode.danmaku.values_list("offset_ms", "text")) == [(800, "hello at 0.8"), (1_900, "flushed late")]
+
+
+def test_a_chat_colour_becomes_the_danmaku_colour(recording, session):
+    from livefeed import recordings
+
+    coloured = chat("orange words", at_ms=BASE_MS + 1_200)
+    coloured.extra = {"color": 0xFF8800}
+    messages_store(channel_id=session.channel_id, session_id=session.pk, messages=[coloured])
+    recordings.recording_finish(recording_id=recording.pk)
+    episode = Title.objects.get(kind="recording").seasons.get().episodes.get(number=1)
+    assert list(episode.danmaku.values_list("text", "color")) == [("hello at 0.8", "#ffffff"),
+                                                                   ("orange words", "#ff8800")]
