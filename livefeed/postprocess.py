@@ -42,6 +42,7 @@ from project import outside
 STEPS = ("remux", "move", "copy", "command", "delete_original")
 PROBE_TIMEOUT_S = 30
 REMUX_TIMEOUT_S = 600
+MUXERS = {"ts": "mpegts"}  # container name -> ffmpeg's muxer
 
 
 class StepFailed(Exception):
@@ -104,7 +105,7 @@ def probe(path: str) -> dict:
 def remux(source: str, target: str, *, fmt: str) -> None:
     """Codec copy `source` into `target` (written beside it first, renamed when complete)."""
     partial = f"{target}.part"
-    output_options = {"c": "copy", "f": fmt}
+    output_options = {"c": "copy", "f": MUXERS.get(fmt, fmt)}
     if fmt == "mp4":
         output_options["movflags"] = "+faststart"
     args = ffmpeg.input(source).output(partial, **output_options).global_args(

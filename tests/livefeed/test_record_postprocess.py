@@ -203,3 +203,13 @@ async def test_a_missing_ffmpeg_is_an_error_with_the_reason_and_is_tried_again(s
     assert not await sync_to_async(Segment.objects.filter(recording=recording).exists)()
     await until(lambda: LiveChannel.objects.get(pk=recorded.pk).record_failures >= 2, timeout_s=10,
                 what="tried again with backoff")
+
+
+def test_ts_container_remuxes_into_mpeg_ts(stream_file, segment_of):
+    segment = _finish(segment_of(stream_file, container="ts"))
+    assert segment.state == Segment.State.DONE
+    assert segment.file_path.endswith(".ts")
+    assert not os.path.exists(segment.original_path)
+    with open(segment.file_path, "rb") as handle:
+        assert handle.read(1) == b"G"  # MPEG-TS sync byte
+    assert 2.5 < segment.duration_s < 3.5
