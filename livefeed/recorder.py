@@ -338,7 +338,6 @@ class ChannelRecorder:
         return await self._capture(channel, recording.pk, picked[1])
 
     async def _capture(self, channel, recording_id: int, url: str) -> str:
-        db = self.host.db
         try:
             args = ffmpeg_args(url, stall_s=settings.LIVEFEED_RECORD_STALL_S)
             self.process = await asyncio.create_subprocess_exec(
@@ -349,9 +348,7 @@ class ChannelRecorder:
         capture = Capture(recorder=self, recording_id=recording_id, segment_ms=channel.segment_s * 1000,
                           segment_bytes=channel.segment_mb * 1024 * 1024)
         self.capture = capture
-        started = time.monotonic()
-        await db(record_services.recorder_transition)(channel_id=self.channel_id, to=State.RECORDING,
-                                                      reason="ffmpeg started")
+        started = time.monotonic()  # `recording` once the first segment opens: a URL that fails stays `checking`
         log_task = asyncio.ensure_future(self._read_log(capture))
         watch_task = asyncio.ensure_future(self._watch(capture, folder=record_services.output_dir_for(channel)))
         outcome = "recorded"
