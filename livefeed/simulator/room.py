@@ -102,6 +102,7 @@ class SimRoom:
         self.sockets: set[Any] = set()
         self.stream_sign = secrets.token_hex(8)  # in the pull URLs; changed by the `expire` command
         self.stream_viewers: list[Any] = []  # every connection to the room's stream (stream.Viewer)
+        self.stream_refuse = ""  # an HTTP status line the stream answers instead (the `stream_refuse` command)
         self._users = [self._new_user(index) for index in range(400)]
         self._log_ids = itertools.count(self.rng.randint(10**17, 10**18))
         self._kinds = [kind for kind, _ in WEIGHTS]

@@ -44,7 +44,7 @@ ENTER_PATH = "/webcast/room/web/enter/"
 TICK_S = 0.05  # at most 20 frames a second per room; more messages per frame at higher rates
 VIEWERS_EVERY_S = 2.0  # a viewer count this often while the room sends anything, whatever the rate
 COMMANDS = ("drop", "resend", "malformed", "end", "start", "rate", "stall", "resume", "page", "signature", "a_bogus",
-            "send", "stream_drop", "stream_stall", "stream_resume", "expire")
+            "send", "stream_drop", "stream_stall", "stream_resume", "stream_refuse", "expire")
 
 
 # The websockets library logs every HTTP request at INFO: the simulator's own log is warnings only.
@@ -228,6 +228,12 @@ class Simulator:
             self.streams.pause(live_id, True)
         elif name == "stream_resume":
             self.streams.pause(live_id, False)
+        elif name == "stream_refuse":
+            status = args.get("status", "404")
+            if status not in ("0", "403", "404", "500"):
+                raise CommandError("status must be 403, 404, 500 or 0 (serve again)")
+            room.stream_refuse = {"0": "", "403": "403 Forbidden", "404": "404 Not Found",
+                                  "500": "500 Internal Server Error"}[status]
         elif name == "expire":
             room.stream_sign = secrets.token_hex(8)
             self.streams.cut(live_id)

@@ -266,4 +266,6 @@ class StreamServer:
             return "404 Not Found", None
         if query.get("sign") != room.stream_sign:
             return "403 Forbidden", None
+        if room.stream_refuse:
+            return room.stream_refuse, None
         return "200 OK", room

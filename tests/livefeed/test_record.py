@@ -180,3 +180,18 @@ async def test_turning_record_off_stops_within_seconds_keeping_what_was_recorded
     assert segment.state == Segment.State.DONE
     assert segment.size_bytes == os.path.getsize(segment.file_path)
     assert not sim.room(LIVE_ID).stream_viewers[-1].as_json()["open"]
+
+
+async def test_a_stream_url_that_404s_is_an_error_with_the_reason_tried_again_with_backoff(sim, recorded, recorders):
+    sim.command(LIVE_ID, "stream_refuse", status="404")
+    recorders()
+    await until(lambda: LiveChannel.objects.get(pk=recorded.pk).record_failures >= 2, timeout_s=20,
+                what="two failed tries")
+    channel = await sync_to_async(LiveChannel.objects.get)(pk=recorded.pk)
+    assert channel.record_state in ("error", "checking")
+    assert "without a frame" in channel.record_error
+    assert "404" in channel.record_error
+    assert not await sync_to_async(Segment.objects.filter(recording__channel=recorded).exists)()
+    sim.command(LIVE_ID, "stream_refuse", status="0")
+    await until(lambda: Segment.objects.filter(recording__channel=recorded).exists(), timeout_s=20,
+                what="recording once the stream is back")
