@@ -27,9 +27,9 @@ if os.path.basename(sys.argv[0]) == "celery":  # a worker or beat starting, not 
     _load_settings_or_exit()
     # Celery's Django fixup runs the system checks as a worker starts, and the URL checks
     # import every view and the whole API (ninja, pydantic, the catalog's streaming, ...)
-    # into a process that never serves them: about 13 MB of every worker. The web process
-    # and `manage.py check`/`migrate` at deploy run them; CELERY_SKIP_CHECKS= (set, empty)
-    # runs them in a worker too.
+    # into a process that never serves them: about 13 MB of every worker. `manage.py
+    # migrate` runs them at every deploy (and `manage.py check` on demand);
+    # CELERY_SKIP_CHECKS= (set, empty) runs them in a worker too.
     os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
 
 app.config_from_object("django.conf:settings", namespace="CELERY")
