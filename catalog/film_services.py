@@ -24,6 +24,7 @@ from catalog import services as library_services
 from catalog.keys import search_key
 from catalog.models import Danmaku, Episode, ExternalId, Favorite, Season, Title, Video, WatchProgress
 from project import inputs, ratelimit, realtime
+from project.refusals import Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -39,25 +40,15 @@ LONGEST_S = 48 * 3600
 COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
-class FilmError(Exception):
-    """A request the catalog refuses; `code` maps to an HTTP status (and a websocket error)."""
+class FilmError(Refusal):
+    """A request the catalog refuses; `code` maps to an HTTP status (and a websocket error);
+    a `rate_limited` one says when to try again (`retry_after_s`, the Retry-After header)."""
 
     HTTP_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "rate_limited": 429, "unavailable": 503}
 
     def __init__(self, code: str, message: str, *, field: str | None = None, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
+        super().__init__(code, message, field=field)
         self.retry_after_s = retry_after_s
-
-    @property
-    def http_status(self) -> int:
-        return self.HTTP_STATUS.get(self.code, 400)
-
-    @classmethod
-    def from_input(cls, exc: inputs.InputError) -> FilmError:
-        return cls("invalid", exc.message, field=exc.field)
 
 
 def title_group(title_id: int) -> str:

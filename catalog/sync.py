@@ -58,6 +58,7 @@ from catalog.models import ExternalId, SyncItem, SyncRun, Title
 from project import metrics, outside
 from project.outside import OutsideError, UnknownService
 from project.realtime import broadcast_on_commit
+from project.refusals import Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -74,21 +75,11 @@ DEFAULT_BLOCKED_BACKOFF_S = 1800.0
 DISABLED_HINTS = {"tmdb": "set CATALOG_TMDB_API_KEY to a TMDB API key or read access token"}
 
 
-class SyncRefused(Exception):
+class SyncRefused(Refusal):
     """A trigger this server refuses: `code` is the kind (forbidden, invalid, disabled,
     blocked), the message says why and what to do."""
 
     HTTP_STATUS = {"forbidden": 403, "invalid": 400, "disabled": 409, "blocked": 409}
-
-    def __init__(self, code: str, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-
-    @property
-    def http_status(self) -> int:
-        return self.HTTP_STATUS.get(self.code, 400)
 
 
 class LeaseLost(Exception):

@@ -27,6 +27,7 @@ from django.utils import timezone
 from livefeed.clients import UnsupportedUrl, client_for_url
 from livefeed.models import LiveChannel, LiveSession, LiveStateChange
 from project.realtime import broadcast_on_commit
+from project.refusals import Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +36,10 @@ MAX_URL_LENGTH = 2000
 MAX_REASON_LENGTH = 500
 
 
-class LiveError(Exception):
+class LiveError(Refusal):
     """A request the live feed refuses; `code` maps to an HTTP status (and a websocket error)."""
 
     HTTP_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409}
-
-    def __init__(self, code: str, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-
-    @property
-    def http_status(self) -> int:
-        return self.HTTP_STATUS.get(self.code, 400)
 
 
 def live_group(channel_id: int) -> str:

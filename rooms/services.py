@@ -24,6 +24,7 @@ from catalog import selectors as catalog_selectors
 from project import inputs
 from project.accounts import revocation
 from project.realtime import broadcast_on_commit
+from project.refusals import Refusal
 from rooms import events, presence, scrobbles
 from rooms.models import Membership, PlaybackState, QueueEntry, Room, new_invite_code
 from rooms.presence import now_ms
@@ -40,25 +41,13 @@ MAX_REPORT_MS = 3_600_000  # clock offset, round trip and drift in a sync report
 MAX_ID = 2**63 - 1  # ids and versions are bigints
 
 
-class RoomError(Exception):
-    """A request the room refuses; `code` is the websocket error code."""
-
-    HTTP_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409, "rate_limited": 429}
+class RoomError(Refusal):
+    """A request the room refuses; `code` is the websocket error code; `state`, when set, is
+    the room's current state (sent with the error so the client catches up)."""
 
     def __init__(self, code: str, message: str, *, state: PlaybackState | None = None, field: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message, field=field)
         self.state = state
-        self.field = field
-
-    @classmethod
-    def from_input(cls, exc: inputs.InputError) -> RoomError:
-        return cls("invalid", exc.message, field=exc.field)
-
-    @property
-    def http_status(self) -> int:
-        return self.HTTP_STATUS.get(self.code, 400)
 
 
 def topic(room_id: int) -> str:

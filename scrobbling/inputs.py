@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from catalog import selectors as catalog
 from catalog.keys import UNKNOWN_ARTIST, fold, match_key
+from project.refusals import Refusal
 from scrobbling.models import Play
 
 if TYPE_CHECKING:
@@ -32,22 +33,15 @@ FUTURE_SLACK = timedelta(hours=1)
 MAX_DURATION_S = 7 * 24 * 3600  # a longer "track" is a mistake, and is ignored
 
 
-class ScrobbleError(Exception):
+class ScrobbleError(Refusal):
     """A request refused as a whole; `rejected` lists per-item problems of a list."""
 
     HTTP_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "duplicate": 409, "not_linked": 404,
                    "too_many": 413, "service": 502}
 
     def __init__(self, code: str, message: str, *, rejected: list[dict] | None = None, field: str = ""):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message, field=field)  # field: "" when no one request field is at fault
         self.rejected = rejected or []
-        self.field = field  # the request field at fault, when there is one
-
-    @property
-    def http_status(self) -> int:
-        return self.HTTP_STATUS.get(self.code, 400)
 
     def as_dict(self) -> dict:
         body = {"error": self.code, "message": self.message}
