@@ -8,77 +8,20 @@ origin checked by project/asgi.py); frames come from the realtime hub.
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 
 from catalog import film_services, sync
 from catalog.film_services import FilmError
 from catalog.models import SyncRun, Title
 from project import inputs
-from project.accounts.ws import RevocableConsumer
-from project.realtime import encode, get_hub
+from project.realtime import encode
+from project.topic_socket import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, TopicSocket
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 4096
-CLOSE_NOT_FOUND = 4404
-_keys = itertools.count(1)
-
-
-class _TopicSocket(RevocableConsumer, AsyncWebsocketConsumer):
-    """A socket that relays one realtime topic (`watch`), leaves it on disconnect or
-    revocation, and reads client frames as JSON objects (`frame`: None after answering
-    an `error` for anything else)."""
-
-    topic: str | None = None
-    key = 0
-
-    async def watch(self, topic: str) -> None:
-        self.topic = topic
-        self.key = next(_keys)
-        await get_hub().subscribe(topic, self.key, self._send_frame)
-
-    async def _send_frame(self, frame: str) -> None:
-        await self.send(text_data=frame)
-
-    async def disconnect(self, code):
-        if self.topic is not None:
-            await get_hub().unsubscribe(self.topic, self.key)
-            self.topic = None
-
-    async def on_revoked(self, code: int) -> None:
-        await self.disconnect(code)
-
-    async def frame(self, text_data, bytes_data) -> dict | None:
-        if self.topic is None:
-            return None
-        if bytes_data is not None or text_data is None:
-            await self._error("invalid", "Send JSON text frames.")
-            return None
-        if inputs.is_larger_than(text_data, MAX_MESSAGE_BYTES):
-            await self._error("invalid", f"Frames are at most {MAX_MESSAGE_BYTES} bytes.")
-            return None
-        try:
-            message = inputs.json_loads(text_data)
-        except inputs.InputError as exc:
-            await self._error("invalid", exc.message, field=exc.field)
-            return None
-        if not isinstance(message, dict):
-            await self._error("invalid", "Send a JSON object with a type.")
-            return None
-        return message
-
-    async def _error(self, code: str, message: str, *, field: str | None = None) -> None:
-        event = {"type": "error", "code": code, "message": message}
-        if field:
-            event["field"] = field
-        await self.send(text_data=encode(event))
-
-
-class TitleConsumer(_TopicSocket):
+class TitleConsumer(TopicSocket):
     async def connect(self):
         if not await self.accept_authenticated():
             return
@@ -104,11 +47,11 @@ class TitleConsumer(_TopicSocket):
             try:
                 posted = await database_sync_to_async(self._post)(message)
             except FilmError as exc:
-                await self._error(exc.code, exc.message, field=exc.field)
+                await self.error(exc.code, exc.message, field=exc.field)
                 return
             await self.send(text_data=encode({"type": "danmaku.posted", "danmaku": posted}))
         else:
-            await self._error("invalid", "type must be ping or danmaku.post.", field="type")
+            await self.error("invalid", "type must be ping or danmaku.post.", field="type")
 
     def _post(self, message: dict) -> dict:
         title = film_services.title_get(title_id=self.title_id)
@@ -119,10 +62,8 @@ class TitleConsumer(_TopicSocket):
         return film_services.danmaku_json(row)
 
 
-CLOSE_FORBIDDEN = 4403
 
-
-class SyncRunConsumer(_TopicSocket):
+class SyncRunConsumer(TopicSocket):
     """/ws/catalog/sync/<run_id>/: one sync run's progress, for staff. On connect the run as
     it is (`catalog.sync_run`), then every progress event the sync publishes (catalog.sync,
     at most a few a second). Watchers only listen: `ping` is answered with `pong`, anything
@@ -144,10 +85,4 @@ class SyncRunConsumer(_TopicSocket):
         await self.send(text_data=encode(sync.run_event(run)))
 
     async def receive(self, text_data=None, bytes_data=None):
-        message = await self.frame(text_data, bytes_data)
-        if message is None:
-            return
-        if message.get("type") == "ping":
-            await self.send(text_data=encode({"type": "pong"}))
-            return
-        await self._error("invalid", "type must be ping (watchers only listen).", field="type")
+        await self.listen_only(text_data, bytes_data)

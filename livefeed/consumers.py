@@ -4,29 +4,19 @@ watch; frames come from the realtime hub (livefeed/live.py publishes them)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 import redis
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 
 from livefeed import live, selectors, services
-from project import inputs
-from project.accounts.ws import RevocableConsumer
-from project.realtime import encode, get_hub
+from project.realtime import encode
+from project.topic_socket import CLOSE_NOT_FOUND, TopicSocket
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 4096
-CLOSE_NOT_FOUND = 4404
-_keys = itertools.count(1)
 
-
-class LiveConsumer(RevocableConsumer, AsyncWebsocketConsumer):
-    topic: str | None = None
-    key = 0
-
+class LiveConsumer(TopicSocket):
     async def connect(self):
         if not await self.accept_authenticated():
             return
@@ -37,9 +27,7 @@ class LiveConsumer(RevocableConsumer, AsyncWebsocketConsumer):
             return
         # Subscribed before the history is read: nothing published in between is missed (a
         # message may come twice; clients drop ids they have).
-        self.topic = services.live_group(channel_id)
-        self.key = next(_keys)
-        await get_hub().subscribe(self.topic, self.key, self._send_frame)
+        await self.watch(services.live_group(channel_id))
         status, recent = first
         await self.send(text_data=encode(status))
         await self.send(text_data=encode({"type": "live.messages", "channel_id": channel_id, "messages": recent,
@@ -57,38 +45,7 @@ class LiveConsumer(RevocableConsumer, AsyncWebsocketConsumer):
             recent = []
         return status, recent
 
-    async def _send_frame(self, frame: str) -> None:
-        await self.send(text_data=frame)
-
-    async def disconnect(self, code):
-        if self.topic is not None:
-            await get_hub().unsubscribe(self.topic, self.key)
-            self.topic = None
-
-    async def on_revoked(self, code: int) -> None:
-        await self.disconnect(code)
-
     async def receive(self, text_data=None, bytes_data=None):
         """Watchers only listen; `{"type": "ping"}` is answered, anything else is an error
         that names what was wrong, and the socket stays open."""
-        if bytes_data is not None or text_data is None:
-            await self._error("Send JSON text frames.")
-            return
-        if inputs.is_larger_than(text_data, MAX_MESSAGE_BYTES):
-            await self._error(f"Frames are at most {MAX_MESSAGE_BYTES} bytes.")
-            return
-        try:
-            message = inputs.json_loads(text_data)
-        except inputs.InputError as exc:
-            await self._error(exc.message, field=exc.field)
-            return
-        if isinstance(message, dict) and message.get("type") == "ping":
-            await self.send(text_data=encode({"type": "pong"}))
-            return
-        await self._error("type must be ping (watchers only listen).", field="type")
-
-    async def _error(self, message: str, *, field: str | None = None) -> None:
-        event = {"type": "error", "code": "invalid", "message": message}
-        if field:
-            event["field"] = field
-        await self.send(text_data=encode(event))
+        await self.listen_only(text_data, bytes_data)
