@@ -21,16 +21,17 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=float, default=20.0, help="Messages a second per room (default 20).")
         parser.add_argument("--resend", type=int, default=20,
                             help="Recent messages re-sent to every reconnecting socket, as Douyin does (default 20).")
-        parser.add_argument("--stream-port", type=int, default=None,
-                            help="Port of the rooms' video streams (FLV made by ffmpeg; default: --port + 1).")
+        parser.add_argument("--stream-port", type=int, default=0,
+                            help="Port of the rooms' video streams (FLV made by ffmpeg; default: a free port, "
+                                 "which the enter API's pull URLs name).")
         parser.add_argument("--shared-stream", action="store_true",
                             help="One ffmpeg makes the video of every room (for many rooms at once: benchmarks).")
 
-    def handle(self, *args, host, port, rate, resend, stream_port=None, shared_stream=False, **options):
+    def handle(self, *args, host, port, rate, resend, stream_port=0, shared_stream=False, **options):
         if rate < 0:
             raise CommandError("--rate must be at least 0")
         simulator = Simulator(host=host, port=port, rate=rate, resend_count=max(resend, 0),
-                              stream_port=port + 1 if stream_port is None else stream_port,
+                              stream_port=stream_port,
                               stream_shared=shared_stream)
 
         async def run() -> None:
