@@ -149,6 +149,7 @@ class Capture:
     pending_lines: list = field(default_factory=list)
     progress: dict = field(default_factory=dict)
     early_log: list = field(default_factory=list)
+    head_log: list = field(default_factory=list)  # what ffmpeg said before the first segment: its input
     first_byte_at: float | None = None
 
     async def feed(self, chunk: bytes) -> None:
@@ -178,9 +179,10 @@ class Capture:
         started_at_ms = (self.epoch_ms or 0) + tag.ts_ms
         segment = await self.recorder.open_segment(self, started_at_ms=started_at_ms)
         handle, log = _open_files(segment.file_path, segment.log_path)
-        for line in self.early_log:
+        if self.early_log:  # every segment's log starts with ffmpeg's description of its input
+            self.head_log, self.early_log = self.early_log, []
+        for line in self.head_log:
             log.write(line + "\n")
-        self.early_log.clear()
         self.current = OpenSegment(segment_id=segment.pk, path=segment.file_path, handle=handle, log=log,
                                    first_ts_ms=tag.ts_ms, last_ts_ms=tag.ts_ms)
         prologue = self.headers.prologue(0)

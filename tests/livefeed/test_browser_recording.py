@@ -106,8 +106,9 @@ def test_the_channel_page_shows_the_recorder_state_and_ffmpeg_log_live(asgi_serv
     page.goto(f"/live/{channel.pk}/")
     expect(page.locator("#record-log")).to_contain_text("Input #0, flv")  # the lines before the page opened
     expect(page.locator("#record-state")).to_have_text("Checking")
-    page.wait_for_function("() => window.chorusLive && window.chorusLive.state.socket"
-                           " && window.chorusLive.state.socket.readyState === 1")
+    # Following the channel (its history arrived, sent once the server subscribed): frames
+    # published from here on reach the page.
+    page.wait_for_function("() => window.chorusLive && window.chorusLive.state.following === true")
 
     group = services.live_group(channel.pk)
     realtime.publish(group, {"type": "live.recording", "channel_id": channel.pk, "record": True, "state": "recording",

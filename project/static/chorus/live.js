@@ -14,6 +14,7 @@
   const state = {
     seen: new Set(), seenOrder: [], pending: [], paused: false, missed: 0,
     filters: new Set(), received: 0, sessionTotal: cfg.sessionTotal || 0, rendered: 0, socket: null, retries: 0,
+    following: false,
   };
 
   // --- rendering: batched into one animation frame, at most MAX_ROWS rows in the DOM ----
@@ -189,11 +190,16 @@
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${cfg.websocket}`;
     const socket = new WebSocket(url);
     state.socket = socket;
+    state.following = false;
     socket.addEventListener("open", () => { state.retries = 0; $("#live-offline")?.setAttribute("hidden", ""); });
     socket.addEventListener("message", (event) => {
       let frame;
       try { frame = JSON.parse(event.data); } catch (_) { return; }
-      if (frame.type === "live.messages") accept(frame.messages || [], frame.history === true);
+      if (frame.type === "live.messages") {
+        // The history comes once the server follows the channel: from here on nothing is missed.
+        if (frame.history === true) state.following = true;
+        accept(frame.messages || [], frame.history === true);
+      }
       else if (frame.type === "live.status") showStatus(frame);
       else if (frame.type === "live.stats") showStats(frame);
       // The recording part of the page (live_record.js) reads its own frames.
