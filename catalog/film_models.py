@@ -263,6 +263,9 @@ class Video(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     size_bytes = models.PositiveBigIntegerField(default=0)
     file_mtime_ns = models.BigIntegerField(default=0)
+    stream_url = models.CharField(max_length=300, blank=True, default="", help_text=(
+        "Where the player gets it when the file itself is not playable in a browser (a live "
+        "recording's FLV/TS part, remuxed to mp4 by the live feed); empty: the file, as it is."))
     added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -272,7 +275,7 @@ class Video(models.Model):
         return self.file_path
 
     def get_stream_url(self) -> str:
-        return reverse("catalog:video-stream", args=[self.pk])
+        return self.stream_url or reverse("catalog:video-stream", args=[self.pk])
 
 
 class Danmaku(models.Model):

@@ -372,6 +372,9 @@ class RecordingPart:
     height: int | None = None
     size_bytes: int = 0
     comments: tuple[RecordingComment, ...] = ()
+    # Where the player gets an mp4 of a file a browser cannot play (flv, ts): the live feed's
+    # on-demand remux. Without it such a part is listed without a player.
+    stream_url: str = ""
 
 
 def _recording_danmaku(title: Title, episode: Episode, comments) -> list[Danmaku]:
@@ -390,8 +393,8 @@ def recording_title_save(*, source_id: str, title: str, parts, original_title: s
                          release_date=None) -> Title:
     """Make (or bring up to date) the `recording` title of a live recording, named by the
     recorder's id (`source_id`), with the given parts: each becomes an episode with its file
-    as the video (when a browser can play it: mp4/webm; an flv or ts part is listed without a
-    player) and its comments as the episode's danmaku. Parts not given are left as they are,
+    as the video (when a browser can play it: mp4/webm, or an flv/ts part with a `stream_url`
+    that serves it as mp4; otherwise it is listed without a player) and its comments as the episode's danmaku. Parts not given are left as they are,
     so a recording still going on adds its parts one by one (time-shift). Saving a part again
     replaces its comments (those users posted while watching stay). Idempotent; two saves of
     one recording at once (a segment's hook and the end's) make one title: the loser of the
@@ -429,10 +432,11 @@ def _recording_part_save(title: Title, season: Season, part: RecordingPart) -> N
         defaults={"name": part.name[:300], "runtime_min": math.ceil(part.duration_s / 60) if part.duration_s else None})
     mime_type = VIDEO_SUFFIXES.get(Path(part.file_path).suffix.lower())
     Video.objects.filter(episode=episode).exclude(file_path=part.file_path).delete()
-    if mime_type in ("video/mp4", "video/webm"):
+    if mime_type in ("video/mp4", "video/webm") or part.stream_url:
         Video.objects.update_or_create(file_path=part.file_path, defaults={
-            "title": title, "episode": episode, "mime_type": mime_type, "duration_s": part.duration_s,
-            "width": part.width, "height": part.height, "size_bytes": part.size_bytes})
+            "title": title, "episode": episode, "mime_type": "video/mp4" if part.stream_url else mime_type,
+            "duration_s": part.duration_s, "width": part.width, "height": part.height,
+            "size_bytes": part.size_bytes, "stream_url": part.stream_url})
     Danmaku.objects.filter(title=title, episode=episode, user__isnull=True).delete()
     Danmaku.objects.bulk_create(_recording_danmaku(title, episode, part.comments), batch_size=2000)
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -165,6 +165,8 @@ async def video_stream(request, video_id: int):
     video = await Video.objects.filter(pk=video_id).afirst()
     if video is None:
         return _error(404, "not_found", f"No video with id {video_id}.")
+    if video.stream_url:  # the file is not what a browser plays (an FLV recording): its mp4 is there
+        return HttpResponseRedirect(video.stream_url)
     path = Path(video.file_path)
     try:
         stat = await asyncio.to_thread(path.stat)
