@@ -19,7 +19,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_safe
 
 from catalog import streaming
-from livefeed import exports, selectors
+from livefeed import exports, playback, selectors
 from livefeed.models import LiveSession, Segment
 from project.accounts.auth import STREAM_AUTH_CHALLENGE, STREAM_AUTH_HELP, astream_user, stream_user
 
@@ -67,6 +67,30 @@ async def segment_video(request, segment_id: int):
         response["Content-Disposition"] = content_disposition_header(
             as_attachment="download" in request.GET, filename=path.name)
     return response
+
+
+@require_safe
+async def segment_playable(request, segment_id: int):
+    """The segment as an mp4 a browser plays: the file itself when it is one, else its
+    codec-copy remux from the playback cache (livefeed/playback.py), made on the first request
+    (and again when the file changed; for the segment being recorded, what is on disk so far)."""
+    if await astream_user(request) is None:
+        return _not_authenticated()
+    segment = await Segment.objects.filter(pk=segment_id).afirst()
+    if segment is None or segment.state == Segment.State.DISCARDED:
+        return _error(404, "not_found", f"No recorded segment {segment_id}.")
+    if not playback.needs_remux(segment.file_path):
+        return await segment_video(request, segment_id)
+    try:
+        path = await asyncio.to_thread(playback.playable_file, segment=segment)
+    except playback.PlaybackError as exc:
+        logger.warning("segment not playable", extra={"segment_id": segment.pk, "reason": exc.code})
+        return _error(exc.status, exc.code, exc.message)
+    info = await asyncio.to_thread(_regular_file, path)
+    if info is None:  # evicted between the remux and now: rare, and the next request makes it again
+        return _error(503, "evicted", "The playable copy was just removed to make room; try again.")
+    # The validators include the copy's size and mtime: a new remux is a new ETag.
+    return streaming.file_response(request, path, info, mime_type="video/mp4", checksum=f"p{segment.pk}")
 
 
 BATCH_CHUNKS = 2000

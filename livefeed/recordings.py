@@ -6,7 +6,9 @@ known by its id) whose parts are its segments and whose danmaku are its chat, gi
 chats, through catalog.film_services' public functions; the recorder knows nothing of the
 catalog and livefeed writes none of its tables. A segment joins the title as soon as it is
 ready (time-shift: a broadcast still being recorded can be watched from its start); when the
-recording ends every part is brought up to date once more. A hook never raises into the
+recording ends every part is brought up to date once more. The segment still being written
+joins when a viewer asks to watch (`recording_watch_sync(with_current=True)`), with the
+comments so far. An FLV or TS part is played from its mp4 remux (livefeed/playback.py). A hook never raises into the
 recorder: a catalog failure is logged and the next hook (or `recording_watch_sync`) repairs it.
 """
 
@@ -14,13 +16,22 @@ from __future__ import annotations
 
 import logging
 
-from livefeed import exports
+from django.urls import reverse
+
+from livefeed import exports, playback
 from livefeed.models import Recording, Segment
 
 logger = logging.getLogger(__name__)
 
 # A segment in these states has its file (post-processed or not) and can be watched.
 WATCHABLE = (Segment.State.DONE, Segment.State.FAILED)
+
+
+def browser_playable(file_path: str) -> bool:
+    """A browser plays the file as it is (mp4, webm) or from its mp4 remux (flv, ts)."""
+    return file_path.lower().endswith(playback.BROWSER_SUFFIXES + playback.REMUXED_SUFFIXES)
+
+
 COMMENT_STYLE = {exports.STYLE_CHAT: ("#ffffff", "scroll"), exports.STYLE_GIFT: ("#ffd700", "bottom"),
                  exports.STYLE_SUPER_CHAT: ("#ff6f61", "top")}
 
@@ -35,21 +46,28 @@ def _part(segment: Segment):
         film_services.RecordingComment(offset_ms=c.offset_ms, text=c.text, mode=COMMENT_STYLE[c.style][1],
                                        color=f"#{c.color:06x}" if c.color is not None else COMMENT_STYLE[c.style][0])
         for c in exports.segment_comments(segment))
+    stream_url = reverse("livefeed:segment-playable", args=[segment.pk]) \
+        if playback.needs_remux(segment.file_path) else ""
+    writing = segment.state == Segment.State.RECORDING
     return film_services.RecordingPart(
-        number=segment.index, name=f"Part {segment.index} · from {segment.offset_s / 60:.0f} min",
-        file_path=segment.file_path, duration_s=segment.duration_s or None, width=segment.width,
-        height=segment.height, size_bytes=segment.size_bytes, comments=comments)
+        number=segment.index, name=f"Part {segment.index} · from {segment.offset_s / 60:.0f} min"
+        + (" · recording now" if writing else ""),
+        file_path=segment.file_path, duration_s=None if writing else segment.duration_s or None, width=segment.width,
+        height=segment.height, size_bytes=segment.size_bytes, comments=comments, stream_url=stream_url)
 
 
-def recording_watch_sync(*, recording_id: int, segment_ids: list[int] | None = None) -> int | None:
+def recording_watch_sync(*, recording_id: int, segment_ids: list[int] | None = None,
+                         with_current: bool = False) -> int | None:
     """Bring the recording's catalog title up to date with its watchable segments (all, or
-    those in `segment_ids`); the title's id, or None when nothing is watchable yet."""
+    those in `segment_ids`; `with_current`: also the one being written, as far as it is on
+    disk, for time-shift); the title's id, or None when nothing is watchable yet."""
     from catalog import film_services
 
     recording = Recording.objects.select_related("channel").filter(pk=recording_id).first()
     if recording is None:
         return None
-    segments = recording.segments.filter(state__in=WATCHABLE).select_related("recording").order_by("index")
+    states = (*WATCHABLE, Segment.State.RECORDING) if with_current else WATCHABLE
+    segments = recording.segments.filter(state__in=states).select_related("recording").order_by("index")
     if segment_ids is not None:
         segments = segments.filter(pk__in=segment_ids)
     parts = [_part(segment) for segment in segments]

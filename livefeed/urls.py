@@ -16,5 +16,7 @@ urlpatterns = [
     path("<int:channel_id>/recording", views.record_settings, name="record-settings"),
     path("recordings/<int:recording_id>/delete", views.recording_delete, name="recording-delete"),
     path("segments/<int:segment_id>/video", record_views.segment_video, name="segment-video"),
+    path("segments/<int:segment_id>/playable.mp4", record_views.segment_playable, name="segment-playable"),
+    path("recordings/<int:recording_id>/watch", views.recording_watch, name="recording-watch"),
     path("segments/<int:segment_id>/comments.<str:fmt>", record_views.segment_comments, name="segment-comments"),
 ]

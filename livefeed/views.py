@@ -70,9 +70,11 @@ def _channel_context(request, live_channel: LiveChannel, *, record_form: RecordS
     titles = recordings.watch_titles([row.pk for row in recordings_list])
     for row in recordings_list:
         row.watch_title_id = titles.get(row.pk)
-        # Browsers play mp4 (the container setting, or a remux step), not flv or ts.
-        row.playable = any(segment.file_path.lower().endswith((".mp4", ".webm")) for segment in row.segments.all()
-                           if segment.state in recordings.WATCHABLE)
+        # Browsers play mp4/webm; flv and ts are played from their mp4 remux (livefeed/playback.py);
+        # the segment being written can be watched so far (time-shift).
+        row.playable = any(recordings.browser_playable(segment.file_path) for segment in row.segments.all()
+                           if segment.state in recordings.WATCHABLE
+                           or (segment.state == segment.State.RECORDING and row.ended_at is None))
     current = next((row for row in recordings_list if row.ended_at is None), None)
     current_segments = list(current.segments.all()) if current else []
     return {
@@ -134,6 +136,21 @@ def record_settings(request, channel_id: int):
             return redirect("livefeed:channel", channel_id=channel_id)
     context = _channel_context(request, live_channel, record_form=form)
     return render(request, "livefeed/channel.html", context, status=403 if not context["manageable"] else 400)
+
+
+@login_required
+@require_safe
+def recording_watch(request, recording_id: int):
+    """Watch a recording in the catalog's player: its title brought up to date first, with the
+    segment still being recorded as far as it is now (time-shift) and the comments so far."""
+    recording = Recording.objects.filter(pk=recording_id).only("pk", "ended_at", "channel_id").first()
+    if recording is None:
+        raise Http404(f"No recording {recording_id}.")
+    title_id = recordings.recording_watch_sync(recording_id=recording.pk, with_current=recording.ended_at is None)
+    if title_id is None:
+        messages.error(request, "Nothing of this recording can be watched yet: its first segment has no video.")
+        return redirect("livefeed:channel", channel_id=recording.channel_id)
+    return redirect("catalog:title", title_id)
 
 
 @login_required

@@ -279,6 +279,12 @@ LIVEFEED_MIN_FREE_MB = config.get_int("LIVEFEED_MIN_FREE_MB", 2048, minimum=0)
 LIVEFEED_RECORD_STALL_S = config.get_float("LIVEFEED_RECORD_STALL_S", 10.0, minimum=0.5)
 # Each post-processing step is tried this many times (backoff between) before it counts as failed.
 LIVEFEED_POSTPROCESS_TRIES = config.get_int("LIVEFEED_POSTPROCESS_TRIES", 3, minimum=1)
+# Watching an FLV/TS recording: its mp4 remux (codec copy) is cached here, under this many MB
+# (least recently watched deleted first); the segment still being recorded is remuxed again
+# when asked for after this many seconds (livefeed/playback.py).
+LIVEFEED_PLAYBACK_CACHE_DIR = config.get_dir("LIVEFEED_PLAYBACK_CACHE_DIR", BASE_DIR / "var" / "cache" / "playback")
+LIVEFEED_PLAYBACK_CACHE_MB = config.get_int("LIVEFEED_PLAYBACK_CACHE_MB", 4096, minimum=1)
+LIVEFEED_PLAYBACK_REFRESH_S = config.get_float("LIVEFEED_PLAYBACK_REFRESH_S", 30.0, minimum=0)
 
 # Scrobbling (see docs/protocol.md). Last.fm needs an API account:
 # https://www.last.fm/api/account/create. Base URLs are settings so that tests (and

@@ -22,9 +22,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def recorded(alice, tmp_path):
-    """A broadcast recorded into one 12 s mp4 segment that began 0.4 s after the session,
-    with chat at 1.5 s and 3 s into the file and a gift at 2.5 s."""
+def recorded(alice, tmp_path, request):
+    """A broadcast recorded into one 12 s segment (mp4, or as copied from the stream: flv, when
+    the test asks for it) that began 0.4 s after the session, with chat at 1.5 s and 3 s into
+    the file and a gift at 2.5 s."""
+    container = getattr(request, "param", "mp4")
     start = datetime.fromtimestamp(BASE_MS / 1000, UTC)
     channel = LiveChannel.objects.create(platform="douyin", ref="123456789", added_by=alice, title="晚间唱歌",
                                          streamer_name="小红", record=True)
@@ -33,7 +35,7 @@ def recorded(alice, tmp_path):
     recording = Recording.objects.create(channel=channel, session=session, title="晚间唱歌", started_at=start,
                                          ended_at=start + timedelta(seconds=20), state="idle", segments_total=1,
                                          duration_s=12.0)
-    clip = make_clip(tmp_path / "recordings" / "xiaohong_001.mp4", seconds=12)
+    clip = make_clip(tmp_path / "recordings" / f"xiaohong_001.{container}", seconds=12)
     segment_start = BASE_MS + 400
     Segment.objects.create(recording=recording, index=1, file_path=str(clip), started_at_ms=segment_start,
                            ended_at_ms=segment_start + 12_000, offset_s=0.4, duration_s=12.0,
@@ -46,8 +48,12 @@ def recorded(alice, tmp_path):
     return channel, recording
 
 
-def test_a_recording_plays_with_its_comments_over_the_picture(asgi_server, page_factory, alice, recorded, js_errors):
+@pytest.mark.parametrize("recorded", ["mp4", "flv"], indirect=True)
+def test_a_recording_plays_with_its_comments_over_the_picture(asgi_server_factory, page_factory, alice, recorded,
+                                                              js_errors, tmp_path):
+    """An mp4 recording plays as it is; an FLV one (the default container) from its mp4 remux."""
     channel, recording = recorded
+    [asgi_server] = asgi_server_factory(1, env={"LIVEFEED_PLAYBACK_CACHE_DIR": str(tmp_path / "playback")})
     page = page_factory(base_url=asgi_server.url)
     log_in(page, username=alice.username)
     page.goto(f"/live/{channel.pk}/")
@@ -86,6 +92,12 @@ def test_a_recording_plays_with_its_comments_over_the_picture(asgi_server, page_
                           " return {paused: v.paused, error: v.error && v.error.code, t: v.currentTime}; })()")
     assert state["error"] is None
     assert state["t"] > 3.0
+    source = page.evaluate("document.querySelector('#fp-video').currentSrc")
+    if segment.file_path.endswith(".flv"):
+        assert source.endswith(f"/live/segments/{segment.pk}/playable.mp4")
+        assert len(list((tmp_path / "playback").glob("*.mp4"))) == 1
+    else:
+        assert "/catalog/videos/" in source
     assert js_errors == []
 
 

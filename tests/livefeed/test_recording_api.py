@@ -253,12 +253,13 @@ def test_the_channel_page_shows_recordings_with_their_files(alice_client, channe
         assert f"/live/segments/{segment.pk}/comments.xml" in html
     assert 'id="record-log"' in html
     assert "Save recording settings" in html
-    assert "Watch with comments" not in html  # not in the catalog yet
+    # mp4 is played as it is, flv from its remux: Watch goes through the recording's watch page.
+    assert f'href="/live/recordings/{recording.pk}/watch"' in html
     from livefeed import recordings
 
     recordings.recording_finish(recording_id=recording.pk)
-    assert "▶ Watch with comments" in alice_client.get(f"/live/{channel.pk}/").content.decode()  # part 1 is mp4
-    Segment.objects.filter(recording=recording, index=1).update(file_path="/nowhere/show_001.flv")
+    for segment in recording.segments.all():
+        Segment.objects.filter(pk=segment.pk).update(file_path=f"/nowhere/show_{segment.index}.mkv")
     html = alice_client.get(f"/live/{channel.pk}/").content.decode()
     assert "▶ Watch with comments" not in html
     assert "not playable in a browser" in html
@@ -336,7 +337,8 @@ def test_a_finished_recording_becomes_a_title_with_its_parts_and_comments(record
     assert [e.number for e in episodes] == [1, 2]
     first, second = episodes
     assert first.videos.get().file_path == recording.segments.get(index=1).file_path
-    assert not second.videos.exists()  # an flv: listed, but no browser plays it
+    # An flv: played from its mp4 remux (tests/livefeed/test_playback.py).
+    assert second.videos.get().get_stream_url() == f"/live/segments/{recording.segments.get(index=2).pk}/playable.mp4"
     assert list(first.danmaku.values_list("offset_ms", "text", "mode")) == [(800, "hello at 0.8", "scroll")]
     assert list(second.danmaku.values_list("offset_ms", "text", "color", "mode")) == [
         (1_200, "second part at 1.2", "#ffffff", "scroll"), (1_500, "viewer 2 ▸ Rose ×2", "#ffd700", "bottom")]
