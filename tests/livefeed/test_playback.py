@@ -198,3 +198,36 @@ def test_faults_are_answered_with_a_reason(viewer, flv_recording, cache, setting
     gone, body = fetch(viewer, url)
     assert gone.status_code == 410
     assert json.loads(body)["error"] == "gone"
+
+
+def test_an_flv_that_ffmpeg_is_writing_in_real_time_is_watched_so_far(viewer, flv_recording, cache, tmp_path,
+                                                                       settings):
+    """As the recorder leaves it: ffmpeg writing the stream's FLV at its own pace, header first,
+    the index never (an FLV has none); what is on disk now plays, and later more of it."""
+    recording, segment = flv_recording
+    live = Path(segment.file_path).with_name("show_live.flv")
+    Recording.objects.filter(pk=recording.pk).update(ended_at=None, state="recording")
+    Segment.objects.filter(pk=segment.pk).update(state="recording", file_path=str(live), duration_s=0, size_bytes=0)
+    writer = subprocess.Popen(
+        [django_settings.FFMPEG_BINARY, "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
+         "-f", "lavfi", "-i", "testsrc2=duration=6:size=320x180:rate=25", "-f", "lavfi", "-i", "sine=duration=6",
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac",
+         "-flush_packets", "1", "-f", "flv", str(live)])
+    try:
+        url = f"/live/segments/{segment.pk}/playable.mp4"
+        deadline = time.monotonic() + 20
+        while not (live.exists() and live.stat().st_size > 150_000) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert writer.poll() is None, "ffmpeg finished before the file could be watched while written"
+        first, body = fetch(viewer, url)
+        assert first.status_code == 200, body[:300]
+        so_far = float(probe(body, tmp_path)["format"]["duration"])
+        assert 0.5 < so_far < 5.5
+        assert writer.wait(timeout=30) == 0
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    settings.LIVEFEED_PLAYBACK_REFRESH_S = 0
+    later, body = fetch(viewer, url)
+    assert later.status_code == 200
+    assert abs(float(probe(body, tmp_path)["format"]["duration"]) - 6.0) < 0.3
