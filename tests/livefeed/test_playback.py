@@ -231,3 +231,16 @@ def test_an_flv_that_ffmpeg_is_writing_in_real_time_is_watched_so_far(viewer, fl
     later, body = fetch(viewer, url)
     assert later.status_code == 200
     assert abs(float(probe(body, tmp_path)["format"]["duration"]) - 6.0) < 0.3
+
+
+def test_a_ts_part_plays_from_its_remux_too(viewer, flv_recording, cache, tmp_path):
+    """MPEG-TS (the other copy-as-is container): its ADTS audio goes into the mp4 as it is."""
+    _, segment = flv_recording
+    clip = make_clip(Path(segment.file_path).with_name("show_001.ts"), seconds=3)
+    Segment.objects.filter(pk=segment.pk).update(file_path=str(clip), size_bytes=clip.stat().st_size)
+    response, body = fetch(viewer, f"/live/segments/{segment.pk}/playable.mp4")
+    assert response.status_code == 200, body[:300]
+    info = probe(body, tmp_path)
+    assert "mp4" in info["format"]["format_name"]
+    assert {s["codec_type"]: s["codec_name"] for s in info["streams"]} == {"video": "h264", "audio": "aac"}
+    assert abs(float(info["format"]["duration"]) - 3.0) < 0.3
