@@ -9,6 +9,7 @@ from ninja.pagination import paginate
 
 from catalog import selectors, services
 from catalog.models import ImportJob, Track
+from project.schemas import ErrorOut
 
 router = Router(tags=["library"])
 
@@ -70,12 +71,6 @@ class ImportOut(Schema):
     error: str
     created_at: datetime
     finished_at: datetime | None
-
-
-class ErrorOut(Schema):
-    error: str
-    message: str
-    field: str | None = None
 
 
 @router.get("/tracks", response=list[TrackOut], summary="Tracks, searched by title, artist or album")

@@ -17,6 +17,7 @@ from catalog import film_selectors as selectors
 from catalog import film_services as services
 from catalog.film_services import FilmError
 from catalog.models import Credit, Title
+from project import schemas
 from project.inputs import MAX_SAFE_INTEGER
 
 router = Router(tags=["catalog"])
@@ -25,10 +26,7 @@ Kind = Literal["movie", "tv", "recording"]
 Sort = Literal["newest", "rating", "title", "added"]
 
 
-class ErrorOut(Schema):
-    error: str
-    message: str
-    field: str | None = None
+class ErrorOut(schemas.ErrorOut):
     retry_after_s: float | None = Field(None, description="429: when the next post is allowed.")
 
 

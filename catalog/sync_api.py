@@ -18,15 +18,10 @@ from catalog.models import SyncRun
 from catalog.sync import SyncRefused
 from project.inputs import MAX_SAFE_INTEGER
 from project.outside import UnknownService
+from project.schemas import ErrorOut
 
 router = Router(tags=["catalog sync"])
 RUNS_LIMIT_MAX = 200
-
-
-class ErrorOut(Schema):
-    error: str
-    message: str
-    field: str | None = None
 
 
 class RunError(Schema):

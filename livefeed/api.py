@@ -14,15 +14,10 @@ from livefeed.clients import registry
 from livefeed.models import LiveChannel, LiveSession, Recording, Segment
 from livefeed.services import LiveError
 from project.outside import OutsideError
+from project.schemas import ErrorOut
 
 router = Router(tags=["live"])
 ROOM_INFO_TIMEOUT_S = 15
-
-
-class ErrorOut(Schema):
-    error: str
-    message: str
-    field: str | None = None
 
 
 class ChannelIn(Schema):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ninja import Router, Schema, Status
 
+from project import schemas
 from rooms import events, selectors, services
 from rooms.models import Room
 from rooms.services import RoomError
@@ -11,10 +12,7 @@ from rooms.services import RoomError
 router = Router(tags=["rooms"])
 
 
-class ErrorOut(Schema):
-    error: str
-    message: str
-    field: str | None = None
+class ErrorOut(schemas.ErrorOut):
     state: dict | None = None
 
 

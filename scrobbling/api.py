@@ -6,7 +6,7 @@ from django.http import Http404
 from ninja import Field, Query, Router, Schema, Status
 
 from catalog import selectors as catalog
-from project import inputs
+from project import inputs, schemas
 from scrobbling import nowplaying, recording, selectors
 from scrobbling.inputs import MAX_PLAYS_PER_REQUEST, ItemError, ScrobbleError, parse_played_at
 from scrobbling.links import link_remove, link_token
@@ -15,10 +15,7 @@ from scrobbling.models import Play
 router = Router(tags=["scrobbling"])
 
 
-class ErrorOut(Schema):
-    error: str
-    message: str
-    field: str | None = None
+class ErrorOut(schemas.ErrorOut):
     rejected: list[dict] | None = None
 
 
