@@ -26,8 +26,6 @@ from livefeed import postprocess
 from livefeed.models import Segment
 
 # Containers a browser plays as they are; anything else is remuxed for playback.
-BROWSER_SUFFIXES = (".mp4", ".m4v", ".webm")
-REMUXED_SUFFIXES = (".flv", ".ts")
 
 
 class PlaybackError(Exception):
@@ -36,10 +34,6 @@ class PlaybackError(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-def needs_remux(file_path: str) -> bool:
-    return file_path.lower().endswith(REMUXED_SUFFIXES)
 
 
 def cache_dir() -> Path:

@@ -19,7 +19,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_safe
 
 from catalog import streaming
-from livefeed import exports, playback, selectors
+from livefeed import containers, exports, playback, selectors
 from livefeed.models import LiveSession, Segment
 from project.accounts.auth import STREAM_AUTH_CHALLENGE, STREAM_AUTH_HELP, astream_user, stream_user
 
@@ -79,7 +79,7 @@ async def segment_playable(request, segment_id: int):
     segment = await Segment.objects.filter(pk=segment_id).afirst()
     if segment is None or segment.state == Segment.State.DISCARDED:
         return _error(404, "not_found", f"No recorded segment {segment_id}.")
-    if not playback.needs_remux(segment.file_path):
+    if not containers.needs_remux(segment.file_path):
         return await segment_video(request, segment_id)
     try:
         path = await asyncio.to_thread(playback.playable_file, segment=segment)

@@ -18,7 +18,7 @@ import logging
 
 from django.urls import reverse
 
-from livefeed import exports, playback
+from livefeed import containers, exports
 from livefeed.models import Recording, Segment
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ WATCHABLE = (Segment.State.DONE, Segment.State.FAILED)
 
 def browser_playable(file_path: str) -> bool:
     """A browser plays the file as it is (mp4, webm) or from its mp4 remux (flv, ts)."""
-    return file_path.lower().endswith(playback.BROWSER_SUFFIXES + playback.REMUXED_SUFFIXES)
+    return containers.playable(file_path)
 
 
 COMMENT_STYLE = {exports.STYLE_CHAT: ("#ffffff", "scroll"), exports.STYLE_GIFT: ("#ffd700", "bottom"),
@@ -47,7 +47,7 @@ def _part(segment: Segment):
                                        color=f"#{c.color:06x}" if c.color is not None else COMMENT_STYLE[c.style][0])
         for c in exports.segment_comments(segment))
     stream_url = reverse("livefeed:segment-playable", args=[segment.pk]) \
-        if playback.needs_remux(segment.file_path) else ""
+        if containers.needs_remux(segment.file_path) else ""
     writing = segment.state == Segment.State.RECORDING
     return film_services.RecordingPart(
         number=segment.index, name=f"Part {segment.index} · from {segment.offset_s / 60:.0f} min"
