@@ -6,8 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # make test runs the suite once per database (make test TEST_DATABASES=sqlite: one only); after
-# the first, only the tests that use the database (the others cannot differ), at the same time
-# as the first (project/scripts/test-suite.sh; CHORUS_TEST_SERIAL=1: one after the other).
+# the first, only the tests that use the database (the others cannot differ); with
+# CHORUS_TEST_PARALLEL=1 at the same time as the first (project/scripts/test-suite.sh).
 TEST_DATABASES ?= postgres sqlite
 
 .PHONY: run test install install-dev lint check-python
