@@ -1,5 +1,5 @@
 """Live-feed ingest: the simulator sending N messages a second to ONE livefeed worker (the
-Procfile's `celery -A project worker -Q livefeed --pool=solo`), through decode, storage on
+Procfile's `python -m project.worker -Q livefeed -P solo`), through decode, storage on
 PostgreSQL and the push, to 50 websocket watchers on a Daphne process.
 
 Processes (all on loopback): the simulator (`manage.py live_simulator`, its own process),
@@ -99,7 +99,7 @@ class Proc(Worker):
 
 def start_worker(env: h.BenchEnv, label: str) -> Proc:
     # The Procfile's livefeed line, with a name of its own and warnings only.
-    return Proc([str(h.BIN / "celery"), "-A", "project", "worker", "-Q", "livefeed", "--pool=solo",
+    return Proc([str(h.BIN / "python"), "-m", "project.worker", "-Q", "livefeed", "-P", "solo",
                  "-n", f"bench-{label}-{os.getpid()}@%h", "--loglevel=WARNING"], env.environ(), f"worker-{label}")
 
 

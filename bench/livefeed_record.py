@@ -11,7 +11,7 @@ What it does, on loopback, with its own PostgreSQL database and Redis db:
   1. the simulator (`manage.py live_simulator --shared-stream`): one ffmpeg makes the video
      (about 280 kbit/s, H.264 + AAC) that every room serves, so its cost does not grow with N;
   2. for each N: N simulator channels with `record` on, their rooms ended; a real worker
-     (`celery -A project worker -Q livefeed`, as in the Procfile) starts and looks at them
+     (`python -m project.worker -Q livefeed`, as in the Procfile) starts and looks at them
      every second (check_interval_s 1); then every room goes live at once, and the time until
      each one's first segment file has its first bytes is measured (polling every 10 ms);
   3. once every stream is on disk: CPU (utime + stime of the worker and its ffmpeg children,
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _harness as h
 
-CELERY = str(h.BIN / "celery")
+PYTHON = str(h.BIN / "python")  # the Procfile's livefeed line: python -m project.worker
 FIRST_REF = 8001
 
 
@@ -103,7 +103,7 @@ def run_recorder(env, root: str, streams: int, window_s: float, folder: Path) ->
                                            check_interval_s=1) for ref in refs]
     log = (folder / f"worker-{streams}.log").open("wb")
     worker = subprocess.Popen(
-        [CELERY, "-A", "project", "worker", "-Q", "livefeed", "--pool=solo", "--loglevel=WARNING",
+        [PYTHON, "-m", "project.worker", "-Q", "livefeed", "-P", "solo", "--loglevel=WARNING",
          "--without-gossip", "--without-mingle", "-n", f"bench-record-{streams}@%h"],
         cwd=h.ROOT, env=env.environ(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)

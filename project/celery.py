@@ -5,12 +5,14 @@ import sys
 
 from celery import Celery, signals
 
+from project.processes import celery_process
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("chorus")
 
 
-def _load_settings_or_exit() -> None:
+def load_settings_or_exit() -> None:
     """Report a bad setting in one line, as manage.py and the web server do (Celery would
     show a traceback from its option parsing)."""
     from project.config import ConfigError, exit_on_config_error
@@ -23,8 +25,8 @@ def _load_settings_or_exit() -> None:
         exit_on_config_error(exc)
 
 
-if os.path.basename(sys.argv[0]) == "celery":  # a worker or beat starting, not an import by Django
-    _load_settings_or_exit()
+if celery_process(sys.argv[0]):  # a worker or beat starting, not an import by Django
+    load_settings_or_exit()
     # Celery's Django fixup runs the system checks as a worker starts, and the URL checks
     # import every view and the whole API (ninja, pydantic, the catalog's streaming, ...)
     # into a process that never serves them: about 13 MB of every worker. `manage.py

@@ -7,6 +7,7 @@ import sys
 
 from project import config
 from project.config import BASE_DIR, ConfigError
+from project.processes import celery_process, worker_entry
 
 config.read_env_file()
 
@@ -99,8 +100,12 @@ RADIO_BURST_S = config.get_float("RADIO_BURST_S", 3.0, minimum=0)
 # (it only makes `runserver` serve with Daphne, and installs Twisted's reactor on import,
 # about 17 MB), ninja's (pydantic: its app only holds the API docs' templates) and the admin's
 # discovery of every app's admin module. docs/benchmarks.md ("worker RSS").
-CELERY_PROCESS = os.path.basename(sys.argv[0]) == "celery"
+CELERY_PROCESS = celery_process(sys.argv[0])
 WEB_ONLY_APPS = {"daphne", "ninja"}
+# A worker started by `python -m project.worker` (project/worker.py) never runs beat, and so
+# leaves out beat's schedule models too (django-celery-beat with its time-zone field and
+# cron parser: about 4 MB).
+BEAT_ONLY_APPS = {"django_celery_beat"} if worker_entry(sys.argv[0]) else set()
 
 INSTALLED_APPS = [
     "daphne",
@@ -125,7 +130,7 @@ INSTALLED_APPS = [
 ]
 if CELERY_PROCESS:
     INSTALLED_APPS = ["django.contrib.admin.apps.SimpleAdminConfig" if app == "django.contrib.admin" else app
-                      for app in INSTALLED_APPS if app not in WEB_ONLY_APPS]
+                      for app in INSTALLED_APPS if app not in WEB_ONLY_APPS | BEAT_ONLY_APPS]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",

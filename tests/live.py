@@ -138,7 +138,7 @@ def start_livefeed_worker(name: str, *, env: dict[str, str], log_dir: Path) -> s
     in log_dir/<name>.log. `env`: from _server_env."""
     log = (log_dir / f"{name}.log").open("wb")
     return subprocess.Popen(
-        [str(DAPHNE.with_name("celery")), "-A", "project", "worker", "-Q", "livefeed", "--pool=solo", "--loglevel=INFO",
+        [sys.executable, "-m", "project.worker", "-Q", "livefeed", "-P", "solo", "--loglevel=INFO",
          "--without-gossip", "--without-mingle", "-n", f"{name}-{os.getpid()}@%h"],
         cwd=settings.BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
