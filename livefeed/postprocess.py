@@ -30,7 +30,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import ffmpeg
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -104,6 +103,8 @@ def probe(path: str) -> dict:
 
 def remux(source: str, target: str, *, fmt: str) -> None:
     """Codec copy `source` into `target` (written beside it first, renamed when complete)."""
+    import ffmpeg  # here, not at the top: a worker that records nothing never loads it
+
     partial = f"{target}.part"
     output_options = {"c": "copy", "f": MUXERS.get(fmt, fmt)}
     if fmt == "mp4":

@@ -54,7 +54,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import ffmpeg
 from django.conf import settings
 from django.utils import timezone
 
@@ -110,6 +109,8 @@ def ffmpeg_args(url: str, *, stall_s: float) -> list[str]:
     stream that drops or stalls (-rw_timeout) ends this ffmpeg and the recorder starts the
     next one on a fresh pull URL at once. `analyzeduration` 1 s: it starts writing within
     a second instead of probing 5 s."""
+    import ffmpeg  # here, not at the top: a worker that records nothing never loads it (docs/benchmarks.md)
+
     input_options: dict[str, Any] = {"rw_timeout": int(stall_s * 1_000_000), "fflags": "+discardcorrupt",
                                      "analyzeduration": 1_000_000}
     if url.startswith(("http://", "https://")):
