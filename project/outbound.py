@@ -249,16 +249,36 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The verifying TLS context (certifi's CA bundle) that every outside client of this
+    process shares, httpx clients and wss sockets alike: making one loads the bundle, about
+    1 MB and 10 to 20 ms each time, which every client used to do for itself (a followed live
+    room held 1 MB for it; docs/benchmarks.md, "worker RSS"). A context is safe to share
+    between connections and threads."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def wss_context(url: str) -> ssl.SSLContext | None:
+    """The `ssl` argument of a websockets connect to `url`: the shared context for wss://,
+    None for ws:// (websockets refuses a context there)."""
+    return tls_context() if url.lower().startswith("wss://") else None
+
+
+def _context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if verify:
+        return tls_context()
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def _pool_kwargs(*, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | None = None,
                  retries: int = 0) -> dict:
-    if isinstance(verify, ssl.SSLContext):
-        context = verify
-    elif verify:
-        context = ssl.create_default_context(cafile=certifi.where())
-    else:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    context = _context(verify)
     limits = limits or httpx.Limits(max_connections=10, max_keepalive_connections=5)
     return {"ssl_context": context, "max_connections": limits.max_connections,
             "max_keepalive_connections": limits.max_keepalive_connections,
@@ -271,12 +291,14 @@ class GuardedTransport(httpx.HTTPTransport):
     is replaced by one built the same way)."""
 
     def __init__(self, **kwargs) -> None:
+        kwargs["verify"] = _context(kwargs.get("verify", True))
         super().__init__(trust_env=False, **kwargs)
         self._pool = httpcore.ConnectionPool(network_backend=GuardedBackend(), **_pool_kwargs(**kwargs))
 
 
 class AsyncGuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, **kwargs) -> None:
+        kwargs["verify"] = _context(kwargs.get("verify", True))
         super().__init__(trust_env=False, **kwargs)
         self._pool = httpcore.AsyncConnectionPool(network_backend=AsyncGuardedBackend(), **_pool_kwargs(**kwargs))
 

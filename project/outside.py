@@ -65,7 +65,7 @@ class NotAllowed(OutsideError):
 
 def http_client(*, timeout_s: float, user_chosen: bool = False) -> httpx.Client:
     """An httpx client with a timeout; through the outbound guard when a user chose the address."""
-    return outbound.http_client(timeout_s=timeout_s) if user_chosen else httpx.Client(timeout=timeout_s)
+    return outbound.http_client(timeout_s=timeout_s) if user_chosen else httpx.Client(timeout=timeout_s, verify=outbound.tls_context())
 
 
 def send(http: httpx.Client, method: str, url: str, *, what: str, timeout_s: float, **kwargs: Any) -> httpx.Response:

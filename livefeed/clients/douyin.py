@@ -51,6 +51,7 @@ from livefeed.clients.douyin_frames import (
 )
 from livefeed.clients.douyin_signer import signature_params, signature_stub, signer_from_setting
 from livefeed.messages import Malformed, Message
+from project import outbound
 from project.outside import answer_text, asend, raise_if_busy
 
 __all__ = ["DouyinClient", "DouyinConnection", "ack_frame", "decode_frame", "heartbeat_frame"]
@@ -113,7 +114,7 @@ class DouyinClient(LiveClient):
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(headers={"User-Agent": USER_AGENT, "Accept-Language": "zh-CN,zh;q=0.9"},
-                                           follow_redirects=True)
+                                           follow_redirects=True, verify=outbound.tls_context())
         return self._http
 
     async def aclose(self) -> None:
@@ -239,7 +240,7 @@ class DouyinClient(LiveClient):
                    "Origin": "https://live.douyin.com"}
         try:
             ws = await ws_connect(url, additional_headers=headers, max_size=SOCKET_MAX_BYTES, open_timeout=OPEN_TIMEOUT_S,
-                                  ping_interval=None, close_timeout=1.0, compression=None)
+                                  ping_interval=None, close_timeout=1.0, compression=None, ssl=outbound.wss_context(url))
         except websockets.InvalidStatus as exc:
             raise self._refused(exc.response.status_code, exc.response.body or b"") from None
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:

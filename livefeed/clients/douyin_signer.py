@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from livefeed.clients import SignerNeeded
+from project import outbound
 from project.outside import answer_text, asend, raise_if_busy
 
 SIGNER_TIMEOUT_S = 5.0
@@ -76,7 +77,7 @@ class ServiceSigner(Signer):
         return self._signature(response)
 
     async def _post(self, body: dict[str, str]) -> httpx.Response:
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(verify=outbound.tls_context()) as http:
             response = await asend(http, "POST", self.url, what="Douyin signer", timeout_s=SIGNER_TIMEOUT_S, json=body)
         raise_if_busy(response, f"The Douyin signer at {self.url.split('?')[0]} is busy (HTTP {response.status_code}).")
         return response

@@ -66,7 +66,7 @@ from livefeed.clients.bilibili.frames import (
 )
 from livefeed.clients.bilibili.wbi import mixin_key, wbi_sign
 from livefeed.messages import Malformed, Message
-from project import outside
+from project import outbound, outside
 
 __all__ = ["MAX_FRAME_BYTES", "BilibiliClient", "BilibiliConnection", "decode_frame", "mixin_key", "pack",
            "wbi_sign"]
@@ -171,7 +171,7 @@ class BilibiliClient(LiveClient):
                        "Origin": "https://live.bilibili.com"}
             if self._cookie:
                 headers["Cookie"] = self._cookie
-            self._http = httpx.AsyncClient(timeout=self.timeout_s, headers=headers)
+            self._http = httpx.AsyncClient(timeout=self.timeout_s, headers=headers, verify=outbound.tls_context())
         return self._http
 
     async def aclose(self) -> None:
@@ -348,7 +348,7 @@ class BilibiliClient(LiveClient):
         try:
             ws = await ws_connect(url, open_timeout=self.timeout_s, close_timeout=1, ping_interval=None,
                                   max_size=MAX_FRAME_BYTES * 4, compression=None, user_agent_header=USER_AGENT,
-                                  additional_headers=headers, logger=socket_logger)
+                                  additional_headers=headers, logger=socket_logger, ssl=outbound.wss_context(url))
         except websockets.InvalidStatus as exc:
             status = exc.response.status_code
             if status in (403, 412):
