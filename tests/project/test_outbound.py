@@ -9,6 +9,7 @@ that a refused request never reached them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import socket
@@ -209,10 +210,12 @@ def _certificate(tmp_path) -> tuple[str, str]:
     return str(cert_path), str(key_path)
 
 
-def test_tls_verifies_the_host_name_and_sends_it_as_sni(settings, tmp_path):
-    settings.OUTBOUND_ALLOW_PRIVATE = LOOPBACK
+@contextlib.contextmanager
+def _tls_server(tmp_path):
+    """(port, certificate path, server names seen): an HTTPS server on loopback with a
+    self-signed certificate for localhost."""
     cert_path, key_path = _certificate(tmp_path)
-    server_names = []
+    server_names: list[str] = []
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert_path, key_path)
     server_context.sni_callback = lambda sock, name, context: server_names.append(name)
@@ -232,7 +235,15 @@ def test_tls_verifies_the_host_name_and_sends_it_as_sni(settings, tmp_path):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        port = server.server_address[1]
+        yield server.server_address[1], cert_path, server_names
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_tls_verifies_the_host_name_and_sends_it_as_sni(settings, tmp_path):
+    settings.OUTBOUND_ALLOW_PRIVATE = LOOPBACK
+    with _tls_server(tmp_path) as (port, cert_path, server_names):
         trust = ssl.create_default_context(cafile=cert_path)
         with outbound.http_client(timeout_s=5, verify=trust) as http:
             assert http.get(f"https://localhost:{port}/").text == "hello"
@@ -240,6 +251,22 @@ def test_tls_verifies_the_host_name_and_sends_it_as_sni(settings, tmp_path):
             with pytest.raises(httpx.ConnectError, match=r"CERTIFICATE_VERIFY_FAILED|IP address mismatch"):
                 http.get(f"https://127.0.0.1:{port}/")
         assert server_names[0] == "localhost"
-    finally:
-        server.shutdown()
-        server.server_close()
+
+
+def test_every_client_shares_one_verifying_tls_context(settings, tmp_path):
+    """One context a process (loading the CA bundle costs about 1 MB each time), and it
+    verifies: a certificate no authority signed is refused by the guarded clients, the plain
+    ones and the live platforms' sockets alike."""
+    from project import outside
+
+    settings.OUTBOUND_ALLOW_PRIVATE = LOOPBACK
+    shared = outbound.tls_context()
+    assert shared is outbound.tls_context()
+    assert shared.verify_mode == ssl.CERT_REQUIRED
+    assert shared.check_hostname
+    assert outbound.wss_context("wss://broadcastlv.chat.bilibili.com/sub") is shared
+    assert outbound.wss_context("ws://127.0.0.1:8765/webcast/im/push/v2/") is None
+    with _tls_server(tmp_path) as (port, _, _):
+        for client in (outbound.http_client(timeout_s=5), outside.http_client(timeout_s=5)):
+            with client as http, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                http.get(f"https://localhost:{port}/")
