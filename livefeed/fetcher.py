@@ -27,11 +27,19 @@ frame, which caps the push at four frames a second per channel (by default) howe
 the room is. A flush that finds more than FLUSH_MAX messages (the worker fell behind) stores them
 FLUSH_MAX at a time, each call its own transaction and frame. Database work runs in one thread beside the loop (Django's ORM is synchronous); the
 loop itself only reads sockets and decodes.
+
+The buffer is bounded (LIVEFEED_BUFFER_MAX messages a room): a room whose messages come in
+faster than the database takes them, or while the database is away, stops being read at
+that many until flushes make room again. The messages wait in the socket and then at the
+platform, which holds them or drops the connection (a reconnect follows, and the platform's
+re-sent messages are stored once), instead of growing the worker until the kernel kills it
+and everything it held is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -55,6 +63,7 @@ from project import metrics, outside, realtime
 logger = logging.getLogger(__name__)
 
 FLUSH_MAX = 2000  # messages a storage call and a push frame (bench/livefeed_ingest.py)
+LOG_EVERY_S = 60.0  # a repeating trouble (the database away, a room ahead of it) is logged once a minute
 
 
 def _in_db_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,7 +94,11 @@ class Follower:
     task: asyncio.Task | None = None
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     lost_lease: bool = False
-    buffer: list[Message] = field(default_factory=list)
+    buffer: collections.deque[Message] = field(default_factory=collections.deque)
+    has_room: asyncio.Event = field(default_factory=asyncio.Event)  # set by a flush that left the buffer not full
+    pauses: int = 0
+    failed_flushes: int = 0  # in a row
+    logged_at: dict[str, float] = field(default_factory=dict)
     malformed: dict[str, int] = field(default_factory=dict)
     logged_kinds: set[str] = field(default_factory=set)
     session_id: int | None = None
@@ -237,6 +250,8 @@ class Follower:
                     lag.observe(max(0, newest.received_ms - newest.ts_ms) / 1000)
                 if self.session_ended:
                     break
+                if len(self.buffer) >= self.host.buffer_max:
+                    await self._wait_for_room()
         finally:
             for task in (flusher, stats_pusher):
                 task.cancel()
@@ -245,6 +260,34 @@ class Follower:
             await self._flush()
             if self.session_ended:
                 await self._close_session("ended")
+
+    async def _wait_for_room(self) -> None:
+        """Backpressure: stop reading the socket while the buffer is full (see the module's
+        docstring); the periodic flush keeps storing, or trying to."""
+        metrics.live_paused.labels(self.platform).inc()
+        self.pauses += 1
+        started = asyncio.get_running_loop().time()
+        logged = self._now_and_then("paused")
+        if logged:
+            logger.warning("live messages come in faster than they are stored: reading the room paused",
+                           extra={"channel_id": self.channel_id, "pending": len(self.buffer), "pauses": self.pauses})
+        while len(self.buffer) >= self.host.buffer_max:  # a lost lease cancels this task
+            self.has_room.clear()
+            await self.has_room.wait()
+        if logged:
+            logger.warning("reading the room resumed", extra={
+                "channel_id": self.channel_id, "pending": len(self.buffer),
+                "paused_s": round(asyncio.get_running_loop().time() - started, 3)})
+
+    def _now_and_then(self, what: str, period_s: float = LOG_EVERY_S) -> bool:
+        """Whether to log `what` now: at most once every `period_s` per follower, so that a
+        database away for an hour or a room always ahead of it logs a line a minute, not
+        four a second (the metrics count every one)."""
+        now = asyncio.get_running_loop().time()
+        if now - self.logged_at.get(what, -period_s) < period_s:
+            return False
+        self.logged_at[what] = now
+        return True
 
     async def _flush_every(self, period_s: float) -> None:
         while True:
@@ -268,20 +311,31 @@ class Follower:
         the buffer is empty. A worker that fell behind (a slow database) catches up in
         frames a browser parses quickly and transactions that hold the session briefly."""
         while not self.lost_lease and self.session_id is not None and (self.buffer or self.malformed):
-            batch, self.buffer = self.buffer[:FLUSH_MAX], self.buffer[FLUSH_MAX:]
+            batch = [self.buffer.popleft() for _ in range(min(FLUSH_MAX, len(self.buffer)))]
             malformed, self.malformed = self.malformed, {}
             try:
                 stored = await self.host.db(_store_and_push)(channel_id=self.channel_id, session_id=self.session_id,
                                                              messages=batch, malformed=malformed,
                                                              platform=self.platform)
                 self.stored_since_stats += stored
+                if len(self.buffer) < self.host.buffer_max:
+                    self.has_room.set()
+                if self.failed_flushes:
+                    logger.warning("live messages stored again", extra={
+                        "channel_id": self.channel_id, "failed_flushes": self.failed_flushes,
+                        "pending": len(self.buffer)})
+                    self.failed_flushes = 0
+                    self.logged_at.pop("not stored", None)
             except Exception:
                 # The database is away: keep the messages for the next flush, nothing is dropped.
-                self.buffer[:0] = batch
+                self.buffer.extendleft(reversed(batch))
                 for kind, count in malformed.items():
                     self.malformed[kind] = self.malformed.get(kind, 0) + count
-                logger.exception("live messages not stored yet; kept for the next flush",
-                                 extra={"channel_id": self.channel_id, "pending": len(self.buffer)})
+                self.failed_flushes += 1
+                if self._now_and_then("not stored"):
+                    logger.exception("live messages not stored yet; kept for the next flush",
+                                     extra={"channel_id": self.channel_id, "pending": len(self.buffer),
+                                            "failed_flushes": self.failed_flushes})
                 return
 
     def _count_malformed(self, item: Malformed) -> None:
@@ -367,11 +421,12 @@ class Host:
     """All the followers of one worker process, on one event loop."""
 
     def __init__(self, *, owner: str | None = None, scan_s: float | None = None, flush_s: float | None = None,
-                 lease_s: float | None = None):
+                 lease_s: float | None = None, buffer_max: int | None = None):
         self.owner = owner or owner_name()
         self.scan_s = scan_s if scan_s is not None else settings.LIVEFEED_SCAN_S
         self.lease_s = lease_s if lease_s is not None else settings.LIVEFEED_LEASE_S
         self.flush_s = flush_s if flush_s is not None else settings.LIVEFEED_FLUSH_S
+        self.buffer_max = buffer_max if buffer_max is not None else settings.LIVEFEED_BUFFER_MAX
         self.followers: dict[int, Follower] = {}
         self.db = _in_db_thread
         self._stopping: asyncio.Event | None = None

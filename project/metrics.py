@@ -41,6 +41,11 @@ live_messages = Counter(
     "chorus_live_messages", "Live-feed messages, by platform and outcome.", ["platform", "outcome"]
 )  # received | stored | duplicate | malformed
 live_reconnects = Counter("chorus_live_reconnects", "Live-feed socket reconnects, by platform.", ["platform"])
+live_paused = Counter(
+    "chorus_live_paused",
+    "Times a followed room was not read because its messages waited to be stored (LIVEFEED_BUFFER_MAX), by platform.",
+    ["platform"],
+)
 live_fetchers = Gauge("chorus_live_fetchers", "Live channels this process follows now.", multiprocess_mode="livesum")
 live_recorders = Gauge("chorus_live_recorders", "Live channels this process records now.", multiprocess_mode="livesum")
 live_record_bytes = Counter("chorus_live_record_bytes", "Bytes of live video recorded, by platform.", ["platform"])

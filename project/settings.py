@@ -273,6 +273,9 @@ LIVEFEED_STATS_S = config.get_float("LIVEFEED_STATS_S", 5.0, minimum=0.1)  # liv
 # How often a fetcher stores what it received and pushes it: the latency it adds, and at most
 # 1 / LIVEFEED_FLUSH_S transactions and live.messages frames a second per room.
 LIVEFEED_FLUSH_S = config.get_float("LIVEFEED_FLUSH_S", 0.25, minimum=0.01)
+# Messages a followed room holds in memory while they wait to be stored (about 1 KB each); at
+# this many its socket is not read until flushes make room (livefeed/fetcher.py).
+LIVEFEED_BUFFER_MAX = config.get_int("LIVEFEED_BUFFER_MAX", 20_000, minimum=100)
 
 # Live recording (livefeed/recorder.py; docs/operations.md "Live recording"). A channel's own
 # output folder, when set, is used instead of LIVEFEED_RECORDINGS_DIR.
