@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # make test runs the suite once per database (make test TEST_DATABASES=sqlite: one only); after
-# the first, only the tests that use the database (the others cannot differ); with
-# CHORUS_TEST_PARALLEL=1 at the same time as the first (project/scripts/test-suite.sh).
+# the first, only the tests that use the database (the others cannot differ); each run on
+# CHORUS_TEST_WORKERS pytest-xdist workers (default 4), then the tests marked alone one at a time
+# (project/scripts/test-suite.sh).
 TEST_DATABASES ?= postgres sqlite
 
 .PHONY: run test install install-dev lint check-python

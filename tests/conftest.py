@@ -92,8 +92,11 @@ def pytest_collection_modifyitems(config, items):
         (left_out if leave_out else kept).append(item)
     if left_out:
         config.hook.pytest_deselected(items=left_out)
-        items[:] = kept
         config.stash[_left_out] = len(left_out)
+    # Tests marked `long` first (otherwise in pytest-django's order): make test hands whole
+    # files to pytest-xdist workers in this order, and one that took a minute at the end
+    # would keep the run waiting for it alone.
+    items[:] = sorted(kept, key=lambda item: item.get_closest_marker("long") is None)
 
 
 def pytest_sessionfinish(session, exitstatus):

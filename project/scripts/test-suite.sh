@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# make test's suite: once per database.
+# make test's suite: once per database, one database after the other.
 #   test-suite.sh PYTHON DATABASE...
 # The first database runs every test; each later one only the tests that use the database (the
-# others cannot differ). One after the other by default. CHORUS_TEST_PARALLEL=1 runs the later
-# ones at the same time as the first, each on a Redis database of its own (13, 12, ...): the
-# suite spends much of its time waiting on sockets, live servers and subprocesses, so the two
-# share 2 cores well (about 17 minutes instead of 27), but the load makes the tests that start
-# Celery workers and count on timings slower, and they have failed that way; their output is
-# kept and printed, whole, when they end. With REDIS_URL set by the caller the runs always go
-# one after the other (no second Redis database is known to be free).
+# others cannot differ). Each database's run has two parts:
+#   1. every test not marked `alone`, spread over CHORUS_TEST_WORKERS pytest-xdist worker
+#      processes (default 4), a whole file to one worker (module fixtures are made once): the
+#      suite spends most of its time waiting on sockets, live servers and subprocesses, so four
+#      share 2 cores well. Each worker has its own test database, SQLite folder and Redis
+#      database (tests/env.py: REDIS_URL's number minus the worker's index, 13 to 10 by default).
+#   2. the tests marked `alone` (they start Celery workers or `make run`, or time processes
+#      against each other: under load they have failed), one at a time with nothing beside them.
+# CHORUS_TEST_WORKERS=1 runs everything in one pytest, one test at a time, as before.
 set -uo pipefail
 python=$1; shift
 databases=()
@@ -16,46 +18,38 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do databases+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 read -r -a pytest_args <<< "${PYTEST_ARGS:-}"
 
-run() {  # run DATABASE ONLY_DATABASE_TESTS REDIS_URL_OR_EMPTY
-  if [ -n "$3" ]; then
-    CHORUS_TEST_DB=$1 CHORUS_TEST_DATABASE_TESTS_ONLY=$2 REDIS_URL=$3 "$python" -m pytest "${pytest_args[@]}"
-  else
-    CHORUS_TEST_DB=$1 CHORUS_TEST_DATABASE_TESTS_ONLY=$2 "$python" -m pytest "${pytest_args[@]}"
-  fi
-}
-
-announce() { echo "chorus: the test suite on $1${2:+ (the tests that use the database)}" >&2; }
-
-status=0
-if [ -n "${REDIS_URL:-}" ] || [ "${CHORUS_TEST_PARALLEL:-}" != 1 ] || [ "${#databases[@]}" -lt 2 ]; then
-  again=
-  for db in "${databases[@]}"; do
-    announce "$db" "$again"
-    run "$db" "$again" "" || status=1
-    again=1
-  done
-  exit $status
+workers=${CHORUS_TEST_WORKERS:-4}
+if ! [[ "$workers" =~ ^[0-9]+$ ]] || [ "$workers" -lt 1 ]; then
+  echo "chorus: CHORUS_TEST_WORKERS=$workers is not a number of at least 1" >&2
+  exit 2
 fi
 
-logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
-pids=()
-redis_db=12
-for db in "${databases[@]:1}"; do
-  announce "$db" 1
-  echo "chorus: ... running alongside; its output follows when it ends" >&2
-  run "$db" 1 "redis://127.0.0.1:6379/$redis_db" > "$logs/$db.log" 2>&1 &
-  pids+=("$!")
-  redis_db=$((redis_db - 1))
-done
-first=${databases[0]}
-announce "$first" ""
-run "$first" "" "redis://127.0.0.1:6379/13" || status=1
-index=0
-for db in "${databases[@]:1}"; do
-  wait "${pids[$index]}" || status=1
-  announce "$db" 1
-  cat "$logs/$db.log"
-  index=$((index + 1))
+pytest() {  # pytest DATABASE ONLY_DATABASE_TESTS ARG...: pytest's exit status
+  local db=$1 again=$2; shift 2
+  CHORUS_TEST_DB=$db CHORUS_TEST_DATABASE_TESTS_ONLY=$again "$python" -m pytest "$@" "${pytest_args[@]}"
+}
+
+run() {  # run DATABASE ONLY_DATABASE_TESTS: 0 when its tests passed
+  local db=$1 again=$2
+  if [ "$workers" -eq 1 ]; then
+    pytest "$db" "$again"
+    return
+  fi
+  # Exit status 5 is "no tests ran": a PYTEST_ARGS selection may leave one part empty, not both.
+  pytest "$db" "$again" -n "$workers" --dist loadfile --no-loadscope-reorder -m "not alone"
+  local spread=$?
+  echo "chorus: ... the tests marked alone, one at a time" >&2
+  pytest "$db" "$again" -m alone
+  local alone=$?
+  [ $spread -eq 5 ] && [ $alone -eq 5 ] && return 5
+  { [ $spread -eq 0 ] || [ $spread -eq 5 ]; } && { [ $alone -eq 0 ] || [ $alone -eq 5 ]; }
+}
+
+status=0
+again=
+for db in "${databases[@]}"; do
+  echo "chorus: the test suite on $db${again:+ (the tests that use the database)}" >&2
+  run "$db" "$again" || status=1
+  again=1
 done
 exit $status

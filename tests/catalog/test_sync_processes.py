@@ -25,7 +25,8 @@ from tests.catalog.sync_support import douban_fixture, full_subject, sync_settin
 from tests.catalog.sync_worker import MirrorDouban
 from tests.live import _server_env, stop_process_group
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Worker processes timed against each other, and a Celery worker: see pyproject.toml's markers.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.alone]
 INTERVAL_S = 0.25
 # The limiter spaces the sends; arrivals at the fake also carry each request's own latency.
 JITTER_S = 0.05

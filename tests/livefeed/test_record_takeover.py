@@ -23,7 +23,8 @@ from tests.livefeed.record_fixtures import (  # noqa: F401 - the fixtures
 )
 from tests.livefeed.test_fetcher import until
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_redis")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_redis"),
+              pytest.mark.alone]  # Celery workers: see pyproject.toml's markers
 
 
 @pytest.fixture

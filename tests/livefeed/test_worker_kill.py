@@ -19,7 +19,7 @@ from tests.livefeed.bilibili_fake import danmu
 from tests.livefeed.bilibili_fixtures import bilibili_fixture  # noqa: F401 - the fixture
 from tests.livefeed.test_fetcher import until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.alone]  # Celery workers: pyproject.toml's markers
 LEASE_S = 3
 
 

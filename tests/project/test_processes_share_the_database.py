@@ -23,6 +23,7 @@ from tests.factories import UserFactory, make_track
 from tests.live import DAPHNE, _server_env, stop_process_group
 from tests.scrobbling.fakes import FakeListenBrainz
 
+pytestmark = pytest.mark.alone  # a Celery worker: see pyproject.toml's markers
 CELERY = DAPHNE.with_name("celery")
 REQUESTS = 8  # through the web server, two threads at once
 PLAYS_PER_REQUEST = 15

@@ -23,7 +23,8 @@ from rooms.models import Room
 from tests.factories import UserFactory, make_track
 from tests.private_redis import PrivateRedis
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Recovery within RECOVERY_TIMEOUT_S of a restart, timed: see pyproject.toml's markers.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.alone]
 
 RECOVERY_TIMEOUT_S = 5
 

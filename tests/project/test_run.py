@@ -29,6 +29,7 @@ from project.run import BASE_DIR, Supervisor
 # Everything at the top of the checkout but these (so that a new app is copied too).
 NOT_COPIED = {".git", ".venv", "var", ".env", "tests", "docs", "bench", ".ci", ".ruff_cache", ".pytest_cache", "media",
               "__pycache__"}
+pytestmark = pytest.mark.alone  # a whole `make run`, timed: see pyproject.toml's markers
 START_TIMEOUT_S = 180
 WAIT_S = 60
 
