@@ -49,11 +49,13 @@ def test_a_worker_process_leaves_out_the_command_line_beat_and_the_web_apps():
     assert loaded["command_line_modules"] == []
     for app_name in ("django_celery_beat", "ninja", "daphne"):
         assert app_name not in loaded["apps"]
-    assert "livefeed" in loaded["apps"] and "django.contrib.auth" in loaded["apps"]
+    assert "livefeed" in loaded["apps"]
+    assert "django.contrib.auth" in loaded["apps"]
     assert loaded["queues"] == ["livefeed"]
     assert loaded["pool"] == "celery.concurrency.solo"
 
 
+@pytest.mark.alone  # starts a Celery worker (see pyproject.toml)
 @pytest.mark.django_db(transaction=True)
 def test_a_started_worker_answers_remote_control_and_stops_on_term(tmp_path, redis_client):
     name = f"entry-{os.getpid()}@probe"
