@@ -54,6 +54,12 @@ def room(people, tracks):
     return room
 
 
+# How long a test waits for an event that must come. Not a latency requirement (tests that
+# time something pass their own timeout): the budget of a machine running four test workers
+# on two cores, where 3 s once ran out on SQLite for an event that comes in milliseconds alone.
+EVENT_TIMEOUT_S = 10.0
+
+
 class Client:
     """A websocket client of the real ASGI app, with helpers to wait for events."""
 
@@ -90,12 +96,12 @@ class Client:
             return event
         return {"type": "room.members", "members": events.sorted_members(self.members.values()), "delta": event}
 
-    async def receive(self, timeout: float = 3) -> dict:
+    async def receive(self, timeout: float = EVENT_TIMEOUT_S) -> dict:
         if self.backlog:
             return self.backlog.pop(0)
         return await self._next(timeout)
 
-    async def expect(self, kind: str, timeout: float = 3, **fields) -> dict:
+    async def expect(self, kind: str, timeout: float = EVENT_TIMEOUT_S, **fields) -> dict:
         """The next event of `kind` whose fields match (others are kept for later)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -119,7 +125,7 @@ class Client:
         finally:
             self.backlog.extend(skipped)
 
-    async def closed_with(self, timeout: float = 3) -> int:
+    async def closed_with(self, timeout: float = EVENT_TIMEOUT_S) -> int:
         """Wait for the server to close the socket; returns the close code."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
