@@ -45,6 +45,7 @@ def _gaps_ms(segments: list[Segment]) -> list[int]:
     return gaps
 
 
+@pytest.mark.alone  # times ffmpeg's start and keyframes against the stream's clock
 async def test_segments_split_by_time_with_no_gap_and_wall_clock_starts(sim, recorded, recorders, watch):
     socket = await watch(recorded.pk)
     host = recorders()
@@ -99,6 +100,7 @@ def fast_sim(settings, tmp_path):
         yield simulator
 
 
+@pytest.mark.alone  # times ffmpeg's start and keyframes against the stream's clock
 async def test_segments_split_by_size_at_a_keyframe(fast_sim, alice, recorders):
     channel = await sync_to_async(LiveChannel.objects.create)(platform="simulator", ref=LIVE_ID, added_by=alice,
                                                               record=True, segment_s=3600, segment_mb=1)
@@ -113,6 +115,7 @@ async def test_segments_split_by_size_at_a_keyframe(fast_sim, alice, recorders):
     assert all(abs(gap) < 2000 for gap in await sync_to_async(_gaps_ms)(segments))
 
 
+@pytest.mark.alone  # times ffmpeg's start and keyframes against the stream's clock
 async def test_a_dropped_stream_is_reconnected_and_recorded_on_with_a_gap_under_2_s(sim, recorded, recorders):
     host = recorders()
     await until(lambda: len(_segments(recorded.pk)) >= 1 and sim.room(LIVE_ID).stream_viewers
