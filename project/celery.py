@@ -12,7 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 app = Celery("chorus")
 
 
-def load_settings_or_exit() -> None:
+def _load_settings_or_exit() -> None:
     """Report a bad setting in one line, as manage.py and the web server do (Celery would
     show a traceback from its option parsing)."""
     from project.config import ConfigError, exit_on_config_error
@@ -25,14 +25,21 @@ def load_settings_or_exit() -> None:
         exit_on_config_error(exc)
 
 
-if celery_process(sys.argv[0]):  # a worker or beat starting, not an import by Django
-    load_settings_or_exit()
-    # Celery's Django fixup runs the system checks as a worker starts, and the URL checks
-    # import every view and the whole API (ninja, pydantic, the catalog's streaming, ...)
-    # into a process that never serves them: about 13 MB of every worker. `manage.py
-    # migrate` runs them at every deploy (and `manage.py check` on demand);
-    # CELERY_SKIP_CHECKS= (set, empty) runs them in a worker too.
+def process_starting() -> None:
+    """What a worker or beat does as it starts, before Celery reads its settings: a bad
+    setting is reported in one line, and the system checks are skipped. Celery's Django
+    fixup runs them as a worker starts, and the URL checks import every view and the whole
+    API (ninja, pydantic, the catalog's streaming, ...) into a process that never serves
+    them: about 13 MB of every worker. `manage.py migrate` runs them at every deploy (and
+    `manage.py check` on demand); CELERY_SKIP_CHECKS= (set, empty) runs them in a worker too.
+    Called here for `celery ...`, and by project/worker.py, whose argv[0] says what it is
+    only after this module was imported."""
+    _load_settings_or_exit()
     os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
+
+
+if celery_process(sys.argv[0]):  # a worker or beat starting, not an import by Django
+    process_starting()
 
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

@@ -15,7 +15,6 @@ Options (the same names as Celery's): -Q/--queues, -P/--pool, -c/--concurrency,
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 POOLS = ("solo", "prefork", "threads")
@@ -47,12 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     from celery.utils.nodenames import default_nodename, host_format
 
-    # What project/celery.py does for a process started by `celery`: the package, and the app
-    # with it, were imported before argv[0] said what this process is.
-    os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
-    from project.celery import app, load_settings_or_exit
+    from project.celery import app, process_starting
 
-    load_settings_or_exit()
+    process_starting()
     app.loader.import_default_modules()  # as Celery's command line does before it starts a worker
     options = {"queues": args.queues, "pool_cls": args.pool, "loglevel": args.loglevel,
                "hostname": host_format(default_nodename(args.hostname)),
