@@ -79,7 +79,7 @@ async def test_a_room_is_not_read_past_its_buffer_while_the_database_is_away(pla
     monkeypatch.setattr(fetcher, "_store_and_push", store_while_up)
     running = hosts(buffer_max=10, flush_s=0.05)
     await platform.wait_for_socket()
-    await until(lambda: followed.__class__.objects.get(pk=followed.pk).state == "running")
+    await until(lambda: test_fetcher._channel(followed.pk).state == "running")
     for frame_number in range(4):  # 4 frames of 10: the first fills the buffer
         await platform.push([danmu(f"等{frame_number}-{n}", id_str=f"w{frame_number}-{n}") for n in range(10)])
     follower = running.host.followers[followed.pk]
