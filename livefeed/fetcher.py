@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -311,12 +312,16 @@ class Follower:
         the buffer is empty. A worker that fell behind (a slow database) catches up in
         frames a browser parses quickly and transactions that hold the session briefly."""
         while not self.lost_lease and self.session_id is not None and (self.buffer or self.malformed):
-            batch = [self.buffer.popleft() for _ in range(min(FLUSH_MAX, len(self.buffer)))]
+            # Taken off the buffer only once stored: while the call runs, the reader still sees
+            # them as pending and does not read past the bound, and a failure has nothing to put back.
+            batch = list(itertools.islice(self.buffer, FLUSH_MAX))
             malformed, self.malformed = self.malformed, {}
             try:
                 stored = await self.host.db(_store_and_push)(channel_id=self.channel_id, session_id=self.session_id,
                                                              messages=batch, malformed=malformed,
                                                              platform=self.platform)
+                for _ in batch:
+                    self.buffer.popleft()
                 self.stored_since_stats += stored
                 if len(self.buffer) < self.host.buffer_max:
                     self.has_room.set()
@@ -327,8 +332,7 @@ class Follower:
                     self.failed_flushes = 0
                     self.logged_at.pop("not stored", None)
             except Exception:
-                # The database is away: keep the messages for the next flush, nothing is dropped.
-                self.buffer.extendleft(reversed(batch))
+                # The database is away: the messages stay in the buffer for the next flush.
                 for kind, count in malformed.items():
                     self.malformed[kind] = self.malformed.get(kind, 0) + count
                 self.failed_flushes += 1
