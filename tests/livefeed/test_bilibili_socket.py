@@ -237,25 +237,13 @@ async def test_the_default_wss_template_verifies_the_hosts_certificate(tmp_path)
     room's host list, and the certificate is verified (project.outbound.wss_context): a host
     on a self-signed certificate is a RetryLater naming that host and the failure, and the
     same host trusted explicitly opens (the refusal is the certificate, not the server)."""
-    import ssl
     import time as clock
-
-    from websockets.asyncio.client import connect
-    from websockets.asyncio.server import serve
 
     from livefeed.clients import RoomInfo
     from livefeed.clients.bilibili import BilibiliClient
-    from tests.project.test_outbound import _certificate
+    from tests.project.test_outbound import _assert_opens_when_trusted, _wss_server
 
-    cert_path, key_path = _certificate(tmp_path)
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(cert_path, key_path)
-
-    async def handler(ws):
-        await ws.wait_closed()
-
-    async with serve(handler, "127.0.0.1", 0, ssl=server_context) as server:
-        port = server.sockets[0].getsockname()[1]
+    async with _wss_server(tmp_path) as (port, cert_path):
         client = BilibiliClient(api_root="http://127.0.0.1:9", nav_url="http://127.0.0.1:9/nav", ws_url="",
                                 cookie="", heartbeat_s=30.0, timeout_s=5.0)
         hosts = [{"host": "localhost", "port": 2243, "wss_port": port, "ws_port": 2244}]
@@ -264,6 +252,5 @@ async def test_the_default_wss_template_verifies_the_hosts_certificate(tmp_path)
         with pytest.raises(RetryLater, match=r"localhost.*CERTIFICATE_VERIFY_FAILED"):
             await client.connect(info, stall_s=5)
         assert client.last_url == f"wss://localhost:{port}/sub"
-        async with connect(client.last_url, ssl=ssl.create_default_context(cafile=cert_path)) as trusted:
-            assert trusted.protocol.state.name == "OPEN"
+        await _assert_opens_when_trusted(client.last_url, cert_path)
         await client.aclose()

@@ -202,29 +202,15 @@ async def test_a_push_socket_whose_certificate_no_authority_signed_is_refused(tm
     context, project.outbound.wss_context): one on a self-signed certificate is a RetryLater
     naming the verification failure, and the same socket trusted explicitly opens (the
     refusal is the certificate, not the server)."""
-    import ssl
-
-    from websockets.asyncio.client import connect
-    from websockets.asyncio.server import serve
-
     from livefeed.clients import RoomInfo
     from livefeed.clients.douyin import DouyinClient
-    from tests.project.test_outbound import _certificate
+    from tests.project.test_outbound import _assert_opens_when_trusted, _wss_server
 
-    cert_path, key_path = _certificate(tmp_path)
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(cert_path, key_path)
-
-    async def handler(ws):
-        await ws.wait_closed()
-
-    async with serve(handler, "127.0.0.1", 0, ssl=server_context) as server:
-        port = server.sockets[0].getsockname()[1]
+    async with _wss_server(tmp_path) as (port, cert_path):
         url = f"wss://localhost:{port}/webcast/im/push/v2/"
         client = DouyinClient(root="http://127.0.0.1:9", webcast_url=url, signer="")
         info = RoomInfo(ref="7", live=True, internal={"room_id": "7", "user_unique_id": "8", "ttwid": "t"})
         with pytest.raises(RetryLater, match="CERTIFICATE_VERIFY_FAILED"):
             await client.connect(info, stall_s=5)
-        async with connect(url, ssl=ssl.create_default_context(cafile=cert_path)) as trusted:
-            assert trusted.protocol.state.name == "OPEN"
+        await _assert_opens_when_trusted(url, cert_path)
         await client.aclose()

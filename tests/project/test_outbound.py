@@ -241,6 +241,31 @@ def _tls_server(tmp_path):
         server.server_close()
 
 
+@contextlib.asynccontextmanager
+async def _wss_server(tmp_path):
+    """(port, certificate path): a websocket server over TLS on loopback, with a self-signed
+    certificate for localhost, that holds every connection open until the client closes it."""
+    from websockets.asyncio.server import serve
+
+    cert_path, key_path = _certificate(tmp_path)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_path, key_path)
+
+    async def handler(ws):
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, ssl=server_context) as server:
+        yield server.sockets[0].getsockname()[1], cert_path
+
+
+async def _assert_opens_when_trusted(url: str, cert_path: str) -> None:
+    """The same socket opens once its certificate is trusted: a refusal was the certificate's."""
+    from websockets.asyncio.client import connect
+
+    async with connect(url, ssl=ssl.create_default_context(cafile=cert_path)) as trusted:
+        assert trusted.protocol.state.name == "OPEN"
+
+
 def test_tls_verifies_the_host_name_and_sends_it_as_sni(settings, tmp_path):
     settings.OUTBOUND_ALLOW_PRIVATE = LOOPBACK
     with _tls_server(tmp_path) as (port, cert_path, server_names):
