@@ -15,8 +15,11 @@ The supervisor keeps the site up when one process dies: it says which one died a
 restarts it after a short pause (1 s, then 2, 4 and 8 s while it keeps dying; a run of a
 minute resets the pause), while the others carry on. A process that dies five times within
 two minutes is crash-looping: the supervisor stops everything and says so. Ctrl-C (or
-SIGTERM) stops every process, the private Redis last, and exits 0; a second Ctrl-C kills
-what is still running instead of waiting for it.
+SIGTERM) stops every process in three rounds, each waited for, and exits 0: Chorus's own
+processes (web, workers, beat) first, then the stand-ins for the outside world they talk to
+(the live simulator, the demo Douban), so that a followed demo room is stopped by its worker
+rather than seen to drop, and the private Redis last. A second Ctrl-C kills what is still
+running instead of waiting for it.
 
 Everything under var/ (the SQLite database, Redis' dump, the demo password) is the
 user's alone: var/ is created 0700 and every process runs with umask 077.
@@ -60,6 +63,10 @@ DATABASE_URL=sqlite:///var/chorus.sqlite3
 PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 STOP_TIMEOUT_S = 10
 DEMO_DOUBAN = "catalogdemo"
+# The Procfile's stand-ins for outside services: stopped after the processes that use them.
+STAND_INS = frozenset({"simulator", DEMO_DOUBAN})
+# Stop rounds (Child.stop_round), in order.
+APP, STAND_IN, STORE = 0, 1, 2
 DEMO_DOUBAN_INTERVAL_S = "0.2"  # the demo's sync: quick, and slow enough to watch on its page
 
 
@@ -140,6 +147,7 @@ class Child:
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     crashes: list[float] = field(default_factory=list)  # monotonic times of recent deaths
+    stop_round: int = APP  # APP, then STAND_IN, then STORE (see Supervisor.stop_all)
     restart_at: float | None = None
 
 
@@ -157,14 +165,14 @@ class Supervisor:
         self._print_lock = threading.Lock()
         self._width = 6
 
-    def add(self, name: str, command: list[str]) -> Child:
-        self.children[name] = child = Child(name=name, command=command)
+    def add(self, name: str, command: list[str], *, stop_round: int = APP) -> Child:
+        self.children[name] = child = Child(name=name, command=command, stop_round=stop_round)
         self._width = max(self._width, len(name))
         return child
 
-    def add_shell(self, name: str, command: str) -> Child:
+    def add_shell(self, name: str, command: str, *, stop_round: int = APP) -> Child:
         # `exec`: the pid we watch (and report) is the program itself, not a shell around it.
-        return self.add(name, ["/bin/sh", "-c", f"exec {command}"])
+        return self.add(name, ["/bin/sh", "-c", f"exec {command}"], stop_round=stop_round)
 
     def log(self, name: str, line: str) -> None:
         with self._print_lock:
@@ -238,11 +246,12 @@ class Supervisor:
             os.killpg(child.process.pid, sig)
 
     def stop_all(self) -> None:
-        """SIGTERM to every child at once, except the first added (a private Redis), which
-        goes once the others are gone; SIGKILL after STOP_TIMEOUT_S or at a second Ctrl-C."""
+        """SIGTERM to the children round by round (Child.stop_round: APP, then STAND_IN, then
+        STORE), each round's children at once, the next round once they are gone; SIGKILL
+        after STOP_TIMEOUT_S or at a second Ctrl-C."""
         running = [c for c in self.children.values() if c.process is not None and c.process.poll() is None]
-        first = next(iter(self.children.values()), None)
-        for batch in ([c for c in running if c is not first], [c for c in running if c is first]):
+        for stop_round in sorted({c.stop_round for c in running}):
+            batch = [c for c in running if c.stop_round == stop_round]
             for child in batch:
                 self._kill_group(child, signal.SIGTERM)
             deadline = time.monotonic() + STOP_TIMEOUT_S
@@ -268,7 +277,7 @@ def start_private_redis(supervisor: Supervisor, env: dict) -> None:
     child = supervisor.add("redis", [
         binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", "60 1",
         "--appendonly", "no", "--logfile", str(data / "redis.log"), "--protected-mode", "yes",
-    ])
+    ], stop_round=STORE)
     supervisor.start(child)
     wait_listening(child, port, timeout_s=10, exited=f"redis-server exited; see {data / 'redis.log'}")
     env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
@@ -301,7 +310,7 @@ def start_demo_douban(supervisor: Supervisor, env: dict, processes: dict[str, st
     port = free_port(8766)
     env["CATALOG_DOUBAN_ROOT"] = f"http://127.0.0.1:{port}"
     env.setdefault("CATALOG_DOUBAN_MIN_INTERVAL_S", DEMO_DOUBAN_INTERVAL_S)
-    child = supervisor.add_shell(DEMO_DOUBAN, command)
+    child = supervisor.add_shell(DEMO_DOUBAN, command, stop_round=STAND_IN)
     supervisor.start(child)
     wait_listening(child, port, timeout_s=30, exited="the demo Douban (manage.py catalog_demo_server) exited; "
                                                       "its output is above")
@@ -350,7 +359,7 @@ def _serve(supervisor: Supervisor, env: dict, processes: dict[str, str]) -> int:
         env["LIVEFEED_SIMULATOR_ROOT"] = f"http://127.0.0.1:{free_port(8765)}"
     for name, command in processes.items():
         if name not in supervisor.children:  # not started already (the demo Douban)
-            supervisor.add_shell(name, command)
+            supervisor.add_shell(name, command, stop_round=STAND_IN if name in STAND_INS else APP)
     shown_host = "localhost" if host in {"127.0.0.1", "0.0.0.0", "::"} else host  # noqa: S104 - only for display
     url = f"http://{shown_host}:{port}/"
     password_file = VAR / "demo-password.txt"

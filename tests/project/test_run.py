@@ -24,7 +24,7 @@ import httpx
 import pytest
 import redis
 
-from project.run import BASE_DIR, Supervisor
+from project.run import APP, BASE_DIR, STAND_IN, STORE, Supervisor
 
 # Everything at the top of the checkout but these (so that a new app is copied too).
 NOT_COPIED = {".git", ".venv", "var", ".env", "tests", "docs", "bench", ".ci", ".ruff_cache", ".pytest_cache", "media",
@@ -305,3 +305,30 @@ def test_a_second_ctrl_c_kills_what_does_not_stop(capsys, tmp_path):
     assert "SIGINT received: stopping everything (again to kill at once)" in out
     assert "killing stubborn (Ctrl-C again)" in out
     assert stubborn.process.returncode == -signal.SIGKILL
+
+
+def test_everything_stops_in_rounds_chorus_first_then_the_stand_ins_then_redis(tmp_path):
+    """Each round is waited for: the livefeed worker stops its demo room before the simulator
+    goes, and nothing loses Redis while it is still running."""
+    log = tmp_path / "order.log"
+    supervisor = Supervisor(env=dict(os.environ), cwd=tmp_path)
+
+    def add(name: str, stop_round: int):  # on SIGTERM: say so, take a moment to stop, say so again
+        on_term = f"echo {name} stopping >> {log}; sleep 0.3; echo {name} stopped >> {log}; exit 0"
+        child = supervisor.add_shell(name, f"sh -c \"trap '{on_term}' TERM; touch {name}.armed; "
+                                           f"while :; do sleep 0.05; done\"", stop_round=stop_round)
+        supervisor.start(child)
+        return child
+
+    children = [add("redis", STORE), add("simulator", STAND_IN), add("web", APP), add("livefeed", APP)]
+    deadline = time.monotonic() + 10
+    while not all((tmp_path / f"{child.name}.armed").exists() for child in children):
+        assert time.monotonic() < deadline, "the children did not start"
+        time.sleep(0.02)
+
+    supervisor.stop_all()
+
+    lines = log.read_text().splitlines()
+    assert sorted(lines[:4]) == ["livefeed stopped", "livefeed stopping", "web stopped", "web stopping"]
+    assert lines[4:] == ["simulator stopping", "simulator stopped", "redis stopping", "redis stopped"]
+    assert all(child.process.returncode == 0 for child in children)
