@@ -31,6 +31,7 @@ are added to the failure report.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -181,63 +182,67 @@ def _server_env(extra: dict[str, str]) -> dict[str, str]:
     return child
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def _spawn(log_dir: Path, env: dict[str, str]) -> LiveServer:
+    """A Daphne on a listening socket this process made (`daphne --fd`): the port is never
+    free between being chosen and being listened on, so no other process can take it (and
+    answer for this server), and a connection made before Daphne is ready waits in the
+    socket's queue instead of being refused."""
     if not DAPHNE.exists():
         pytest.fail(f"{DAPHNE} not found: run pytest with the virtualenv's Python (.venv/bin/python -m pytest).")
-    port = _free_port()
-    log_path = log_dir / f"daphne-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(DAPHNE), "-b", HOST, "-p", str(port), "--access-log", "-", "project.asgi:application"],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    with socket.socket() as listener:
+        listener.bind((HOST, 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
+        log_path = log_dir / f"daphne-{port}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(DAPHNE), "--fd", str(listener.fileno()), "--access-log", "-", "project.asgi:application"],
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(listener.fileno(),),
+            )
     return LiveServer(port=port, process=process, log_path=log_path)
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, timeout_s: float) -> bool:
+    """Whether Daphne answers HTTP on `port` (any status: /healthz is 503 in a test that
+    stopped Redis). Connecting alone proves nothing: the socket listens before Daphne runs."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout_s)
     try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
+        connection.request("GET", "/healthz")
+        connection.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
 
 
 def _wait_until_up(server: LiveServer, deadline: float) -> str | None:
-    """None once the port answers; otherwise why the server did not come up."""
+    """None once the server answers; otherwise why it did not come up."""
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             return f"exited with status {server.process.returncode}"
-        if _answers(server.port):
+        if _answers(server.port, timeout_s=max(0.1, min(2.0, deadline - time.monotonic()))):
             return None
         time.sleep(0.05)
     return f"did not answer on port {server.port} within {SERVER_START_TIMEOUT_S} s"
 
 
 def _start(log_dir: Path, env: dict[str, str], count: int) -> list[LiveServer]:
-    """Start `count` servers in parallel; a server that lost its port to a race is retried."""
+    """Start `count` servers in parallel and wait until each answers."""
     servers = [_spawn(log_dir, env) for _ in range(count)]
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    for index in range(count):
-        for _attempt in range(3):
-            problem = _wait_until_up(servers[index], deadline)
-            if problem is None or "Address already in use" not in servers[index].log():
-                break
-            servers[index] = _spawn(log_dir, env)
+    for server in servers:
+        problem = _wait_until_up(server, deadline)
         if problem is not None:
-            for server in servers:
-                server.stop()
-            log = servers[index].log()
-            print(f"--- daphne log ({servers[index].log_path}) ---\n{log}", file=sys.stderr)
+            for other in servers:
+                other.stop()
+            log = server.log()
+            print(f"--- daphne log ({server.log_path}) ---\n{log}", file=sys.stderr)
             pytest.fail(f"Daphne {problem}:\n{log[-4000:]}", pytrace=False)
     return servers
 
