@@ -307,8 +307,9 @@ def test_wrong_methods_trailing_slashes_and_unknown_paths_get_listenbrainz_json(
     response = client.post(VALIDATE_URL, headers={"Authorization": f"Token {alice_token}"})
     assert (response.status_code, response.json()["code"]) == (405, 405)
 
+    body = json.dumps({"listen_type": "single", "payload": [listen()]})  # one listen, sent twice
     for path in (SUBMIT_URL + "/", "/1/submit-listens/"):
-        response = client.post(path, data=json.dumps({"listen_type": "single", "payload": [listen()]}),
+        response = client.post(path, data=body,
                                content_type="application/json", headers={"Authorization": f"Token {alice_token}"})
         assert (response.status_code, response.json()) == (200, {"status": "ok"})
     assert client.get(VALIDATE_URL + "/", headers={"Authorization": f"Token {alice_token}"}).json()["valid"] is True
