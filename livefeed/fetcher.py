@@ -356,7 +356,11 @@ class Follower:
         self.session_ended = False
         session, created = await self.host.db(services.session_open)(channel_id=self.channel_id, title=info.title)
         self.session_id = session.pk
-        if not created and self.gap_started_ms is None:
+        if created:
+            # A new session has no gap: failed connects before it (the room not reachable
+            # yet) were before anything was followed.
+            self.gap_started_ms = None
+        elif self.gap_started_ms is None:
             # A take-over (or a restart): nobody listened since the last message stored.
             self.gap_started_ms = await self.host.db(selectors.channel_last_received_ms)(channel_id=self.channel_id)
 

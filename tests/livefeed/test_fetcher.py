@@ -110,6 +110,23 @@ async def test_following_stores_every_message_once_across_a_drop_and_a_resend(pl
     assert "reconnecting" in states
 
 
+async def test_a_room_unreachable_at_first_opens_its_session_with_no_gap(platform, followed, hosts):
+    """Not reaching the platform before anything was followed is not a gap in a session: the
+    session starts when the room is first reached (`make run` starts the worker before the
+    simulator listens)."""
+    platform.fail_next("/room/v1/Room/room_init", status=503)
+    hosts()
+    await platform.wait_for_socket()
+    await until(lambda: _channel(followed.pk).state == "running", what="running")
+    await platform.push([danmu("来了", id_str="first")])
+    await until(lambda: _contents(followed.pk) == ["来了"], what="stored")
+    states = await sync_to_async(lambda: list(LiveStateChange.objects.filter(channel=followed).order_by("id")
+                                               .values_list("to_state", flat=True)))()
+    assert states == ["starting", "reconnecting", "running"]
+    session = await sync_to_async(LiveSession.objects.get)(channel=followed)
+    assert session.gaps == []
+
+
 async def test_stop_finishes_within_two_seconds_and_keeps_what_was_received(platform, followed, hosts, alice):
     hosts()
     await platform.wait_for_socket()
