@@ -4,12 +4,13 @@ Douban) with one command.
 1. Write `.env` with a fresh SECRET_KEY on first run (embedded defaults: SQLite).
 2. When REDIS_URL is not set, start a private redis-server under var/ on a free port; when
    CATALOG_DOUBAN_ROOT is not set, start the demo Douban (the Procfile's `catalogdemo`) on a
-   free port and point CATALOG_DOUBAN_ROOT at it (CATALOG_DOUBAN_MIN_INTERVAL_S 0.2 unless set).
+   free port and point CATALOG_DOUBAN_ROOT at it (CATALOG_DOUBAN_MIN_INTERVAL_S 0.2 unless set);
+   start the local live simulator (the Procfile's `simulator`), on a free port in
+   LIVEFEED_SIMULATOR_ROOT unless that is set.
 3. Migrate, collect static files, load the demo content (which queues a sync of the demo
-   Douban's films when the catalog has none yet).
-4. Run the rest of the Procfile (Daphne, the Celery worker, the livefeed worker, Celery beat and
-   the local live simulator, on a free port in LIVEFEED_SIMULATOR_ROOT) under a small supervisor
-   (no honcho: honcho stops every process as soon as one exits).
+   Douban's films when the catalog has none yet); wait until the live simulator listens.
+4. Run the rest of the Procfile (Daphne, the Celery worker, the livefeed worker, Celery beat)
+   under a small supervisor (no honcho: honcho stops every process as soon as one exits).
 
 The supervisor keeps the site up when one process dies: it says which one died and
 restarts it after a short pause (1 s, then 2, 4 and 8 s while it keeps dying; a run of a
@@ -41,6 +42,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR = BASE_DIR / "var"
@@ -64,7 +66,8 @@ PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 STOP_TIMEOUT_S = 10
 DEMO_DOUBAN = "catalogdemo"
 # The Procfile's stand-ins for outside services: stopped after the processes that use them.
-STAND_INS = frozenset({"simulator", DEMO_DOUBAN})
+SIMULATOR = "simulator"
+STAND_INS = frozenset({SIMULATOR, DEMO_DOUBAN})
 # Stop rounds (Child.stop_round), in order.
 APP, STAND_IN, STORE = 0, 1, 2
 DEMO_DOUBAN_INTERVAL_S = "0.2"  # the demo's sync: quick, and slow enough to watch on its page
@@ -318,6 +321,21 @@ def start_demo_douban(supervisor: Supervisor, env: dict, processes: dict[str, st
         f"(set CATALOG_DOUBAN_ROOT to sync from another)")
 
 
+def start_live_simulator(supervisor: Supervisor, env: dict, processes: dict[str, str]) -> Child | None:
+    """The live simulator (the Procfile's `simulator`) on a free port in LIVEFEED_SIMULATOR_ROOT
+    unless that is set, started now: it gets ready while the database is migrated, and the
+    livefeed worker, started after it listens, finds the demo room at its first try (not a
+    "connection failed" in the demo channel's history on a new machine)."""
+    command = processes.pop(SIMULATOR, None)
+    if command is None:
+        return None
+    if not env.get("LIVEFEED_SIMULATOR_ROOT"):
+        env["LIVEFEED_SIMULATOR_ROOT"] = f"http://127.0.0.1:{free_port(8765)}"
+    child = supervisor.add_shell(SIMULATOR, command, stop_round=STAND_IN)
+    supervisor.start(child)
+    return child
+
+
 def main() -> int:
     os.chdir(BASE_DIR)
     make_private()
@@ -341,11 +359,17 @@ def main() -> int:
         if not os.environ.get("REDIS_URL"):
             start_private_redis(supervisor, env)
         start_demo_douban(supervisor, env, processes)
+        simulator = start_live_simulator(supervisor, env, processes)
         say("migrating the database")
         manage("migrate", "--noinput", env=env)
         manage("collectstatic", "--noinput", "-v", "0", env=env)
         say("loading demo content")
         manage("load_demo", env=env)
+        root = urlsplit(env.get("LIVEFEED_SIMULATOR_ROOT", ""))
+        if simulator is not None and root.hostname in {"127.0.0.1", "localhost"}:
+            # listening before the livefeed worker looks for the demo room
+            wait_listening(simulator, root.port or 8765, timeout_s=30,
+                           exited="the live simulator (manage.py live_simulator) exited; its output is above")
         return _serve(supervisor, env, processes)
     finally:
         supervisor.stop_all()  # also after Ctrl-C while the private Redis was starting
@@ -355,8 +379,6 @@ def _serve(supervisor: Supervisor, env: dict, processes: dict[str, str]) -> int:
     host = env.get("CHORUS_HOST", "127.0.0.1")
     port = free_port(int(env.get("CHORUS_PORT", "8000")))
     env.update(CHORUS_HOST=host, CHORUS_PORT=str(port))
-    if not env.get("LIVEFEED_SIMULATOR_ROOT"):  # the live simulator, on a free port next to the web
-        env["LIVEFEED_SIMULATOR_ROOT"] = f"http://127.0.0.1:{free_port(8765)}"
     for name, command in processes.items():
         if name not in supervisor.children:  # not started already (the demo Douban)
             supervisor.add_shell(name, command, stop_round=STAND_IN if name in STAND_INS else APP)
