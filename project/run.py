@@ -65,10 +65,9 @@ DATABASE_URL=sqlite:///var/chorus.sqlite3
 PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 STOP_TIMEOUT_S = 10
 DEMO_DOUBAN = "catalogdemo"
-# The Procfile's stand-ins for outside services: stopped after the processes that use them.
 SIMULATOR = "simulator"
-STAND_INS = frozenset({SIMULATOR, DEMO_DOUBAN})
-# Stop rounds (Child.stop_round), in order.
+# Stop rounds (Child.stop_round), in order: Chorus's processes, then the Procfile's stand-ins
+# for outside services (the demo Douban, the live simulator), then the private Redis.
 APP, STAND_IN, STORE = 0, 1, 2
 DEMO_DOUBAN_INTERVAL_S = "0.2"  # the demo's sync: quick, and slow enough to watch on its page
 
@@ -381,7 +380,7 @@ def _serve(supervisor: Supervisor, env: dict, processes: dict[str, str]) -> int:
     env.update(CHORUS_HOST=host, CHORUS_PORT=str(port))
     for name, command in processes.items():
         if name not in supervisor.children:  # not started already (the demo Douban)
-            supervisor.add_shell(name, command, stop_round=STAND_IN if name in STAND_INS else APP)
+            supervisor.add_shell(name, command)
     shown_host = "localhost" if host in {"127.0.0.1", "0.0.0.0", "::"} else host  # noqa: S104 - only for display
     url = f"http://{shown_host}:{port}/"
     password_file = VAR / "demo-password.txt"

@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from livefeed import messages as m
-from livefeed.clients import Blocked, RetryLater
+from livefeed.clients import Blocked, RetryLater, RoomInfo
 from livefeed.messages import Malformed, Message
 from tests.livefeed import bilibili_fake as fake_cmds
 from tests.livefeed.bilibili_fake import packet
@@ -237,9 +237,6 @@ async def test_the_default_wss_template_verifies_the_hosts_certificate(tmp_path)
     room's host list, and the certificate is verified (project.outbound.wss_context): a host
     on a self-signed certificate is a RetryLater naming that host and the failure, and the
     same host trusted explicitly opens (the refusal is the certificate, not the server)."""
-    import time as clock
-
-    from livefeed.clients import RoomInfo
     from livefeed.clients.bilibili import BilibiliClient
     from tests.project.test_outbound import _assert_opens_when_trusted, _wss_server
 
@@ -248,7 +245,7 @@ async def test_the_default_wss_template_verifies_the_hosts_certificate(tmp_path)
                                 cookie="", heartbeat_s=30.0, timeout_s=5.0)
         hosts = [{"host": "localhost", "port": 2243, "wss_port": port, "ws_port": 2244}]
         info = RoomInfo(ref="3", live=True, internal={
-            "room_id": 5440, "danmu": {"token": "t", "uid": 0, "hosts": hosts, "fetched_at": clock.time()}})
+            "room_id": 5440, "danmu": {"token": "t", "uid": 0, "hosts": hosts, "fetched_at": time.time()}})
         with pytest.raises(RetryLater, match=r"localhost.*CERTIFICATE_VERIFY_FAILED"):
             await client.connect(info, stall_s=5)
         assert client.last_url == f"wss://localhost:{port}/sub"
